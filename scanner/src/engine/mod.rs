@@ -1,0 +1,498 @@
+//! The matching engine: keyword prefilter, regex confirmation, post-filters.
+//!
+//! Scanning a buffer works in two stages. One Aho-Corasick automaton over the
+//! keywords of every rule finds candidate positions in a single pass; only
+//! the rules whose keywords occur run their regex, and only on a window of
+//! bytes around each hit (windows of one rule are merged, so no byte is
+//! searched twice by the same rule). Matches then go through the entropy,
+//! checksum, placeholder and allow-list filters, rule requirements, and
+//! finally overlap resolution, so that one secret yields one match: that of
+//! the most confident, most specific rule.
+//!
+//! Regexes are compiled lazily on a rule's first keyword hit: a scan of one
+//! small file compiles only the few rules it could trigger.
+
+mod filters;
+
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta;
+use regex_automata::util::captures::Captures;
+use regex_automata::Input;
+
+use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
+
+pub use filters::{entropy, entropy_floor, is_placeholder, valid_checksum};
+
+/// An error building an engine (only user-supplied allow lists can fail here:
+/// rule regexes were compiled when their file was loaded).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid global allow regex {pattern:?}: {message}")]
+    AllowRegex { pattern: String, message: String },
+    #[error("cannot build keyword prefilter: {0}")]
+    Prefilter(String),
+}
+
+/// A confirmed match in a scanned buffer. Offsets are byte offsets into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMatch {
+    /// Index of the rule in [`Engine::rules`].
+    pub rule: usize,
+    /// The secret's span.
+    pub start: usize,
+    pub end: usize,
+    /// The whole regex match's span (contains the secret's).
+    pub match_start: usize,
+    pub match_end: usize,
+    pub entropy: f64,
+}
+
+/// Builds an [`Engine`] from a rule set with a few knobs.
+pub struct EngineBuilder {
+    rules: RuleSet,
+    min_confidence: Confidence,
+}
+
+impl EngineBuilder {
+    pub fn new(rules: RuleSet) -> EngineBuilder {
+        EngineBuilder {
+            rules,
+            min_confidence: Confidence::Low,
+        }
+    }
+
+    /// Drop rules below this confidence.
+    pub fn min_confidence(mut self, c: Confidence) -> EngineBuilder {
+        self.min_confidence = c;
+        self
+    }
+
+    pub fn build(mut self) -> Result<Engine, EngineError> {
+        let min = self.min_confidence;
+        self.rules.retain(|r| r.confidence >= min);
+        Engine::new(self.rules)
+    }
+}
+
+/// A rule a keyword triggers, with the exact bytes required when the rule's
+/// keywords are case-sensitive.
+type Trigger = (u32, Option<Box<[u8]>>);
+
+struct Global {
+    paths: Vec<meta::Regex>,
+    regexes: Vec<meta::Regex>,
+    stopwords: Vec<Vec<u8>>,
+}
+
+/// A compiled rule set, ready to scan. Cheap to share between threads.
+pub struct Engine {
+    rules: Vec<Rule>,
+    compiled: Vec<OnceLock<Option<CompiledRule>>>,
+    prefilter: Option<AhoCorasick>,
+    /// For each prefilter pattern, the rules it triggers and, for rules with
+    /// case-sensitive keywords, the exact bytes the hit must equal.
+    triggers: Vec<Vec<Trigger>>,
+    /// Rules without keywords: they run on every buffer.
+    unconditional: Vec<u32>,
+    /// For each rule with a requirement: (index of the required rule, within).
+    requirements: Vec<Option<(usize, usize)>>,
+    global: Global,
+}
+
+/// Per-thread scratch space, reused across buffers to avoid allocation.
+#[derive(Default)]
+pub struct Scratch {
+    windows: Vec<(u32, usize, usize)>,
+    last: Vec<u32>,
+    matches: Vec<RawMatch>,
+}
+
+const INLINE_ALLOW: [&[u8]; 2] = [b"keyburn:allow", b"gitleaks:allow"];
+
+impl Engine {
+    pub fn new(set: RuleSet) -> Result<Engine, EngineError> {
+        let global = Global {
+            paths: compile_all(&set.allow.paths)?,
+            regexes: compile_all(&set.allow.regexes)?,
+            stopwords: set
+                .allow
+                .stopwords
+                .iter()
+                .map(|s| s.to_ascii_lowercase().into_bytes())
+                .collect(),
+        };
+        let rules: Vec<Rule> = set.rules().to_vec();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let mut triggers: Vec<Vec<Trigger>> = Vec::new();
+        let mut unconditional = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.keywords.is_empty() {
+                unconditional.push(i as u32);
+            }
+            for kw in &rule.keywords {
+                let key = kw.to_ascii_lowercase();
+                let p = *index.entry(key.clone()).or_insert_with(|| {
+                    patterns.push(key);
+                    triggers.push(Vec::new());
+                    patterns.len() - 1
+                });
+                let exact = rule
+                    .case_sensitive_keywords
+                    .then(|| kw.as_bytes().to_vec().into_boxed_slice());
+                if !triggers[p]
+                    .iter()
+                    .any(|(r, e)| *r == i as u32 && *e == exact)
+                {
+                    triggers[p].push((i as u32, exact));
+                }
+            }
+        }
+        let prefilter = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .map_err(|e| EngineError::Prefilter(e.to_string()))?,
+            )
+        };
+        let requirements = rules
+            .iter()
+            .map(|r| {
+                r.requires.as_ref().and_then(|req| {
+                    rules
+                        .iter()
+                        .position(|o| o.id == req.rule)
+                        .map(|i| (i, req.within))
+                })
+            })
+            .collect();
+        let compiled = rules.iter().map(|_| OnceLock::new()).collect();
+        Ok(Engine {
+            rules,
+            compiled,
+            prefilter,
+            triggers,
+            unconditional,
+            requirements,
+            global,
+        })
+    }
+
+    /// The engine's rules; [`RawMatch::rule`] indexes this slice.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The compiled form of rule `i`, compiling it on first use. `None` when
+    /// the rule does not compile (only possible for rules that skipped
+    /// validation; they are then inert).
+    fn compiled(&self, i: usize) -> Option<&CompiledRule> {
+        self.compiled[i]
+            .get_or_init(|| self.rules[i].compile().ok())
+            .as_ref()
+    }
+
+    /// Scan a buffer that has no path.
+    pub fn scan(&self, hay: &[u8]) -> Vec<RawMatch> {
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        self.scan_into(None, hay, &mut scratch, &mut out);
+        out
+    }
+
+    /// Scan `hay`, the content of `path` if it has one, appending matches to
+    /// `out` sorted by position.
+    pub fn scan_into(
+        &self,
+        path: Option<&str>,
+        hay: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+    ) {
+        if let Some(p) = path {
+            if self.global.paths.iter().any(|re| re.is_match(p)) {
+                return;
+            }
+        }
+        self.collect_windows(hay, scratch);
+        let windows = std::mem::take(&mut scratch.windows);
+        let mut found = std::mem::take(&mut scratch.matches);
+        found.clear();
+        let mut current: Option<(u32, Option<Captures>)> = None;
+        for &(r, ws, we) in &windows {
+            if current.as_ref().map(|c| c.0) != Some(r) {
+                let caps = self
+                    .compiled(r as usize)
+                    .filter(|c| path_allowed(c, path))
+                    .map(|c| c.regex.create_captures());
+                current = Some((r, caps));
+            }
+            if let Some((_, Some(caps))) = current.as_mut() {
+                self.search_window(r as usize, hay, ws, we, caps, &mut found);
+            }
+        }
+        scratch.windows = windows;
+        self.apply_requirements(&mut found);
+        resolve_overlaps(&self.rules, &mut found);
+        out.append(&mut found);
+        scratch.matches = found;
+    }
+
+    /// Stage one: keyword hits become per-rule windows, merged and sorted.
+    fn collect_windows(&self, hay: &[u8], scratch: &mut Scratch) {
+        let wins = &mut scratch.windows;
+        wins.clear();
+        scratch.last.clear();
+        scratch.last.resize(self.rules.len(), u32::MAX);
+        if let Some(ac) = &self.prefilter {
+            for hit in ac.find_overlapping_iter(hay) {
+                for (r, exact) in &self.triggers[hit.pattern().as_usize()] {
+                    if let Some(exact) = exact {
+                        if hay[hit.start()..hit.end()] != **exact {
+                            continue;
+                        }
+                    }
+                    let Some(c) = self.compiled(*r as usize) else {
+                        continue;
+                    };
+                    let ws = hit.start().saturating_sub(c.window);
+                    let we = (hit.end() + c.window).min(hay.len());
+                    let last = &mut scratch.last[*r as usize];
+                    if *last != u32::MAX {
+                        let w = &mut wins[*last as usize];
+                        if ws <= w.2 && we >= w.1 {
+                            w.1 = w.1.min(ws);
+                            w.2 = w.2.max(we);
+                            continue;
+                        }
+                    }
+                    *last = wins.len() as u32;
+                    wins.push((*r, ws, we));
+                }
+            }
+        }
+        for &r in &self.unconditional {
+            wins.push((r, 0, hay.len()));
+        }
+        wins.sort_unstable();
+        // Hits of different lengths can arrive slightly out of order; merge
+        // whatever overlaps after sorting so each byte is searched once per rule.
+        let mut w = 0;
+        for i in 0..wins.len() {
+            if w > 0 && wins[w - 1].0 == wins[i].0 && wins[i].1 <= wins[w - 1].2 {
+                wins[w - 1].2 = wins[w - 1].2.max(wins[i].2);
+            } else {
+                wins[w] = wins[i];
+                w += 1;
+            }
+        }
+        wins.truncate(w);
+    }
+
+    /// Stage two: run rule `r` on `hay[ws..we]` and filter what it finds.
+    fn search_window(
+        &self,
+        r: usize,
+        hay: &[u8],
+        ws: usize,
+        we: usize,
+        caps: &mut Captures,
+        out: &mut Vec<RawMatch>,
+    ) {
+        let Some(c) = self.compiled(r) else { return };
+        let rule = &self.rules[r];
+        let mut input = Input::new(hay).range(ws..we);
+        loop {
+            c.regex.search_captures(&input, caps);
+            let Some(m) = caps.get_match() else { break };
+            let span = caps.get_group(c.secret_group).unwrap_or_else(|| m.span());
+            if span.start < span.end {
+                let secret = &hay[span.start..span.end];
+                let ent = entropy(secret);
+                if self.keep(rule, c, hay, m.span(), secret, ent) {
+                    out.push(RawMatch {
+                        rule: r,
+                        start: span.start,
+                        end: span.end,
+                        match_start: m.start(),
+                        match_end: m.end(),
+                        entropy: ent,
+                    });
+                }
+            }
+            let next = if m.is_empty() { m.end() + 1 } else { m.end() };
+            if next >= we {
+                break;
+            }
+            input.set_start(next);
+        }
+    }
+
+    /// The post-filters, cheapest first.
+    fn keep(
+        &self,
+        rule: &Rule,
+        c: &CompiledRule,
+        hay: &[u8],
+        whole: regex_automata::Span,
+        secret: &[u8],
+        ent: f64,
+    ) -> bool {
+        if rule
+            .entropy
+            .is_some_and(|min| ent < entropy_floor(min, secret))
+        {
+            return false;
+        }
+        if rule.checksum.is_some_and(|k| !valid_checksum(k, secret)) {
+            return false;
+        }
+        if rule.placeholder_filter && is_placeholder(secret) {
+            return false;
+        }
+        if contains_any_ci(secret, &c.stopwords) || contains_any_ci(secret, &self.global.stopwords)
+        {
+            return false;
+        }
+        let line = line_around(hay, whole.start, whole.end);
+        if !c.allow_regexes.is_empty() {
+            let target = match rule.allow.regex_target {
+                RegexTarget::Secret => secret,
+                RegexTarget::Match => &hay[whole.start..whole.end],
+                RegexTarget::Line => line,
+            };
+            if c.allow_regexes.iter().any(|re| re.is_match(target)) {
+                return false;
+            }
+        }
+        if self.global.regexes.iter().any(|re| re.is_match(secret)) {
+            return false;
+        }
+        !INLINE_ALLOW
+            .iter()
+            .any(|m| memchr::memmem::find(line, m).is_some())
+    }
+
+    fn apply_requirements(&self, found: &mut Vec<RawMatch>) {
+        if !found.iter().any(|m| self.requirements[m.rule].is_some()) {
+            return;
+        }
+        let snapshot = found.clone();
+        found.retain(|m| match self.requirements[m.rule] {
+            None => true,
+            Some((req, within)) => snapshot
+                .iter()
+                .any(|o| o.rule == req && o.start <= m.end + within && m.start <= o.end + within),
+        });
+    }
+}
+
+/// An example or counterexample of a rule that did not behave.
+#[derive(Debug, Clone)]
+pub struct ExampleFailure {
+    pub rule: String,
+    pub text: String,
+    /// True for an example that was not detected, false for a
+    /// counterexample that was.
+    pub expected_match: bool,
+}
+
+/// Run every rule's examples (each must yield a finding of that rule) and
+/// counterexamples (none may), all rules of `set` loaded together, so that
+/// overlaps between rules are judged as a real scan would judge them.
+pub fn check_examples(set: &RuleSet) -> Result<Vec<ExampleFailure>, EngineError> {
+    let engine = Engine::new(set.clone())?;
+    let mut failures = Vec::new();
+    for (i, rule) in engine.rules().iter().enumerate() {
+        let cases = rule
+            .examples
+            .iter()
+            .map(|e| (e, true))
+            .chain(rule.counterexamples.iter().map(|e| (e, false)));
+        for (text, expected) in cases {
+            let found = engine.scan(text.as_bytes()).iter().any(|m| m.rule == i);
+            if found != expected {
+                failures.push(ExampleFailure {
+                    rule: rule.id.clone(),
+                    text: text.clone(),
+                    expected_match: expected,
+                });
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn compile_all(list: &[String]) -> Result<Vec<meta::Regex>, EngineError> {
+    list.iter()
+        .map(|p| {
+            compile_regex(p)
+                .map(|(re, _)| re)
+                .map_err(|message| EngineError::AllowRegex {
+                    pattern: p.clone(),
+                    message,
+                })
+        })
+        .collect()
+}
+
+fn path_allowed(c: &CompiledRule, path: Option<&str>) -> bool {
+    let Some(p) = path else {
+        return c.only_paths.is_empty();
+    };
+    (c.only_paths.is_empty() || c.only_paths.iter().any(|re| re.is_match(p)))
+        && !c.allow_paths.iter().any(|re| re.is_match(p))
+}
+
+fn contains_any_ci(hay: &[u8], needles: &[Vec<u8>]) -> bool {
+    if needles.is_empty() {
+        return false;
+    }
+    let lower = hay.to_ascii_lowercase();
+    needles
+        .iter()
+        .any(|n| memchr::memmem::find(&lower, n).is_some())
+}
+
+/// The line (or lines) holding `start..end`, without the line terminators.
+pub(crate) fn line_around(hay: &[u8], start: usize, end: usize) -> &[u8] {
+    let ls = memchr::memrchr(b'\n', &hay[..start]).map_or(0, |i| i + 1);
+    let le = memchr::memchr(b'\n', &hay[end..]).map_or(hay.len(), |i| end + i);
+    &hay[ls..le]
+}
+
+/// Keep one match per secret: among overlapping secrets, the most confident
+/// rule wins, then a provider rule over a generic one, then the one whose
+/// regex consumed more context (more specific), then the rule listed first.
+fn resolve_overlaps(rules: &[Rule], found: &mut Vec<RawMatch>) {
+    found.sort_by_key(|m| (m.start, m.end, m.rule));
+    let key = |m: &RawMatch| {
+        let rule = &rules[m.rule];
+        (
+            rule.confidence,
+            !rule.is_generic(),
+            m.match_end - m.match_start,
+            std::cmp::Reverse(m.rule),
+        )
+    };
+    let better = |a: &RawMatch, b: &RawMatch| key(a) > key(b);
+    let mut kept: Vec<RawMatch> = Vec::with_capacity(found.len());
+    for m in found.drain(..) {
+        match kept.last_mut() {
+            Some(last) if m.start < last.end => {
+                if better(&m, last) {
+                    *last = m;
+                }
+            }
+            _ => kept.push(m),
+        }
+    }
+    *found = kept;
+}

@@ -1,0 +1,205 @@
+//! Findings: a confirmed match placed in its origin (path, line, column),
+//! with a fingerprint that stays the same across runs.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::RawMatch;
+use crate::rules::{Confidence, Rule};
+
+/// Where a finding sits: 1-based line and column (in characters) of the
+/// secret's first character, and of its last character (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+}
+
+/// The commit that introduced a finding, for history scans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitInfo {
+    pub id: String,
+    pub author: String,
+    pub email: String,
+    pub date: String,
+    pub message: String,
+}
+
+/// One leaked secret at one place. Field names are the JSON output contract
+/// (DESIGN.md): other tools parse them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub confidence: Confidence,
+    pub path: String,
+    #[serde(flatten)]
+    pub location: Location,
+    pub secret: String,
+    #[serde(rename = "match")]
+    pub matched: String,
+    pub fingerprint: String,
+    pub entropy: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitInfo>,
+}
+
+const MAX_MATCH_CHARS: usize = 300;
+pub const REDACTED: &str = "REDACTED";
+
+impl Finding {
+    /// Build a finding from a raw match in `hay`, the content of `path`.
+    pub fn new(
+        rule: &Rule,
+        path: &str,
+        hay: &[u8],
+        m: &RawMatch,
+        lines: &mut LineIndex,
+    ) -> Finding {
+        let secret = String::from_utf8_lossy(&hay[m.start..m.end]).into_owned();
+        let (line, column) = lines.position(hay, m.start);
+        let (end_line, end_col_after) = lines.position(hay, m.end);
+        // `end` is exclusive: the last character is the one before it, unless
+        // the secret ends a line, in which case it sits on the previous line.
+        let (end_line, end_column) = if end_col_after == 1 && end_line > line {
+            let (l, c) = lines.position(hay, m.end - 1);
+            (l, c)
+        } else {
+            (end_line, end_col_after - 1)
+        };
+        let mut matched = String::from_utf8_lossy(&hay[m.match_start..m.match_end]).into_owned();
+        if matched.chars().count() > MAX_MATCH_CHARS {
+            matched = matched.chars().take(MAX_MATCH_CHARS).collect::<String>() + "…";
+        }
+        Finding {
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            confidence: rule.confidence,
+            path: path.to_string(),
+            location: Location {
+                line,
+                column,
+                end_line,
+                end_column,
+            },
+            fingerprint: fingerprint(&rule.id, path, &secret),
+            secret,
+            matched,
+            entropy: (m.entropy * 1000.0).round() / 1000.0,
+            provider: rule.provider.clone(),
+            tags: rule.tags.clone(),
+            commit: None,
+        }
+    }
+
+    /// Remove the secret from every field that carries it.
+    pub fn redact(&mut self) {
+        if !self.secret.is_empty() {
+            self.matched = self.matched.replace(&self.secret, REDACTED);
+        }
+        self.secret = REDACTED.to_string();
+    }
+}
+
+/// A stable identifier of a secret at a path under a rule: the same leak
+/// keeps its fingerprint when lines move, so baselines survive edits.
+pub fn fingerprint(rule_id: &str, path: &str, secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(rule_id.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(secret.as_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Mask a secret for human eyes: a short prefix, then asterisks. The
+/// length is not revealed.
+pub fn mask(secret: &str) -> String {
+    let n = secret.chars().count();
+    let keep = if n >= 16 {
+        4
+    } else if n >= 8 {
+        2
+    } else {
+        0
+    };
+    let prefix: String = secret.chars().take(keep).collect();
+    format!("{prefix}********")
+}
+
+/// Turns byte offsets into (line, column), walking forward through a buffer
+/// so that sorted offsets cost one pass in total.
+#[derive(Default)]
+pub struct LineIndex {
+    offset: usize,
+    line: usize,
+    line_start: usize,
+}
+
+impl LineIndex {
+    pub fn new() -> LineIndex {
+        LineIndex {
+            offset: 0,
+            line: 1,
+            line_start: 0,
+        }
+    }
+
+    /// 1-based line and column of byte `offset`. Columns count characters
+    /// (UTF-8 continuation bytes do not start one).
+    pub fn position(&mut self, hay: &[u8], offset: usize) -> (usize, usize) {
+        if offset < self.offset {
+            *self = LineIndex::new();
+        }
+        for i in memchr::memchr_iter(b'\n', &hay[self.offset..offset]) {
+            self.line += 1;
+            self.line_start = self.offset + i + 1;
+        }
+        self.offset = offset;
+        let col = hay[self.line_start..offset]
+            .iter()
+            .filter(|&&b| (b as i8) >= -0x40)
+            .count();
+        (self.line, col + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_lines_and_characters() {
+        let hay = "ab\r\ncé token\nx".as_bytes();
+        let mut li = LineIndex::new();
+        assert_eq!(li.position(hay, 0), (1, 1));
+        let t = hay.windows(5).position(|w| w == b"token").unwrap();
+        assert_eq!(li.position(hay, t), (2, 4));
+        assert_eq!(li.position(hay, hay.len() - 1), (3, 1));
+        // going backwards restarts cleanly
+        assert_eq!(li.position(hay, 1), (1, 2));
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_discriminating() {
+        let a = fingerprint("r", "p", "s");
+        assert_eq!(a, fingerprint("r", "p", "s"));
+        assert_ne!(a, fingerprint("r", "p2", "s"));
+        assert_ne!(fingerprint("ab", "c", "s"), fingerprint("a", "bc", "s"));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn mask_hides_all_but_a_prefix() {
+        assert_eq!(mask("ghp_abcdefghijklmnop"), "ghp_********");
+        assert_eq!(mask("short"), "********");
+    }
+}

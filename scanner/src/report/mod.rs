@@ -1,0 +1,93 @@
+//! Report writers: findings in, bytes out. Each format lives in its own
+//! module; adding one touches nothing else.
+
+mod human;
+mod json;
+mod sarif;
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::finding::Finding;
+use crate::rules::Rule;
+
+pub use human::HumanOptions;
+
+/// What a scan did besides finding things.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    pub files_skipped: u64,
+    pub errors: u64,
+    pub rules: usize,
+    pub duration_ms: u64,
+}
+
+/// A finished scan: findings sorted by path and position, deduplicated.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub stats: Stats,
+}
+
+impl Report {
+    /// Sort findings by path, position and rule, and keep one finding per
+    /// fingerprint (the same secret, path and rule), the first in the file.
+    pub fn finish(&mut self) {
+        self.findings.sort_by(|a, b| {
+            (&a.path, a.location.line, a.location.column, &a.rule_id).cmp(&(
+                &b.path,
+                b.location.line,
+                b.location.column,
+                &b.rule_id,
+            ))
+        });
+        let mut seen = std::collections::HashSet::new();
+        self.findings.retain(|f| seen.insert(f.fingerprint.clone()));
+    }
+
+    pub fn redact(&mut self) {
+        self.findings.iter_mut().for_each(Finding::redact);
+    }
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+    Jsonl,
+    Sarif,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "human" | "text" => Ok(Format::Human),
+            "json" => Ok(Format::Json),
+            "jsonl" => Ok(Format::Jsonl),
+            "sarif" => Ok(Format::Sarif),
+            _ => Err(format!("unknown format {s:?} (human, json, jsonl, sarif)")),
+        }
+    }
+}
+
+/// Write `report` in `format`. `rules` are the rules the scan ran (SARIF
+/// lists them in its tool section).
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    report: &Report,
+    rules: &[Rule],
+    human: &HumanOptions,
+) -> io::Result<()> {
+    match format {
+        Format::Human => human::write(out, report, human),
+        Format::Json => json::write(out, report),
+        Format::Jsonl => json::write_lines(out, report),
+        Format::Sarif => sarif::write(out, report, rules),
+    }
+}

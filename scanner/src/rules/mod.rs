@@ -1,0 +1,187 @@
+//! Rules: what a credential looks like, loaded from TOML and validated.
+//!
+//! A rule file holds `[[rule]]` tables in keyburn's format (see DESIGN.md) or
+//! `[[rules]]` tables in gitleaks' format, so teams can bring an existing
+//! config. Loading checks everything that can be checked without scanning:
+//! ids, keywords, regex syntax (for user rules), requirements between rules.
+//! The built-in rules live in the workspace's `rules/` folder and are embedded
+//! at build time; their regexes compile lazily, on the first keyword hit.
+
+mod gitleaks;
+mod model;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use model::{
+    compile_regex, Allow, Checksum, CompiledRule, Confidence, RegexTarget, Requirement, Rule,
+};
+
+include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+
+/// An error in a rule file. Every variant names the file, and the rule where
+/// one is involved, so the user can go straight to the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{file}: cannot read rule file: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not a valid rule file: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: rule {id:?}: invalid regex: {message}")]
+    Regex {
+        file: String,
+        id: String,
+        message: String,
+    },
+    #[error("{file}: rule {id:?}: {message}")]
+    Invalid {
+        file: String,
+        id: String,
+        message: String,
+    },
+}
+
+/// Patterns that cancel findings of every rule: paths, regexes on the secret,
+/// and stopwords. Filled from gitleaks' global `[allowlist]` and from the CLI.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GlobalAllow {
+    pub paths: Vec<String>,
+    pub regexes: Vec<String>,
+    pub stopwords: Vec<String>,
+}
+
+/// An ordered collection of rules with unique ids, plus global allow lists.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    pub allow: GlobalAllow,
+}
+
+impl RuleSet {
+    /// The rules compiled into the binary.
+    pub fn builtin() -> RuleSet {
+        let mut set = RuleSet::default();
+        for (name, text) in EMBEDDED {
+            // The test suite loads every embedded file strictly, so a broken
+            // built-in file cannot ship; here a failure would be a build bug.
+            let file = parse_str(text, &format!("builtin:{name}"), false)
+                .unwrap_or_else(|e| panic!("embedded rule file is invalid: {e}"));
+            set.merge(file).expect("built-in rule ids are unique");
+        }
+        set
+    }
+
+    /// Load a user's rule file. Its regexes are compiled now so that errors
+    /// surface before scanning, naming the file and rule.
+    pub fn load_file(path: &Path) -> Result<RuleSet, RuleError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RuleError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        parse_str(&text, &file, true)
+    }
+
+    /// Parse rules from a string; `file` is only used in error messages.
+    /// With `strict`, every regex is compiled to catch syntax errors now.
+    pub fn from_toml(text: &str, file: &str) -> Result<RuleSet, RuleError> {
+        parse_str(text, file, true)
+    }
+
+    /// Add the rules of `other`. A rule whose id already exists replaces the
+    /// earlier one, so a user file can override a built-in rule.
+    pub fn merge(&mut self, other: RuleSet) -> Result<(), RuleError> {
+        let mut index: HashMap<String, usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        for rule in other.rules {
+            match index.get(&rule.id) {
+                Some(&i) => self.rules[i] = rule,
+                None => {
+                    index.insert(rule.id.clone(), self.rules.len());
+                    self.rules.push(rule);
+                }
+            }
+        }
+        self.allow.paths.extend(other.allow.paths);
+        self.allow.regexes.extend(other.allow.regexes);
+        self.allow.stopwords.extend(other.allow.stopwords);
+        self.check_requirements()
+    }
+
+    /// Keep only the rules for which `keep` returns true.
+    pub fn retain(&mut self, keep: impl FnMut(&Rule) -> bool) {
+        self.rules.retain(keep);
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn check_requirements(&self) -> Result<(), RuleError> {
+        for rule in &self.rules {
+            if let Some(req) = &rule.requires {
+                if self.get(&req.rule).is_none() {
+                    return Err(RuleError::Invalid {
+                        file: rule.source.clone(),
+                        id: rule.id.clone(),
+                        message: format!("requires unknown rule {:?}", req.rule),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_str(text: &str, file: &str, strict: bool) -> Result<RuleSet, RuleError> {
+    let value: toml::Table = toml::from_str(text).map_err(|e| RuleError::Parse {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let set = if value.contains_key("rule") {
+        model::parse_keyburn(text, file)?
+    } else if value.contains_key("rules") || value.contains_key("allowlist") {
+        gitleaks::parse(text, file)?
+    } else {
+        return Err(RuleError::Parse {
+            file: file.to_string(),
+            message: "no [[rule]] (keyburn) or [[rules]] (gitleaks) tables found".into(),
+        });
+    };
+    let mut seen = HashMap::new();
+    for rule in &set.rules {
+        if seen.insert(rule.id.as_str(), ()).is_some() {
+            return Err(RuleError::Invalid {
+                file: file.to_string(),
+                id: rule.id.clone(),
+                message: "duplicate rule id in this file".into(),
+            });
+        }
+        if strict {
+            rule.compile()?;
+        }
+    }
+    Ok(set)
+}

@@ -1,0 +1,307 @@
+//! The rule model and keyburn's own TOML format.
+
+use regex_automata::meta;
+use regex_automata::util::syntax;
+use serde::{Deserialize, Serialize};
+
+use super::{RuleError, RuleSet};
+
+/// How sure a rule is that a match is a live credential. Reports sort and
+/// filter on it; when two rules match the same bytes the more confident wins.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+impl std::str::FromStr for Confidence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Confidence::Low),
+            "medium" => Ok(Confidence::Medium),
+            "high" => Ok(Confidence::High),
+            _ => Err(format!("unknown confidence {s:?} (low, medium, high)")),
+        }
+    }
+}
+
+/// A structural check on the secret itself, beyond the regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Checksum {
+    /// GitHub's and npm's token format: the last 6 characters are the CRC32
+    /// of the random part, in base62 (0-9A-Za-z), left-padded with zeros.
+    #[serde(rename = "github-crc32")]
+    GithubCrc32,
+}
+
+/// What an allow regex is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegexTarget {
+    #[default]
+    Secret,
+    Match,
+    Line,
+}
+
+/// Patterns that cancel a rule's match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    #[serde(default)]
+    pub regexes: Vec<String>,
+    #[serde(default)]
+    pub regex_target: RegexTarget,
+    /// Case-insensitive substrings of the secret.
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+    /// Regexes on the path of the scanned file.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// A match of this rule only counts when a match of `rule` lies within
+/// `within` bytes of it (an AWS secret key next to its access key id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub rule: String,
+    #[serde(default = "default_within")]
+    pub within: usize,
+}
+
+fn default_within() -> usize {
+    512
+}
+
+/// One detection rule. See DESIGN.md for the format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub regex: String,
+    /// Literals, matched case-insensitively, one of which must occur for the
+    /// rule to run. An empty list runs the rule on every byte (slow).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Match keywords with exact case (for short keywords such as `SK`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub case_sensitive_keywords: bool,
+    /// Minimum Shannon entropy (bits per byte) of the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+    #[serde(default)]
+    pub confidence: Confidence,
+    /// Name of the responder provider able to validate and revoke it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Capture group number holding the secret when it is not named `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_group: Option<usize>,
+    /// Bytes searched on each side of a keyword hit. Defaults to the regex's
+    /// longest possible match when bounded, else 512.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// Regexes on the path: when set, the rule only runs on matching files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Drop matches that look like documentation placeholders (`xxxx`,
+    /// `EXAMPLE`, `${VAR}`...). On by default.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub placeholder_filter: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Requirement>,
+    #[serde(default)]
+    pub allow: Allow,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counterexamples: Vec<String>,
+    /// The file the rule came from (for error messages).
+    #[serde(skip)]
+    pub source: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A rule's regexes, compiled. Built once per rule on first use.
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub regex: meta::Regex,
+    /// Capture group index of the secret (0 = whole match).
+    pub secret_group: usize,
+    pub window: usize,
+    pub allow_regexes: Vec<meta::Regex>,
+    pub allow_paths: Vec<meta::Regex>,
+    pub only_paths: Vec<meta::Regex>,
+    pub stopwords: Vec<Vec<u8>>,
+}
+
+const DEFAULT_WINDOW: usize = 512;
+/// Keywords often sit beside the token rather than inside it (`DISCORD_TOKEN=`
+/// before a bot token), so even short regexes search a little context.
+const MIN_WINDOW: usize = 256;
+const MAX_WINDOW: usize = 64 * 1024;
+
+/// Compile a regex the way every rule is compiled: byte-oriented (secrets may
+/// sit in invalid UTF-8), ASCII classes (`\w`, `\s`, `\b`), case folding ASCII.
+pub fn compile_regex(src: &str) -> Result<(meta::Regex, Option<usize>), String> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(src)
+        .map_err(|e| e.to_string())?;
+    let max_len = hir.properties().maximum_len();
+    let regex = meta::Builder::new()
+        .configure(meta::Config::new().utf8_empty(false))
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build_from_hir(&hir)
+        .map_err(|e| e.to_string())?;
+    Ok((regex, max_len))
+}
+
+impl Rule {
+    /// Compile the rule's regexes and check that it is usable.
+    pub fn compile(&self) -> Result<CompiledRule, RuleError> {
+        let regex_err = |what: &str, e: String| RuleError::Regex {
+            file: self.source.clone(),
+            id: self.id.clone(),
+            message: if what.is_empty() {
+                e
+            } else {
+                format!("{what}: {e}")
+            },
+        };
+        let (regex, max_len) = compile_regex(&self.regex).map_err(|e| regex_err("", e))?;
+        let info = regex.group_info();
+        let named = info.to_index(regex_automata::PatternID::ZERO, "secret");
+        let secret_group = match (named, self.secret_group) {
+            (Some(i), _) => i,
+            (None, Some(n)) if n < info.group_len(regex_automata::PatternID::ZERO) => n,
+            (None, Some(n)) => {
+                return Err(RuleError::Invalid {
+                    file: self.source.clone(),
+                    id: self.id.clone(),
+                    message: format!("secret_group {n} does not exist in the regex"),
+                })
+            }
+            (None, None) => 0,
+        };
+        let window = self
+            .window
+            .or(max_len)
+            .unwrap_or(DEFAULT_WINDOW)
+            .clamp(MIN_WINDOW, MAX_WINDOW);
+        let many = |what: &str, list: &[String]| -> Result<Vec<meta::Regex>, RuleError> {
+            list.iter()
+                .map(|r| {
+                    compile_regex(r)
+                        .map(|(re, _)| re)
+                        .map_err(|e| regex_err(what, e))
+                })
+                .collect()
+        };
+        Ok(CompiledRule {
+            regex,
+            secret_group,
+            window,
+            allow_regexes: many("allow regex", &self.allow.regexes)?,
+            allow_paths: many("allow path", &self.allow.paths)?,
+            only_paths: many("path", &self.paths)?,
+            stopwords: self
+                .allow
+                .stopwords
+                .iter()
+                .map(|s| s.to_ascii_lowercase().into_bytes())
+                .collect(),
+        })
+    }
+
+    /// Generic rules (tag `generic`) lose ties against provider rules.
+    pub fn is_generic(&self) -> bool {
+        self.tags.iter().any(|t| t == "generic")
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.id.is_empty()
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !self.id.starts_with('-');
+        if !id_ok {
+            return Err("id must be kebab-case: lowercase letters, digits and '-'".into());
+        }
+        if self.name.trim().is_empty() {
+            return Err("name is empty".into());
+        }
+        if self.keywords.iter().any(|k| k.is_empty()) {
+            return Err("a keyword is empty".into());
+        }
+        if let Some(e) = self.entropy {
+            if !(0.0..=8.0).contains(&e) {
+                return Err(format!("entropy {e} is outside 0..8 bits"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyburnFile {
+    #[serde(default)]
+    rule: Vec<Rule>,
+}
+
+pub(super) fn parse_keyburn(text: &str, file: &str) -> Result<RuleSet, RuleError> {
+    let parsed: KeyburnFile = toml::from_str(text).map_err(|e| RuleError::Parse {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut rules = parsed.rule;
+    for rule in &mut rules {
+        rule.source = file.to_string();
+        rule.validate().map_err(|message| RuleError::Invalid {
+            file: file.to_string(),
+            id: rule.id.clone(),
+            message,
+        })?;
+    }
+    Ok(RuleSet {
+        rules,
+        allow: Default::default(),
+    })
+}

@@ -1,0 +1,203 @@
+//! The filesystem source: a parallel directory walk (the `ignore` crate, as in
+//! ripgrep) that reads each regular file into a per-thread buffer and scans
+//! it. Memory is bounded by threads × the largest file accepted; nothing is
+//! buffered across files.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ignore::{WalkBuilder, WalkState};
+
+use super::{is_binary, scan_buffer, Event, SkipReason};
+use crate::engine::{Engine, Scratch};
+
+/// How to walk. The defaults suit scanning a checkout: honour ignore files,
+/// include hidden files (`.env`, `.npmrc`...), do not follow symlinks.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Scan files that .gitignore/.ignore/.keyburnignore exclude.
+    pub no_ignore: bool,
+    pub follow_links: bool,
+    /// Files larger than this are skipped with an event.
+    pub max_file_size: u64,
+    /// Worker threads; 0 picks one per core.
+    pub threads: usize,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            no_ignore: false,
+            follow_links: false,
+            max_file_size: 64 * 1024 * 1024,
+            threads: 0,
+        }
+    }
+}
+
+/// Walk `paths` (files or directories) and scan every regular file, calling
+/// `on_event` on the calling thread for every event. Returns when done.
+pub fn walk(
+    engine: &Engine,
+    paths: &[PathBuf],
+    opts: &WalkOptions,
+    mut on_event: impl FnMut(Event),
+) {
+    let Some((first, rest)) = paths.split_first() else {
+        return;
+    };
+    let mut builder = WalkBuilder::new(first);
+    for p in rest {
+        builder.add(p);
+    }
+    builder
+        .hidden(false)
+        .ignore(!opts.no_ignore)
+        .git_ignore(!opts.no_ignore)
+        .git_global(!opts.no_ignore)
+        .git_exclude(!opts.no_ignore)
+        .parents(!opts.no_ignore)
+        .require_git(false)
+        .follow_links(opts.follow_links)
+        .threads(opts.threads)
+        .filter_entry(|e| e.file_name() != ".git");
+    if !opts.no_ignore {
+        builder.add_custom_ignore_filename(".keyburnignore");
+    }
+    let (tx, rx) = crossbeam_channel::bounded::<Event>(1024);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            builder.build_parallel().run(|| {
+                let tx = tx.clone();
+                let mut worker = Worker {
+                    engine,
+                    max: opts.max_file_size,
+                    buf: Vec::new(),
+                    scratch: Scratch::default(),
+                    matches: Vec::new(),
+                };
+                Box::new(move |entry| {
+                    let send = |ev| tx.send(ev).is_ok();
+                    let ok = match entry {
+                        Ok(e) => {
+                            // With follow_links off, a symlink is neither a file
+                            // nor a directory here, so it is skipped.
+                            if e.file_type().is_some_and(|t| t.is_file()) {
+                                worker.scan_file(e.path(), &send)
+                            } else {
+                                true
+                            }
+                        }
+                        Err(err) => send(Event::Error {
+                            path: error_path(&err),
+                            message: error_message(&err),
+                        }),
+                    };
+                    if ok {
+                        WalkState::Continue
+                    } else {
+                        WalkState::Quit
+                    }
+                })
+            });
+        });
+        for ev in rx {
+            on_event(ev);
+        }
+    });
+}
+
+struct Worker<'a> {
+    engine: &'a Engine,
+    max: u64,
+    buf: Vec<u8>,
+    scratch: Scratch,
+    matches: Vec<crate::engine::RawMatch>,
+}
+
+impl Worker<'_> {
+    /// Scan one file; false when the receiver is gone.
+    fn scan_file(&mut self, path: &Path, send: &impl Fn(Event) -> bool) -> bool {
+        let name = display_path(path);
+        let err = |e: std::io::Error| Event::Error {
+            path: name.clone(),
+            message: e.to_string(),
+        };
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) => return send(err(e)),
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return send(err(e)),
+        };
+        if size > self.max {
+            return send(Event::Skipped {
+                path: name,
+                reason: SkipReason::TooLarge {
+                    size,
+                    limit: self.max,
+                },
+            });
+        }
+        self.buf.clear();
+        // `take` bounds memory even if the file grows while we read it.
+        if let Err(e) = (&mut file).take(self.max).read_to_end(&mut self.buf) {
+            return send(err(e));
+        }
+        if is_binary(&self.buf) {
+            return send(Event::Skipped {
+                path: name,
+                reason: SkipReason::Binary,
+            });
+        }
+        let mut alive = true;
+        scan_buffer(
+            self.engine,
+            &name,
+            &self.buf,
+            &mut self.scratch,
+            &mut self.matches,
+            |f| alive &= send(Event::Finding(Box::new(f))),
+        );
+        alive
+            && send(Event::Scanned {
+                bytes: self.buf.len() as u64,
+            })
+    }
+}
+
+/// Paths as users expect to read them: forward slashes, no leading `./`.
+pub(crate) fn display_path(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let s = s.strip_prefix("./").unwrap_or(&s);
+    if std::path::MAIN_SEPARATOR == '\\' {
+        s.replace('\\', "/")
+    } else {
+        s.to_string()
+    }
+}
+
+fn error_path(err: &ignore::Error) -> String {
+    match err {
+        ignore::Error::WithPath { path, .. } => display_path(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Loop { child, .. } => display_path(child),
+        _ => String::new(),
+    }
+}
+
+fn error_message(err: &ignore::Error) -> String {
+    match err {
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => error_message(err),
+        ignore::Error::Loop { ancestor, .. } => {
+            format!("symlink loop back to {}", display_path(ancestor))
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,120 @@
+//! Where bytes come from: the filesystem (a parallel walk) and readers such
+//! as stdin. Sources turn bytes into [`Finding`]s through the engine and
+//! report what they did as a stream of [`Event`]s, so the caller decides how
+//! to show progress, warnings and results.
+
+mod fs;
+
+use std::io::Read;
+
+use crate::engine::{Engine, RawMatch, Scratch};
+use crate::finding::{Finding, LineIndex};
+
+pub use fs::{walk, WalkOptions};
+
+/// Why a file was not scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A NUL byte in the first 8 KiB.
+    Binary,
+    /// Larger than the configured limit.
+    TooLarge { size: u64, limit: u64 },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Binary => write!(f, "binary file"),
+            SkipReason::TooLarge { size, limit } => {
+                write!(f, "file is {size} bytes, over the {limit}-byte limit")
+            }
+        }
+    }
+}
+
+/// What a source reports while it works.
+#[derive(Debug)]
+pub enum Event {
+    Finding(Box<Finding>),
+    /// A file was scanned, with its size.
+    Scanned {
+        bytes: u64,
+    },
+    Skipped {
+        path: String,
+        reason: SkipReason,
+    },
+    /// Something could not be read; the scan goes on.
+    Error {
+        path: String,
+        message: String,
+    },
+}
+
+const BINARY_PROBE: usize = 8 * 1024;
+
+/// Whether `buf` looks binary: a NUL byte in its first 8 KiB.
+pub fn is_binary(buf: &[u8]) -> bool {
+    memchr::memchr(0, &buf[..buf.len().min(BINARY_PROBE)]).is_some()
+}
+
+/// Scan one buffer and hand every finding to `emit`.
+pub fn scan_buffer(
+    engine: &Engine,
+    path: &str,
+    buf: &[u8],
+    scratch: &mut Scratch,
+    matches: &mut Vec<RawMatch>,
+    mut emit: impl FnMut(Finding),
+) {
+    matches.clear();
+    engine.scan_into(Some(path), buf, scratch, matches);
+    let mut lines = LineIndex::new();
+    for m in matches.iter() {
+        emit(Finding::new(
+            &engine.rules()[m.rule],
+            path,
+            buf,
+            m,
+            &mut lines,
+        ));
+    }
+}
+
+/// Scan everything `reader` yields (stdin), up to `limit` bytes, under the
+/// display name `name`.
+pub fn scan_reader(
+    engine: &Engine,
+    name: &str,
+    reader: impl Read,
+    limit: u64,
+    mut on_event: impl FnMut(Event),
+) {
+    let mut buf = Vec::new();
+    let read = reader.take(limit.saturating_add(1)).read_to_end(&mut buf);
+    if let Err(e) = read {
+        on_event(Event::Error {
+            path: name.to_string(),
+            message: e.to_string(),
+        });
+        return;
+    }
+    if buf.len() as u64 > limit {
+        on_event(Event::Skipped {
+            path: name.to_string(),
+            reason: SkipReason::TooLarge {
+                size: buf.len() as u64,
+                limit,
+            },
+        });
+        return;
+    }
+    let mut scratch = Scratch::default();
+    let mut matches = Vec::new();
+    scan_buffer(engine, name, &buf, &mut scratch, &mut matches, |f| {
+        on_event(Event::Finding(Box::new(f)))
+    });
+    on_event(Event::Scanned {
+        bytes: buf.len() as u64,
+    });
+}

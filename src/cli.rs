@@ -1,0 +1,174 @@
+//! Command-line arguments, as typed. `scan::ScanConfig` resolves them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "keyburn",
+    version,
+    about = "Find leaked credentials in files and git history, and burn them."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Scan files and directories (or `-` for stdin) for secrets.
+    Scan(ScanArgs),
+    /// List or check detection rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// List the rules a scan would use.
+    List(ListArgs),
+    /// Compile rule files and run their examples and counterexamples.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+    Jsonl,
+    Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum MinConfidence {
+    Low,
+    Medium,
+    High,
+}
+
+#[derive(Args, Clone)]
+pub struct RuleSelection {
+    /// Add rules from a TOML file (keyburn or gitleaks format). Repeatable.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Do not load the built-in rules (use only --rules files).
+    #[arg(long)]
+    pub no_builtin_rules: bool,
+    /// Run only these rule ids. Repeatable.
+    #[arg(long = "enable-rule", value_name = "ID")]
+    pub enable: Vec<String>,
+    /// Do not run these rule ids. Repeatable.
+    #[arg(long = "disable-rule", value_name = "ID")]
+    pub disable: Vec<String>,
+    /// Skip rules below this confidence.
+    #[arg(long, value_enum, default_value = "low")]
+    pub min_confidence: MinConfidence,
+}
+
+#[derive(Args)]
+pub struct ScanArgs {
+    /// Files or directories to scan; `-` reads stdin.
+    #[arg(default_value = ".")]
+    pub paths: Vec<PathBuf>,
+    /// Report format.
+    #[arg(short, long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Show secrets in clear in the human format.
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Remove secrets from every format (JSON, SARIF, human).
+    #[arg(long, conflicts_with = "show_secrets")]
+    pub redact: bool,
+    #[command(flatten)]
+    pub selection: RuleSelection,
+    /// Ignore files matching this regex (on the path). Repeatable.
+    #[arg(long = "allow-path", value_name = "REGEX")]
+    pub allow_paths: Vec<String>,
+    /// Scan files that .gitignore, .ignore and .keyburnignore exclude.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// Follow symbolic links.
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+    /// Skip files larger than this (bytes, or with K, M, G suffix).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Exit status when findings are reported.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub exit_code: u8,
+    /// Worker threads (default: one per core).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Say more: skipped binary files, timing.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print nothing but the report and errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Colour in the human format.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub selection: RuleSelection,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Rule files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `64M`, `512K`, `1G`, `1000` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let t = t.strip_suffix(['i', 'I']).unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?} (examples: 1000, 512K, 64M, 1G)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+}

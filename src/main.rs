@@ -1,0 +1,31 @@
+//! keyburn: find leaked credentials and burn them.
+//!
+//! The binary only parses arguments, resolves them into configuration and
+//! wires the `keyburn-scanner` library together; see DESIGN.md.
+
+mod cli;
+mod rules_cmd;
+mod scan;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit status when the run itself failed (bad config, nothing scannable).
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let result = match args.command {
+        cli::Command::Scan(a) => scan::run(a),
+        cli::Command::Rules(cli::RulesCommand::List(a)) => rules_cmd::list(a),
+        cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("keyburn: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

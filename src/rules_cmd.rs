@@ -1,0 +1,125 @@
+//! `keyburn rules list` and `keyburn rules check`, and the rule selection
+//! shared with `scan`.
+
+use anyhow::{bail, Context, Result};
+use keyburn_scanner::engine::check_examples;
+use keyburn_scanner::{Confidence, RuleSet};
+
+use crate::cli::{CheckArgs, ListArgs, MinConfidence, RuleSelection};
+
+impl From<MinConfidence> for Confidence {
+    fn from(m: MinConfidence) -> Confidence {
+        match m {
+            MinConfidence::Low => Confidence::Low,
+            MinConfidence::Medium => Confidence::Medium,
+            MinConfidence::High => Confidence::High,
+        }
+    }
+}
+
+/// The rule set a run uses: built-ins (unless disabled), then user files
+/// (which may override built-in ids), then --enable-rule/--disable-rule.
+pub fn load_rules(sel: &RuleSelection) -> Result<RuleSet> {
+    let mut set = if sel.no_builtin_rules {
+        RuleSet::default()
+    } else {
+        RuleSet::builtin()
+    };
+    for path in &sel.rules {
+        let user = RuleSet::load_file(path)?;
+        set.merge(user)
+            .with_context(|| format!("cannot add the rules of {}", path.display()))?;
+    }
+    for id in sel.enable.iter().chain(&sel.disable) {
+        if set.get(id).is_none() {
+            bail!("unknown rule id {id:?} (see `keyburn rules list`)");
+        }
+    }
+    if !sel.enable.is_empty() {
+        set.retain(|r| sel.enable.contains(&r.id));
+    }
+    set.retain(|r| !sel.disable.contains(&r.id));
+    if set.is_empty() {
+        bail!("no rules selected");
+    }
+    Ok(set)
+}
+
+pub fn list(args: ListArgs) -> Result<u8> {
+    let set = load_rules(&args.selection)?;
+    let min: Confidence = args.selection.min_confidence.into();
+    let rules: Vec<_> = set.rules().iter().filter(|r| r.confidence >= min).collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rules)?);
+        return Ok(0);
+    }
+    let width = rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for r in &rules {
+        println!(
+            "{:width$}  {:6}  {:10}  {}",
+            r.id,
+            r.confidence.as_str(),
+            r.provider.as_deref().unwrap_or("-"),
+            r.name
+        );
+    }
+    println!("{} rules", rules.len());
+    Ok(0)
+}
+
+pub fn check(args: CheckArgs) -> Result<u8> {
+    let mut bad = 0usize;
+    for path in &args.files {
+        let set = match RuleSet::load_file(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("keyburn: error: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let failures = check_examples(&set)?;
+        let cases: usize = set
+            .rules()
+            .iter()
+            .map(|r| r.examples.len() + r.counterexamples.len())
+            .sum();
+        for f in &failures {
+            let what = if f.expected_match {
+                "example not detected"
+            } else {
+                "counterexample detected"
+            };
+            eprintln!(
+                "{}: rule {:?}: {what}: {:?}",
+                path.display(),
+                f.rule,
+                f.text
+            );
+        }
+        let no_examples: Vec<&str> = set
+            .rules()
+            .iter()
+            .filter(|r| r.examples.is_empty())
+            .map(|r| r.id.as_str())
+            .collect();
+        if !no_examples.is_empty() {
+            eprintln!(
+                "{}: warning: rules without examples: {}",
+                path.display(),
+                no_examples.join(", ")
+            );
+        }
+        println!(
+            "{}: {} rules, {} cases, {} failed",
+            path.display(),
+            set.len(),
+            cases,
+            failures.len()
+        );
+        if !failures.is_empty() {
+            bad += 1;
+        }
+    }
+    Ok(if bad == 0 { 0 } else { 1 })
+}

@@ -1,0 +1,207 @@
+//! `keyburn scan`: resolve arguments, build the engine, walk, report.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use keyburn_scanner::report::{self, Format, HumanOptions, Report};
+use keyburn_scanner::sources::{self, Event, SkipReason, WalkOptions};
+use keyburn_scanner::{Engine, EngineBuilder};
+
+use crate::cli::{ColorChoice, OutputFormat, ScanArgs};
+use crate::rules_cmd::load_rules;
+use crate::EXIT_ERROR;
+
+/// Everything a scan needs, with every default settled.
+struct ScanConfig {
+    paths: Vec<PathBuf>,
+    stdin: bool,
+    format: Format,
+    output: Option<PathBuf>,
+    human: HumanOptions,
+    redact: bool,
+    walk: WalkOptions,
+    exit_code: u8,
+    verbose: bool,
+    quiet: bool,
+    progress: bool,
+}
+
+impl ScanConfig {
+    fn resolve(a: &ScanArgs) -> ScanConfig {
+        let stdin = a.paths.iter().any(|p| p.as_os_str() == "-");
+        let paths = a
+            .paths
+            .iter()
+            .filter(|p| p.as_os_str() != "-")
+            .cloned()
+            .collect();
+        let format = match a.format {
+            OutputFormat::Human => Format::Human,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Jsonl => Format::Jsonl,
+            OutputFormat::Sarif => Format::Sarif,
+        };
+        let color = match a.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                a.output.is_none()
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        ScanConfig {
+            paths,
+            stdin,
+            format,
+            output: a.output.clone(),
+            human: HumanOptions {
+                color,
+                show_secrets: a.show_secrets,
+            },
+            redact: a.redact,
+            walk: WalkOptions {
+                no_ignore: a.no_ignore,
+                follow_links: a.follow,
+                max_file_size: a.max_file_size,
+                threads: a.threads,
+            },
+            exit_code: a.exit_code,
+            verbose: a.verbose > 0,
+            quiet: a.quiet,
+            progress: !a.no_progress && !a.quiet && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+pub fn run(args: ScanArgs) -> Result<u8> {
+    let start = Instant::now();
+    let cfg = ScanConfig::resolve(&args);
+    let mut rules = load_rules(&args.selection)?;
+    rules.allow.paths.extend(args.allow_paths.iter().cloned());
+    let engine = EngineBuilder::new(rules)
+        .min_confidence(args.selection.min_confidence.into())
+        .build()
+        .context("cannot build the scan engine")?;
+
+    let mut report = Report::default();
+    report.stats.rules = engine.rules().len();
+    let bar = cfg.progress.then(progress_bar);
+    let mut on_event = |ev: Event| handle_event(ev, &cfg, &mut report, bar.as_ref());
+    if cfg.stdin {
+        sources::scan_reader(
+            &engine,
+            "stdin",
+            std::io::stdin().lock(),
+            cfg.walk.max_file_size,
+            &mut on_event,
+        );
+    }
+    scan_paths(&engine, &cfg, &mut on_event);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    report.stats.duration_ms = start.elapsed().as_millis() as u64;
+    report.finish();
+    if cfg.redact {
+        report.redact();
+    }
+    write_report(&cfg, &report, &engine)?;
+
+    if report.stats.files_scanned == 0 && report.stats.errors > 0 {
+        eprintln!("keyburn: error: nothing could be scanned");
+        return Ok(EXIT_ERROR);
+    }
+    Ok(if report.findings.is_empty() {
+        0
+    } else {
+        cfg.exit_code
+    })
+}
+
+fn scan_paths(engine: &Engine, cfg: &ScanConfig, on_event: &mut impl FnMut(Event)) {
+    if !cfg.paths.is_empty() {
+        sources::walk(engine, &cfg.paths, &cfg.walk, on_event);
+    }
+}
+
+fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&ProgressBar>) {
+    let warn = |msg: String| {
+        if !cfg.quiet {
+            match bar {
+                Some(b) => b.suspend(|| eprintln!("{msg}")),
+                None => eprintln!("{msg}"),
+            }
+        }
+    };
+    match ev {
+        Event::Finding(f) => report.findings.push(*f),
+        Event::Scanned { bytes } => {
+            report.stats.files_scanned += 1;
+            report.stats.bytes_scanned += bytes;
+            if let Some(b) = bar {
+                b.set_position(report.stats.bytes_scanned);
+                b.set_message(format!("{} files", report.stats.files_scanned));
+            }
+        }
+        Event::Skipped { path, reason } => {
+            report.stats.files_skipped += 1;
+            match reason {
+                SkipReason::TooLarge { .. } => warn(format!(
+                    "keyburn: warning: skipped {path}: {reason} (see --max-file-size)"
+                )),
+                SkipReason::Binary if cfg.verbose => {
+                    warn(format!("keyburn: skipped {path}: {reason}"))
+                }
+                SkipReason::Binary => {}
+            }
+        }
+        Event::Error { path, message } => {
+            report.stats.errors += 1;
+            if path.is_empty() {
+                warn(format!("keyburn: warning: {message}"));
+            } else {
+                warn(format!("keyburn: warning: {path}: {message}"));
+            }
+        }
+    }
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} scanning: {binary_bytes} ({binary_bytes_per_sec}), {msg}",
+        )
+        .expect("static progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn write_report(cfg: &ScanConfig, report: &Report, engine: &Engine) -> Result<()> {
+    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+        report::write(out, cfg.format, report, engine.rules(), &cfg.human)?;
+        out.flush()
+    };
+    match &cfg.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match write(&mut out) {
+                // A closed pipe (`keyburn scan | head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.context("cannot write the report"),
+            }
+        }
+    }
+}
