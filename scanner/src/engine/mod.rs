@@ -107,6 +107,16 @@ pub struct Scratch {
     windows: Vec<(u32, usize, usize)>,
     last: Vec<u32>,
     matches: Vec<RawMatch>,
+    vetoes: Vec<(usize, usize)>,
+}
+
+/// What the post-filters decide about a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Drop,
+    /// Drop, and let no generic rule report these bytes either.
+    Veto,
 }
 
 const INLINE_ALLOW: [&[u8]; 2] = [b"keyburn:allow", b"gitleaks:allow"];
@@ -225,6 +235,7 @@ impl Engine {
         let windows = std::mem::take(&mut scratch.windows);
         let mut found = std::mem::take(&mut scratch.matches);
         found.clear();
+        scratch.vetoes.clear();
         let mut current: Option<(u32, Option<Captures>)> = None;
         for &(r, ws, we) in &windows {
             if current.as_ref().map(|c| c.0) != Some(r) {
@@ -235,11 +246,22 @@ impl Engine {
                 current = Some((r, caps));
             }
             if let Some((_, Some(caps))) = current.as_mut() {
-                self.search_window(r as usize, hay, ws, we, caps, &mut found);
+                self.search_window((r, ws, we), hay, caps, &mut found, &mut scratch.vetoes);
             }
         }
         scratch.windows = windows;
         self.apply_requirements(&mut found);
+        if !scratch.vetoes.is_empty() {
+            // A provider format with a wrong checksum is a typo or an
+            // invention; generic rules must not report it either.
+            found.retain(|m| {
+                !self.rules[m.rule].is_generic()
+                    || !scratch
+                        .vetoes
+                        .iter()
+                        .any(|&(s, e)| m.start < e && s < m.end)
+            });
+        }
         resolve_overlaps(&self.rules, &mut found);
         out.append(&mut found);
         scratch.matches = found;
@@ -299,13 +321,13 @@ impl Engine {
     /// Stage two: run rule `r` on `hay[ws..we]` and filter what it finds.
     fn search_window(
         &self,
-        r: usize,
+        (r, ws, we): (u32, usize, usize),
         hay: &[u8],
-        ws: usize,
-        we: usize,
         caps: &mut Captures,
         out: &mut Vec<RawMatch>,
+        vetoes: &mut Vec<(usize, usize)>,
     ) {
+        let r = r as usize;
         let Some(c) = self.compiled(r) else { return };
         let rule = &self.rules[r];
         let mut input = Input::new(hay).range(ws..we);
@@ -316,7 +338,11 @@ impl Engine {
             if span.start < span.end {
                 let secret = &hay[span.start..span.end];
                 let ent = entropy(secret);
-                if self.keep(rule, c, hay, m.span(), secret, ent) {
+                let verdict = self.keep(rule, c, hay, m.span(), secret, ent);
+                if verdict == Verdict::Veto {
+                    vetoes.push((span.start, span.end));
+                }
+                if verdict == Verdict::Keep {
                     out.push(RawMatch {
                         rule: r,
                         start: span.start,
@@ -344,16 +370,31 @@ impl Engine {
         whole: regex_automata::Span,
         secret: &[u8],
         ent: f64,
-    ) -> bool {
+    ) -> Verdict {
         if rule
             .entropy
             .is_some_and(|min| ent < entropy_floor(min, secret))
         {
-            return false;
+            return Verdict::Drop;
         }
         if rule.checksum.is_some_and(|k| !valid_checksum(k, secret)) {
-            return false;
+            return Verdict::Veto;
         }
+        if self.passes_allow_lists(rule, c, hay, whole, secret) {
+            Verdict::Keep
+        } else {
+            Verdict::Drop
+        }
+    }
+
+    fn passes_allow_lists(
+        &self,
+        rule: &Rule,
+        c: &CompiledRule,
+        hay: &[u8],
+        whole: regex_automata::Span,
+        secret: &[u8],
+    ) -> bool {
         if rule.placeholder_filter && is_placeholder(secret) {
             return false;
         }

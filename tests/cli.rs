@@ -1,0 +1,546 @@
+//! The `keyburn` binary end to end: what a user runs and what tools parse.
+//! Fake credentials are assembled at run time so that no token-shaped
+//! literal sits in this file.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A fake AWS access key id: valid shape, random-looking, never issued.
+fn aws_key_id() -> String {
+    format!("{}{}", "AKIA", "Q7XK2M4PZ6RB3TVN")
+}
+
+/// A fake Stripe live secret key.
+fn stripe_key() -> String {
+    format!("{}_{}_{}", "sk", "live", "9fTq2LmX7vRb4NcY8wKd1PsZ")
+}
+
+fn keyburn() -> Command {
+    Command::cargo_bin("keyburn").unwrap()
+}
+
+fn write(dir: &Path, rel: &str, content: impl AsRef<[u8]>) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, content).unwrap();
+}
+
+fn json_findings(dir: &Path, args: &[&str]) -> Value {
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir)
+        .args(["-f", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn rule_ids(doc: &Value) -> Vec<String> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn scan_reports_a_secret_and_exits_1() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "app/config.py",
+        format!("KEY = \"{}\"\n", aws_key_id()),
+    );
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("aws-access-key-id"))
+        .stdout(predicate::str::contains("config.py:1:8"));
+}
+
+#[test]
+fn clean_tree_exits_0() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "README.md", "nothing to see\n");
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no leaks found"));
+}
+
+#[test]
+fn exit_code_flag_overrides_the_findings_status() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.env", format!("K={}\n", aws_key_id()));
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--exit-code", "0"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn json_output_follows_the_contract() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "deploy.sh",
+        format!("#!/bin/sh\nexport STRIPE={}\n", stripe_key()),
+    );
+    let doc = json_findings(dir.path(), &[]);
+    assert_eq!(doc["version"], 1);
+    let f = &doc["findings"][0];
+    for field in [
+        "rule_id",
+        "rule_name",
+        "path",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "secret",
+        "fingerprint",
+        "entropy",
+        "confidence",
+    ] {
+        assert!(!f[field].is_null(), "missing {field} in {f}");
+    }
+    assert_eq!(f["rule_id"], "stripe-secret-key");
+    assert_eq!(f["secret"], stripe_key());
+    assert_eq!(f["line"], 2);
+    assert_eq!(f["column"], 15);
+    assert_eq!(f["end_line"], 2);
+    assert_eq!(f["end_column"], 14 + stripe_key().len());
+    assert_eq!(doc["stats"]["files_scanned"], 1);
+}
+
+#[test]
+fn fingerprints_are_stable_across_runs_and_line_moves() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "k.txt", format!("{}\n", aws_key_id()));
+    let a = json_findings(dir.path(), &[]);
+    write(
+        dir.path(),
+        "k.txt",
+        format!("\n\n# moved\n{}\n", aws_key_id()),
+    );
+    let b = json_findings(dir.path(), &[]);
+    assert_eq!(
+        a["findings"][0]["fingerprint"],
+        b["findings"][0]["fingerprint"]
+    );
+    assert_ne!(a["findings"][0]["line"], b["findings"][0]["line"]);
+}
+
+#[test]
+fn jsonl_writes_one_finding_per_line() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.txt", format!("{}\n", aws_key_id()));
+    write(dir.path(), "b.txt", format!("{}\n", stripe_key()));
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["-f", "jsonl"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["rule_id"].is_string()));
+}
+
+#[test]
+fn human_output_masks_secrets_unless_asked() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.txt", format!("{}\n", stripe_key()));
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .assert()
+        .stdout(predicate::str::contains(stripe_key()).not())
+        .stdout(predicate::str::contains("sk_l********"));
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--show-secrets")
+        .assert()
+        .stdout(predicate::str::contains(stripe_key()));
+}
+
+#[test]
+fn redact_removes_secrets_from_json() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.txt", format!("token={}\n", stripe_key()));
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["-f", "json", "--redact"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(&stripe_key()), "{text}");
+    assert!(text.contains("REDACTED"));
+}
+
+#[test]
+fn output_file_receives_the_report() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "src/a.txt", format!("{}\n", aws_key_id()));
+    let out = dir.path().join("report.json");
+    keyburn()
+        .arg("scan")
+        .arg(dir.path().join("src"))
+        .args(["-f", "json", "-o"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty());
+    let doc: Value = serde_json::from_slice(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(rule_ids(&doc), ["aws-access-key-id"]);
+}
+
+#[test]
+fn sarif_output_validates_against_the_official_schema() {
+    let schema_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/sarif-schema-2.1.0.json");
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "cfg/app.yml",
+        format!("aws:\n  key: {}\n", aws_key_id()),
+    );
+    write(
+        dir.path(),
+        "dir with space/x.txt",
+        format!("{}\n", stripe_key()),
+    );
+    let out = keyburn()
+        .current_dir(dir.path())
+        .args(["scan", ".", "-f", "sarif"])
+        .output()
+        .unwrap();
+    let sarif: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let uris: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(uris.contains(&"cfg/app.yml"), "{uris:?}");
+    assert!(uris.contains(&"dir%20with%20space/x.txt"), "{uris:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&aws_key_id()),
+        "SARIF must mask secrets"
+    );
+    if !schema_path.exists() {
+        eprintln!(
+            "SARIF schema not found at {}: skipping schema validation",
+            schema_path.display()
+        );
+        return;
+    }
+    let schema: Value = serde_json::from_slice(&fs::read(&schema_path).unwrap()).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler.add_resource("sarif-schema.json", schema).unwrap();
+    let id = compiler.compile("sarif-schema.json", &mut schemas).unwrap();
+    if let Err(e) = schemas.validate(&sarif, id) {
+        panic!("SARIF does not validate: {e:#}");
+    }
+}
+
+#[test]
+fn stdin_is_scanned_with_a_dash() {
+    keyburn()
+        .args(["scan", "-", "-f", "jsonl"])
+        .write_stdin(format!("key {}\n", aws_key_id()))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("\"path\":\"stdin\""));
+}
+
+#[test]
+fn gitignored_files_are_skipped_unless_no_ignore() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), ".gitignore", "build/\n");
+    write(dir.path(), "build/out.txt", format!("{}\n", aws_key_id()));
+    keyburn().arg("scan").arg(dir.path()).assert().code(0);
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--no-ignore")
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn keyburnignore_excludes_paths() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), ".keyburnignore", "fixtures/\n");
+    write(
+        dir.path(),
+        "fixtures/fake.txt",
+        format!("{}\n", aws_key_id()),
+    );
+    keyburn().arg("scan").arg(dir.path()).assert().code(0);
+}
+
+#[test]
+fn hidden_files_are_scanned_and_dot_git_is_not() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), ".env", format!("AWS_KEY={}\n", aws_key_id()));
+    write(
+        dir.path(),
+        ".git/config",
+        format!("token={}\n", stripe_key()),
+    );
+    let doc = json_findings(dir.path(), &[]);
+    let paths: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(paths[0].ends_with(".env"));
+}
+
+#[test]
+fn binary_files_are_skipped_and_verbose_says_so() {
+    let dir = TempDir::new().unwrap();
+    let mut bin = vec![0u8, 1, 2, 3];
+    bin.extend_from_slice(aws_key_id().as_bytes());
+    write(dir.path(), "blob.bin", &bin);
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("-v")
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("blob.bin: binary file"));
+}
+
+#[test]
+fn files_over_the_size_limit_are_skipped_with_a_warning() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "big.txt",
+        format!("{}\n{}", aws_key_id(), "x".repeat(4096)),
+    );
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--max-file-size", "1K"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("big.txt"))
+        .stderr(predicate::str::contains("--max-file-size"));
+}
+
+#[test]
+fn a_missing_path_is_an_error_but_other_paths_are_scanned() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "ok.txt", format!("{}\n", aws_key_id()));
+    keyburn()
+        .arg("scan")
+        .arg(dir.path().join("ok.txt"))
+        .arg(dir.path().join("does-not-exist"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does-not-exist"));
+}
+
+#[test]
+fn nothing_scannable_exits_2() {
+    keyburn()
+        .args(["scan", "/definitely/not/here"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/definitely/not/here"))
+        .stderr(predicate::str::contains("nothing could be scanned"));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_are_not_followed_unless_asked_and_loops_are_reported() {
+    let outside = TempDir::new().unwrap();
+    write(outside.path(), "secret.txt", format!("{}\n", aws_key_id()));
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "plain.txt", "hello\n");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        dir.path().join("link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+    keyburn().arg("scan").arg(dir.path()).assert().code(0);
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--follow")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("symlink loop"));
+}
+
+#[test]
+fn invalid_utf8_and_crlf_do_not_break_positions() {
+    let dir = TempDir::new().unwrap();
+    let mut content = b"first line\r\n\xff\xfe garbage\r\nkey: ".to_vec();
+    content.extend_from_slice(aws_key_id().as_bytes());
+    content.extend_from_slice(b"\r\n");
+    write(dir.path(), "mixed.txt", &content);
+    let doc = json_findings(dir.path(), &[]);
+    let f = &doc["findings"][0];
+    assert_eq!(f["line"], 3);
+    assert_eq!(f["column"], 6);
+    assert_eq!(f["secret"], aws_key_id());
+}
+
+#[test]
+fn inline_allow_comment_suppresses_a_finding() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "a.py",
+        format!("K = '{}'  # keyburn:allow\n", aws_key_id()),
+    );
+    keyburn().arg("scan").arg(dir.path()).assert().code(0);
+}
+
+#[test]
+fn a_malformed_user_rule_names_the_file_rule_and_regex_error() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "bad.toml",
+        "[[rule]]\nid = \"broken-rule\"\nname = \"Broken\"\nregex = '''(unclosed'''\nkeywords = [\"x\"]\n",
+    );
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--rules")
+        .arg(dir.path().join("bad.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml"))
+        .stderr(predicate::str::contains("broken-rule"))
+        .stderr(predicate::str::contains("unclosed group"));
+}
+
+#[test]
+fn user_rules_in_gitleaks_format_are_accepted() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "gitleaks.toml",
+        "title = \"custom\"\n[[rules]]\nid = \"acme-internal-token\"\ndescription = \"ACME token\"\nregex = '''acme_[a-z0-9]{24}'''\nkeywords = [\"acme_\"]\n",
+    );
+    write(
+        dir.path(),
+        "src/x.txt",
+        "t = acme_k2m9q8w7e6r5t4y3u2i1o0pz\n",
+    );
+    let doc = json_findings(
+        &dir.path().join("src"),
+        &[
+            "--rules",
+            dir.path().join("gitleaks.toml").to_str().unwrap(),
+            "--no-builtin-rules",
+        ],
+    );
+    assert_eq!(rule_ids(&doc), ["acme-internal-token"]);
+}
+
+#[test]
+fn disable_rule_and_unknown_rule_ids() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.txt", format!("{}\n", aws_key_id()));
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--disable-rule", "aws-access-key-id"])
+        .assert()
+        .code(0);
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--disable-rule", "no-such-rule"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-rule"));
+}
+
+#[test]
+fn min_confidence_drops_low_confidence_findings() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "a.env",
+        format!("DB_PASSWORD={}{}\n", "Wq8rT2zL", "p9Xv4kNs"),
+    );
+    assert_eq!(
+        rule_ids(&json_findings(dir.path(), &[])),
+        ["generic-password"]
+    );
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--min-confidence", "medium"])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn rules_list_and_check() {
+    keyburn()
+        .args(["rules", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("github-pat"))
+        .stdout(predicate::str::is_match(r"\n1[2-9][0-9] rules\n").unwrap());
+    let dir = TempDir::new().unwrap();
+    let good = format!(
+        "[[rule]]\nid = \"acme\"\nname = \"ACME\"\nregex = '''acme_[a-z0-9]{{8}}'''\nkeywords = [\"acme_\"]\nexamples = ['t = acme_{}']\ncounterexamples = ['t = acme_short']\n",
+        "k2m9q8w7"
+    );
+    write(dir.path(), "good.toml", &good);
+    keyburn()
+        .args(["rules", "check"])
+        .arg(dir.path().join("good.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 rules, 2 cases, 0 failed"));
+    write(
+        dir.path(),
+        "wrong.toml",
+        good.replace("acme_short", "acme_a1b2c3d4"),
+    );
+    keyburn()
+        .args(["rules", "check"])
+        .arg(dir.path().join("wrong.toml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("counterexample detected"));
+}
