@@ -13,13 +13,15 @@
 //! small file compiles only the few rules it could trigger.
 
 mod filters;
+mod prefilter;
 
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex_automata::meta;
 use regex_automata::util::captures::Captures;
 use regex_automata::Input;
+
+use prefilter::KeywordSearcher;
 
 use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
 
@@ -90,7 +92,7 @@ struct Global {
 pub struct Engine {
     rules: Vec<Rule>,
     compiled: Vec<OnceLock<Option<CompiledRule>>>,
-    prefilter: Option<AhoCorasick>,
+    prefilter: Option<KeywordSearcher>,
     /// For each prefilter pattern, the rules it triggers and, for rules with
     /// case-sensitive keywords, the exact bytes the hit must equal.
     triggers: Vec<Vec<Trigger>>,
@@ -163,14 +165,7 @@ impl Engine {
         let prefilter = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&patterns)
-                    .map_err(|e| EngineError::Prefilter(e.to_string()))?,
-            )
+            Some(KeywordSearcher::new(&patterns).map_err(EngineError::Prefilter)?)
         };
         let requirements = rules
             .iter()
@@ -273,20 +268,21 @@ impl Engine {
         wins.clear();
         scratch.last.clear();
         scratch.last.resize(self.rules.len(), u32::MAX);
-        if let Some(ac) = &self.prefilter {
-            for hit in ac.find_overlapping_iter(hay) {
-                for (r, exact) in &self.triggers[hit.pattern().as_usize()] {
+        if let Some(searcher) = &self.prefilter {
+            let last = &mut scratch.last;
+            searcher.for_each_hit(hay, |hit| {
+                for (r, exact) in &self.triggers[hit.pattern] {
                     if let Some(exact) = exact {
-                        if hay[hit.start()..hit.end()] != **exact {
+                        if hay[hit.start..hit.end] != **exact {
                             continue;
                         }
                     }
                     let Some(c) = self.compiled(*r as usize) else {
                         continue;
                     };
-                    let ws = hit.start().saturating_sub(c.window);
-                    let we = (hit.end() + c.window).min(hay.len());
-                    let last = &mut scratch.last[*r as usize];
+                    let ws = hit.start.saturating_sub(c.window);
+                    let we = (hit.end + c.window).min(hay.len());
+                    let last = &mut last[*r as usize];
                     if *last != u32::MAX {
                         let w = &mut wins[*last as usize];
                         if ws <= w.2 && we >= w.1 {
@@ -298,7 +294,7 @@ impl Engine {
                     *last = wins.len() as u32;
                     wins.push((*r, ws, we));
                 }
-            }
+            });
         }
         for &r in &self.unconditional {
             wins.push((r, 0, hay.len()));
