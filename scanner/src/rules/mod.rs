@@ -67,10 +67,10 @@ impl RuleSet {
     /// The rules compiled into the binary.
     pub fn builtin() -> RuleSet {
         let mut set = RuleSet::default();
-        for (name, text) in EMBEDDED {
-            // The test suite loads every embedded file strictly, so a broken
-            // built-in file cannot ship; here a failure would be a build bug.
-            let file = parse_str(text, &format!("builtin:{name}"), false)
+        for (name, json) in EMBEDDED {
+            // The test suite loads every embedded file, so a broken built-in
+            // file cannot ship; here a failure would be a build bug.
+            let file = model::parse_keyburn_json(json, &format!("builtin:{name}"))
                 .unwrap_or_else(|e| panic!("embedded rule file is invalid: {e}"));
             set.merge(file).expect("built-in rule ids are unique");
         }

@@ -291,6 +291,19 @@ pub(super) fn parse_keyburn(text: &str, file: &str) -> Result<RuleSet, RuleError
         file: file.to_string(),
         message: e.to_string(),
     })?;
+    finish_keyburn(parsed, file)
+}
+
+/// The built-in rule files, converted from TOML to JSON at build time.
+pub(super) fn parse_keyburn_json(json: &str, file: &str) -> Result<RuleSet, RuleError> {
+    let parsed: KeyburnFile = serde_json::from_str(json).map_err(|e| RuleError::Parse {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    finish_keyburn(parsed, file)
+}
+
+fn finish_keyburn(parsed: KeyburnFile, file: &str) -> Result<RuleSet, RuleError> {
     let mut rules = parsed.rule;
     for rule in &mut rules {
         rule.source = file.to_string();
