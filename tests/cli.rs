@@ -451,26 +451,32 @@ fn a_malformed_user_rule_names_the_file_rule_and_regex_error() {
 
 #[test]
 fn user_rules_in_gitleaks_format_are_accepted() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/gitleaks.toml");
     let dir = TempDir::new().unwrap();
-    write(
-        dir.path(),
-        "gitleaks.toml",
-        "title = \"custom\"\n[[rules]]\nid = \"acme-internal-token\"\ndescription = \"ACME token\"\nregex = '''acme_[a-z0-9]{24}'''\nkeywords = [\"acme_\"]\n",
-    );
     write(
         dir.path(),
         "src/x.txt",
         "t = acme_k2m9q8w7e6r5t4y3u2i1o0pz\n",
     );
+    write(
+        dir.path(),
+        "src/zero.txt",
+        format!("t = acme_{}\n", "0".repeat(24)),
+    );
+    write(
+        dir.path(),
+        "fixtures/y.txt",
+        "t = acme_k2m9q8w7e6r5t4y3u2i1o0pz\n",
+    );
     let doc = json_findings(
-        &dir.path().join("src"),
-        &[
-            "--rules",
-            dir.path().join("gitleaks.toml").to_str().unwrap(),
-            "--no-builtin-rules",
-        ],
+        dir.path(),
+        &["--rules", config.to_str().unwrap(), "--no-builtin-rules"],
     );
     assert_eq!(rule_ids(&doc), ["acme-internal-token"]);
+    assert!(doc["findings"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("src/x.txt"));
 }
 
 #[test]

@@ -376,27 +376,12 @@ impl Engine {
         if rule.checksum.is_some_and(|k| !valid_checksum(k, secret)) {
             return Verdict::Veto;
         }
-        if self.passes_allow_lists(rule, c, hay, whole, secret) {
-            Verdict::Keep
-        } else {
-            Verdict::Drop
-        }
-    }
-
-    fn passes_allow_lists(
-        &self,
-        rule: &Rule,
-        c: &CompiledRule,
-        hay: &[u8],
-        whole: regex_automata::Span,
-        secret: &[u8],
-    ) -> bool {
         if rule.placeholder_filter && is_placeholder(secret) {
-            return false;
+            return Verdict::Drop;
         }
         if contains_any_ci(secret, &c.stopwords) || contains_any_ci(secret, &self.global.stopwords)
         {
-            return false;
+            return Verdict::Drop;
         }
         let line = line_around(hay, whole.start, whole.end);
         if !c.allow_regexes.is_empty() {
@@ -406,15 +391,19 @@ impl Engine {
                 RegexTarget::Line => line,
             };
             if c.allow_regexes.iter().any(|re| re.is_match(target)) {
-                return false;
+                return Verdict::Drop;
             }
         }
         if self.global.regexes.iter().any(|re| re.is_match(secret)) {
-            return false;
+            return Verdict::Drop;
         }
-        !INLINE_ALLOW
+        if INLINE_ALLOW
             .iter()
             .any(|m| memchr::memmem::find(line, m).is_some())
+        {
+            return Verdict::Drop;
+        }
+        Verdict::Keep
     }
 
     fn apply_requirements(&self, found: &mut Vec<RawMatch>) {
