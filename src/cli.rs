@@ -22,6 +22,25 @@ pub enum Command {
     /// List or check detection rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Install keyburn as a git pre-commit hook.
+    #[command(subcommand)]
+    Hook(HookCommand),
+}
+
+#[derive(Subcommand)]
+pub enum HookCommand {
+    /// Write .git/hooks/pre-commit running `keyburn scan --staged`.
+    Install(HookArgs),
+}
+
+#[derive(Args)]
+pub struct HookArgs {
+    /// The repository (default: the current directory).
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// Replace an existing pre-commit hook that keyburn did not write.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +111,29 @@ pub struct ScanArgs {
     pub redact: bool,
     #[command(flatten)]
     pub selection: RuleSelection,
+    /// Scan the git history of PATH (the default when PATH is the root of a
+    /// repository): every blob reachable from every ref, scanned once.
+    #[arg(long, conflicts_with = "no_history")]
+    pub history: bool,
+    /// Scan only the files on disk, even in a repository.
+    #[arg(long)]
+    pub no_history: bool,
+    /// History: skip commits reachable from REV (e.g. origin/main).
+    #[arg(long, value_name = "REV")]
+    pub since: Option<String>,
+    /// History: only commits in A..B.
+    #[arg(long, value_name = "A..B", conflicts_with = "since")]
+    pub range: Option<String>,
+    /// History: only commits reachable from this ref instead of all refs.
+    #[arg(long, value_name = "REF", conflicts_with = "range")]
+    pub branch: Option<String>,
+    /// History: report every commit that introduced a secret, not only the
+    /// oldest per path.
+    #[arg(long)]
+    pub all_commits: bool,
+    /// Scan what is staged for commit (added and changed lines only).
+    #[arg(long, conflicts_with_all = ["history", "since", "range", "branch"])]
+    pub staged: bool,
     /// Ignore files matching this regex (on the path). Repeatable.
     #[arg(long = "allow-path", value_name = "REGEX")]
     pub allow_paths: Vec<String>,

@@ -4,6 +4,7 @@
 //! wires the `keyburn-scanner` library together; see DESIGN.md.
 
 mod cli;
+mod hook;
 mod rules_cmd;
 mod scan;
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Scan(a) => scan::run(a),
         cli::Command::Rules(cli::RulesCommand::List(a)) => rules_cmd::list(a),
         cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
+        cli::Command::Hook(cli::HookCommand::Install(a)) => hook::install(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,15 +7,23 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use keyburn_scanner::report::{self, Format, HumanOptions, Report};
-use keyburn_scanner::sources::{self, Event, SkipReason, WalkOptions};
+use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
 
 use crate::cli::{ColorChoice, OutputFormat, ScanArgs};
 use crate::rules_cmd::load_rules;
 use crate::EXIT_ERROR;
 
+/// Where the bytes come from.
+enum Mode {
+    Files,
+    History(PathBuf, HistoryOptions),
+    Staged(PathBuf),
+}
+
 /// Everything a scan needs, with every default settled.
 struct ScanConfig {
+    mode: Mode,
     paths: Vec<PathBuf>,
     stdin: bool,
     format: Format,
@@ -32,7 +40,7 @@ struct ScanConfig {
 impl ScanConfig {
     fn resolve(a: &ScanArgs) -> ScanConfig {
         let stdin = a.paths.iter().any(|p| p.as_os_str() == "-");
-        let paths = a
+        let paths: Vec<PathBuf> = a
             .paths
             .iter()
             .filter(|p| p.as_os_str() != "-")
@@ -53,7 +61,32 @@ impl ScanConfig {
                     && std::env::var_os("NO_COLOR").is_none()
             }
         };
+        // A work tree's root, or a bare repository, that really opens.
+        let repo_root = |p: &PathBuf| sources::is_repository(p);
+        let mode = if a.staged {
+            Mode::Staged(a.paths.first().cloned().unwrap_or_else(|| ".".into()))
+        } else {
+            let history_asked =
+                a.history || a.since.is_some() || a.range.is_some() || a.branch.is_some();
+            let auto = !a.no_history && paths.len() == 1 && !stdin && repo_root(&paths[0]);
+            if history_asked || auto {
+                Mode::History(
+                    paths.first().cloned().unwrap_or_else(|| ".".into()),
+                    HistoryOptions {
+                        branch: a.branch.clone(),
+                        since: a.since.clone(),
+                        range: a.range.clone(),
+                        all_commits: a.all_commits,
+                        max_file_size: a.max_file_size,
+                        threads: a.threads,
+                    },
+                )
+            } else {
+                Mode::Files
+            }
+        };
         ScanConfig {
+            mode,
             paths,
             stdin,
             format,
@@ -91,16 +124,34 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     report.stats.rules = engine.rules().len();
     let bar = cfg.progress.then(progress_bar);
     let mut on_event = |ev: Event| handle_event(ev, &cfg, &mut report, bar.as_ref());
-    if cfg.stdin {
-        sources::scan_reader(
-            &engine,
-            "stdin",
-            std::io::stdin().lock(),
-            cfg.walk.max_file_size,
-            &mut on_event,
-        );
+    match &cfg.mode {
+        Mode::Staged(repo) => {
+            sources::scan_staged(&engine, repo, cfg.walk.max_file_size, &mut on_event)?
+        }
+        Mode::History(repo, opts) => {
+            let summary = sources::scan_history(&engine, repo, opts, &mut on_event)?;
+            if cfg.verbose {
+                eprintln!(
+                    "keyburn: history: {} commits, {} unique blobs",
+                    summary.commits, summary.blobs
+                );
+            }
+        }
+        Mode::Files => {
+            if cfg.stdin {
+                sources::scan_reader(
+                    &engine,
+                    "stdin",
+                    std::io::stdin().lock(),
+                    cfg.walk.max_file_size,
+                    &mut on_event,
+                );
+            }
+            if !cfg.paths.is_empty() {
+                sources::walk(&engine, &cfg.paths, &cfg.walk, &mut on_event);
+            }
+        }
     }
-    scan_paths(&engine, &cfg, &mut on_event);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -111,7 +162,8 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     }
     write_report(&cfg, &report, &engine)?;
 
-    if report.stats.files_scanned == 0 && report.stats.errors > 0 {
+    if matches!(cfg.mode, Mode::Files) && report.stats.files_scanned == 0 && report.stats.errors > 0
+    {
         eprintln!("keyburn: error: nothing could be scanned");
         return Ok(EXIT_ERROR);
     }
@@ -120,12 +172,6 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     } else {
         cfg.exit_code
     })
-}
-
-fn scan_paths(engine: &Engine, cfg: &ScanConfig, on_event: &mut impl FnMut(Event)) {
-    if !cfg.paths.is_empty() {
-        sources::walk(engine, &cfg.paths, &cfg.walk, on_event);
-    }
 }
 
 fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&ProgressBar>) {

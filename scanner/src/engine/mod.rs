@@ -221,11 +221,39 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
     ) {
-        if let Some(p) = path {
-            if self.global.paths.iter().any(|re| re.is_match(p)) {
-                return;
-            }
+        if path.is_some_and(|p| self.path_ignored(p)) {
+            return;
         }
+        self.scan_filtered(hay, scratch, out, |c| path_allowed(c, path));
+    }
+
+    /// Scan content that lives at several paths (a git blob): every rule
+    /// runs, whatever its path filters; check each path with
+    /// [`Engine::applies_to`] before reporting a match there.
+    pub fn scan_blob(&self, hay: &[u8], scratch: &mut Scratch, out: &mut Vec<RawMatch>) {
+        self.scan_filtered(hay, scratch, out, |_| true);
+    }
+
+    /// Whether matches of rule `rule` count at `path` (global and rule path
+    /// filters).
+    pub fn applies_to(&self, rule: usize, path: &str) -> bool {
+        !self.path_ignored(path)
+            && self
+                .compiled(rule)
+                .is_some_and(|c| path_allowed(c, Some(path)))
+    }
+
+    fn path_ignored(&self, path: &str) -> bool {
+        self.global.paths.iter().any(|re| re.is_match(path))
+    }
+
+    fn scan_filtered(
+        &self,
+        hay: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+        rule_applies: impl Fn(&CompiledRule) -> bool,
+    ) {
         self.collect_windows(hay, scratch);
         let windows = std::mem::take(&mut scratch.windows);
         let mut found = std::mem::take(&mut scratch.matches);
@@ -236,7 +264,7 @@ impl Engine {
             if current.as_ref().map(|c| c.0) != Some(r) {
                 let caps = self
                     .compiled(r as usize)
-                    .filter(|c| path_allowed(c, path))
+                    .filter(|c| rule_applies(c))
                     .map(|c| c.regex.create_captures());
                 current = Some((r, caps));
             }

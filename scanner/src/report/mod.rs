@@ -34,7 +34,8 @@ pub struct Report {
 
 impl Report {
     /// Sort findings by path, position and rule, and keep one finding per
-    /// fingerprint (the same secret, path and rule), the first in the file.
+    /// fingerprint (the same secret, path and rule) and commit, the first in
+    /// the file.
     pub fn finish(&mut self) {
         self.findings.sort_by(|a, b| {
             (&a.path, a.location.line, a.location.column, &a.rule_id).cmp(&(
@@ -45,7 +46,10 @@ impl Report {
             ))
         });
         let mut seen = std::collections::HashSet::new();
-        self.findings.retain(|f| seen.insert(f.fingerprint.clone()));
+        self.findings.retain(|f| {
+            let commit = f.commit.as_ref().map(|c| c.id.clone());
+            seen.insert((f.fingerprint.clone(), commit))
+        });
     }
 
     pub fn redact(&mut self) {

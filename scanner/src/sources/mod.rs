@@ -4,6 +4,7 @@
 //! to show progress, warnings and results.
 
 mod fs;
+mod git;
 
 use std::io::Read;
 
@@ -11,6 +12,7 @@ use crate::engine::{Engine, RawMatch, Scratch};
 use crate::finding::{Finding, LineIndex};
 
 pub use fs::{walk, WalkOptions};
+pub use git::{is_repository, scan_history, scan_staged, GitError, HistoryOptions, HistorySummary};
 
 /// Why a file was not scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,61 @@
+//! `keyburn hook install`: a plain git pre-commit hook that runs
+//! `keyburn scan --staged`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::HookArgs;
+
+/// Marks hooks keyburn wrote, so reinstalling may replace them.
+const MARKER: &str = "# installed by keyburn hook install";
+
+fn hook_script() -> String {
+    format!(
+        "#!/bin/sh\n{MARKER}\n# Blocks a commit whose staged changes add a secret. Bypass once: git commit --no-verify\nexec keyburn scan --staged --no-progress\n"
+    )
+}
+
+/// The hooks directory: core.hooksPath if set, else the common git dir's
+/// hooks/ (shared by linked worktrees).
+fn hooks_dir(repo: &Path) -> Result<PathBuf> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-parse", "--git-path", "hooks"])
+        .output()
+        .context("cannot run git to locate the hooks directory")?;
+    if !out.status.success() {
+        bail!("{} is not a git repository", repo.display());
+    }
+    let rel = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = PathBuf::from(&rel);
+    Ok(if dir.is_absolute() {
+        dir
+    } else {
+        repo.join(dir)
+    })
+}
+
+pub fn install(args: HookArgs) -> Result<u8> {
+    let dir = hooks_dir(&args.repo)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let hook = dir.join("pre-commit");
+    if let Ok(existing) = std::fs::read_to_string(&hook) {
+        if !existing.contains(MARKER) && !args.force {
+            bail!(
+                "{} exists and was not written by keyburn; use --force to replace it",
+                hook.display()
+            );
+        }
+    }
+    std::fs::write(&hook, hook_script())
+        .with_context(|| format!("cannot write {}", hook.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    }
+    println!("installed {}", hook.display());
+    Ok(0)
+}

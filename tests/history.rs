@@ -1,0 +1,387 @@
+//! Git history, staged changes and the pre-commit hook, on repositories
+//! built with `git` in temporary directories. Fake keys are assembled at run
+//! time.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Distinct fake AWS access key ids.
+fn key(n: usize) -> String {
+    const BODIES: [&str; 4] = [
+        "Q7XK2M4PZ6RB3TVN",
+        "M3ZQ7KX2P4TB6RVN",
+        "T6RB3Q7XZ2M4PKVN",
+        "P4TB6RVNM3ZQ7KX2",
+    ];
+    format!("{}{}", "AKIA", BODIES[n])
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Std::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.org")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.org")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn repo() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    dir
+}
+
+fn commit_file(dir: &Path, rel: &str, content: &str, msg: &str) -> String {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, content).unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn scan_json(dir: &Path, args: &[&str]) -> (Value, i32, String) {
+    let out = Command::cargo_bin("keyburn")
+        .unwrap()
+        .arg("scan")
+        .arg(dir)
+        .args(["-f", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        doc,
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn findings(doc: &Value) -> Vec<(String, String, String)> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["secret"].as_str().unwrap().to_string(),
+                f["commit"]["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_secret_added_then_removed_is_found_in_its_commit() {
+    let dir = repo();
+    commit_file(dir.path(), "README", "hello\n", "init");
+    let added = commit_file(
+        dir.path(),
+        "conf/app.py",
+        &format!("KEY = '{}'\n", key(0)),
+        "add config",
+    );
+    git(dir.path(), &["rm", "-q", "conf/app.py"]);
+    git(dir.path(), &["commit", "-q", "-m", "remove config"]);
+    let (doc, code, _) = scan_json(dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&doc),
+        [("conf/app.py".into(), key(0), added.clone())]
+    );
+    let f = &doc["findings"][0];
+    assert_eq!(f["commit"]["author"], "Dev");
+    assert_eq!(f["commit"]["email"], "dev@example.org");
+    assert_eq!(f["commit"]["message"], "add config");
+    assert_eq!(f["line"], 1);
+    // --no-history looks only at the files on disk, where it is gone.
+    let (doc, code, _) = scan_json(dir.path(), &["--no-history"]);
+    assert_eq!((findings(&doc).len(), code), (0, 0));
+}
+
+#[test]
+fn secrets_only_on_a_side_branch_or_only_in_a_tag_are_found() {
+    let dir = repo();
+    commit_file(dir.path(), "README", "hello\n", "init");
+    git(dir.path(), &["checkout", "-q", "-b", "side"]);
+    let side = commit_file(
+        dir.path(),
+        "side.env",
+        &format!("K={}\n", key(1)),
+        "side work",
+    );
+    git(dir.path(), &["checkout", "-q", "main"]);
+    git(dir.path(), &["checkout", "-q", "--orphan", "tmp"]);
+    let tagged = commit_file(
+        dir.path(),
+        "tagged.txt",
+        &format!("{}\n", key(2)),
+        "only tagged",
+    );
+    git(dir.path(), &["tag", "v-secret"]);
+    git(dir.path(), &["checkout", "-q", "main"]);
+    git(dir.path(), &["branch", "-q", "-D", "tmp"]);
+    let (doc, _, _) = scan_json(dir.path(), &[]);
+    let mut got = findings(&doc);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("side.env".into(), key(1), side.clone()),
+            ("tagged.txt".into(), key(2), tagged)
+        ]
+    );
+    // --branch restricts the walk to one ref.
+    let (doc, _, _) = scan_json(dir.path(), &["--branch", "main"]);
+    assert!(findings(&doc).is_empty());
+    let (doc, _, _) = scan_json(dir.path(), &["--branch", "side"]);
+    assert_eq!(findings(&doc), [("side.env".into(), key(1), side)]);
+}
+
+#[test]
+fn a_merge_reports_only_what_its_resolution_introduced() {
+    let dir = repo();
+    commit_file(dir.path(), "c.txt", "base\n", "init");
+    git(dir.path(), &["checkout", "-q", "-b", "feature"]);
+    commit_file(dir.path(), "c.txt", "feature side\n", "feature");
+    git(dir.path(), &["checkout", "-q", "main"]);
+    commit_file(dir.path(), "c.txt", "main side\n", "main");
+    // The merge conflicts (exit 1); its resolution adds the secret.
+    let merged = Std::new("git")
+        .arg("-C")
+        .arg(dir.path())
+        .args([
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@example.org",
+            "merge",
+            "-q",
+            "feature",
+        ])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(!merged.status.success());
+    assert!(dir.path().join(".git/MERGE_HEAD").exists());
+    fs::write(dir.path().join("c.txt"), format!("resolved {}\n", key(3))).unwrap();
+    git(dir.path(), &["add", "c.txt"]);
+    git(dir.path(), &["commit", "-q", "-m", "merge feature"]);
+    assert_eq!(
+        git(dir.path(), &["rev-list", "--parents", "-n1", "HEAD"])
+            .split(' ')
+            .count(),
+        3
+    );
+    let merge = git(dir.path(), &["rev-parse", "HEAD"]);
+    let (doc, _, _) = scan_json(dir.path(), &[]);
+    assert_eq!(findings(&doc), [("c.txt".into(), key(3), merge)]);
+}
+
+#[test]
+fn a_renamed_file_keeps_the_commit_that_introduced_the_secret() {
+    let dir = repo();
+    let added = commit_file(dir.path(), "old.cfg", &format!("k={}\n", key(0)), "add");
+    git(dir.path(), &["mv", "old.cfg", "new.cfg"]);
+    git(dir.path(), &["commit", "-q", "-m", "rename"]);
+    let (doc, _, _) = scan_json(dir.path(), &["-v"]);
+    let got = findings(&doc);
+    assert!(got.contains(&("old.cfg".into(), key(0), added)), "{got:?}");
+    // One blob, scanned once, whatever the number of paths it lived at.
+    assert_eq!(doc["stats"]["files_scanned"], 1);
+}
+
+#[test]
+fn since_and_range_limit_the_scan_to_new_commits() {
+    let dir = repo();
+    let first = commit_file(dir.path(), "a.txt", &format!("{}\n", key(0)), "old secret");
+    let second = commit_file(dir.path(), "b.txt", "clean\n", "clean");
+    let third = commit_file(dir.path(), "c.txt", &format!("{}\n", key(1)), "new secret");
+    let (doc, _, _) = scan_json(dir.path(), &["--since", &second]);
+    assert_eq!(findings(&doc), [("c.txt".into(), key(1), third)]);
+    let (doc, code, _) = scan_json(dir.path(), &["--range", &format!("{first}..{second}")]);
+    assert_eq!((findings(&doc).len(), code), (0, 0));
+    let (doc, _, _) = scan_json(dir.path(), &["--since", "no-such-rev"]);
+    assert!(doc.is_null());
+}
+
+#[test]
+fn a_corrupt_object_is_reported_and_the_scan_goes_on() {
+    let dir = repo();
+    commit_file(dir.path(), "good.txt", &format!("{}\n", key(0)), "good");
+    commit_file(
+        dir.path(),
+        "bad.txt",
+        "this blob will be corrupted\n",
+        "bad",
+    );
+    let blob = git(dir.path(), &["rev-parse", "HEAD:bad.txt"]);
+    let obj = dir
+        .path()
+        .join(".git/objects")
+        .join(&blob[..2])
+        .join(&blob[2..]);
+    let mut perms = fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&obj, perms).unwrap();
+    fs::write(&obj, b"not zlib at all").unwrap();
+    let (doc, code, stderr) = scan_json(dir.path(), &[]);
+    assert!(stderr.contains(&blob), "{stderr}");
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc)[0].1, key(0));
+}
+
+#[test]
+fn a_path_that_is_not_a_repository_is_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    Command::cargo_bin("keyburn")
+        .unwrap()
+        .args(["scan", "--history"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a git repository"));
+}
+
+#[test]
+fn an_empty_repository_is_reported_clean() {
+    let dir = repo();
+    let (doc, code, _) = scan_json(dir.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(findings(&doc).is_empty());
+}
+
+#[test]
+fn bare_and_shallow_clones_are_scanned() {
+    let dir = repo();
+    commit_file(dir.path(), "a.txt", &format!("{}\n", key(0)), "one");
+    commit_file(dir.path(), "b.txt", &format!("{}\n", key(1)), "two");
+    let clones = TempDir::new().unwrap();
+    let bare = clones.path().join("bare.git");
+    let url = format!("file://{}", dir.path().display());
+    git(
+        clones.path(),
+        &["clone", "-q", "--bare", &url, bare.to_str().unwrap()],
+    );
+    let (doc, _, _) = scan_json(&bare, &["--history"]);
+    assert_eq!(findings(&doc).len(), 2);
+    let shallow = clones.path().join("shallow");
+    git(
+        clones.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            shallow.to_str().unwrap(),
+        ],
+    );
+    let (doc, code, stderr) = scan_json(&shallow, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    // The shallow boundary commit holds both files: both are in its tree.
+    assert_eq!(findings(&doc).len(), 2);
+}
+
+#[test]
+fn staged_scan_reports_added_lines_only_with_staged_line_numbers() {
+    let dir = repo();
+    // First commit: HEAD is unborn, everything staged is new.
+    fs::write(
+        dir.path().join("app.py"),
+        format!("import os\nKEY = '{}'\n", key(0)),
+    )
+    .unwrap();
+    git(dir.path(), &["add", "app.py"]);
+    let (doc, code, _) = scan_json(dir.path(), &["--staged"]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["findings"][0]["line"], 2);
+    git(dir.path(), &["commit", "-q", "-m", "init"]);
+    // Editing another line of the file does not re-report the old secret.
+    fs::write(
+        dir.path().join("app.py"),
+        format!("import os, sys\nKEY = '{}'\n", key(0)),
+    )
+    .unwrap();
+    git(dir.path(), &["add", "app.py"]);
+    let (doc, code, _) = scan_json(dir.path(), &["--staged"]);
+    assert_eq!((findings(&doc).len(), code), (0, 0));
+    // A new secret is reported at its line in the staged file; unstaged
+    // changes are not looked at.
+    fs::write(
+        dir.path().join("app.py"),
+        format!(
+            "import os, sys\nKEY = '{}'\n\nOTHER = '{}'\n",
+            key(0),
+            key(1)
+        ),
+    )
+    .unwrap();
+    git(dir.path(), &["add", "app.py"]);
+    fs::write(dir.path().join("unstaged.txt"), format!("{}\n", key(2))).unwrap();
+    let (doc, code, _) = scan_json(dir.path(), &["--staged"]);
+    assert_eq!(code, 1);
+    let got = findings(&doc);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, key(1));
+    assert_eq!(doc["findings"][0]["line"], 4);
+}
+
+#[test]
+fn staged_scan_works_in_a_linked_worktree() {
+    let dir = repo();
+    commit_file(dir.path(), "README", "hi\n", "init");
+    let wt = TempDir::new().unwrap();
+    let wt_path = wt.path().join("wt");
+    git(
+        dir.path(),
+        &["worktree", "add", "-q", wt_path.to_str().unwrap()],
+    );
+    fs::write(wt_path.join("x.env"), format!("K={}\n", key(2))).unwrap();
+    git(&wt_path, &["add", "x.env"]);
+    let (doc, code, _) = scan_json(&wt_path, &["--staged"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc)[0].0, "x.env");
+}
+
+#[test]
+fn hook_install_writes_a_pre_commit_hook_and_respects_foreign_ones() {
+    let dir = repo();
+    let hook = dir.path().join(".git/hooks/pre-commit");
+    fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    fs::write(&hook, "#!/bin/sh\necho mine\n").unwrap();
+    let install = || {
+        let mut c = Command::cargo_bin("keyburn").unwrap();
+        c.args(["hook", "install"]).arg(dir.path());
+        c
+    };
+    install()
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--force"));
+    assert!(fs::read_to_string(&hook).unwrap().contains("echo mine"));
+    install().arg("--force").assert().success();
+    let text = fs::read_to_string(&hook).unwrap();
+    assert!(text.contains("keyburn scan --staged"), "{text}");
+    // Reinstalling over our own hook needs no --force.
+    install().assert().success();
+}
