@@ -132,8 +132,12 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             let summary = sources::scan_history(&engine, repo, opts, &mut on_event)?;
             if cfg.verbose {
                 eprintln!(
-                    "keyburn: history: {} commits, {} unique blobs",
-                    summary.commits, summary.blobs
+                    "keyburn: history: {} commits, {} unique blobs (walk {:.2} s, tree diffs {:.2} s, blob scan {:.2} s)",
+                    summary.commits,
+                    summary.blobs,
+                    summary.walk.as_secs_f64(),
+                    summary.diff.as_secs_f64(),
+                    summary.scan.as_secs_f64()
                 );
             }
         }

@@ -216,6 +216,10 @@ fn since_and_range_limit_the_scan_to_new_commits() {
     let second = commit_file(dir.path(), "b.txt", "clean\n", "clean");
     let third = commit_file(dir.path(), "c.txt", &format!("{}\n", key(1)), "new secret");
     let (doc, _, _) = scan_json(dir.path(), &["--since", &second]);
+    assert_eq!(findings(&doc), [("c.txt".into(), key(1), third.clone())]);
+    // Annotated tags name their commit.
+    git(dir.path(), &["tag", "-a", "-m", "release", "v1", &second]);
+    let (doc, _, _) = scan_json(dir.path(), &["--range", "v1..HEAD"]);
     assert_eq!(findings(&doc), [("c.txt".into(), key(1), third)]);
     let (doc, code, _) = scan_json(dir.path(), &["--range", &format!("{first}..{second}")]);
     assert_eq!((findings(&doc).len(), code), (0, 0));

@@ -57,11 +57,14 @@ pub struct HistoryOptions {
     pub threads: usize,
 }
 
-/// What a history scan walked.
+/// What a history scan walked, and how long each phase took.
 #[derive(Debug, Clone, Default)]
 pub struct HistorySummary {
     pub commits: usize,
     pub blobs: usize,
+    pub walk: std::time::Duration,
+    pub diff: std::time::Duration,
+    pub scan: std::time::Duration,
 }
 
 fn open(path: &Path) -> Result<gix::Repository, GitError> {
@@ -77,8 +80,9 @@ pub fn is_repository(path: &Path) -> bool {
     gix::open(path).is_ok()
 }
 
+/// The commit `spec` names (annotated tags are peeled).
 fn resolve(repo: &gix::Repository, spec: &str) -> Result<ObjectId, GitError> {
-    repo.rev_parse_single(spec)
+    repo.rev_parse_single(format!("{spec}^{{commit}}").as_str())
         .map(|id| id.detach())
         .map_err(|e| GitError::Revision {
             spec: spec.to_string(),
@@ -141,15 +145,12 @@ struct CommitNode {
     time: i64,
 }
 
-/// One tree entry, decoded.
-struct Entry {
-    name: Vec<u8>,
-    id: ObjectId,
-    tree: bool,
-    blob: bool,
-}
-
-fn read_tree(odb: &impl Find, id: &ObjectId, buf: &mut Vec<u8>) -> Result<Vec<Entry>, String> {
+/// A tree's raw bytes, read once and owned, so its entries can be borrowed.
+fn read_tree(
+    odb: &impl Find,
+    id: &ObjectId,
+    buf: &mut Vec<u8>,
+) -> Result<(Vec<u8>, gix::hash::Kind), String> {
     let data = odb
         .try_find(id, buf)
         .map_err(|e| e.to_string())?
@@ -157,11 +158,27 @@ fn read_tree(odb: &impl Find, id: &ObjectId, buf: &mut Vec<u8>) -> Result<Vec<En
     if data.kind != Kind::Tree {
         return Err(format!("object {id} is a {}, not a tree", data.kind));
     }
-    TreeRefIter::from_bytes(data.data, data.object_hash)
+    Ok((data.data.to_vec(), data.object_hash))
+}
+
+/// One tree entry, borrowed from its tree's bytes.
+struct Entry<'a> {
+    name: &'a [u8],
+    id: ObjectId,
+    tree: bool,
+    blob: bool,
+}
+
+fn entries<'a>(
+    data: &'a [u8],
+    hash: gix::hash::Kind,
+    id: &ObjectId,
+) -> Result<Vec<Entry<'a>>, String> {
+    TreeRefIter::from_bytes(data, hash)
         .map(|e| {
             let e = e.map_err(|e| format!("tree {id} is corrupt: {e}"))?;
             Ok(Entry {
-                name: e.filename.to_vec(),
+                name: e.filename.as_ref(),
                 id: e.oid.to_owned(),
                 tree: e.mode.is_tree(),
                 blob: e.mode.is_blob_or_symlink(),
@@ -170,7 +187,17 @@ fn read_tree(odb: &impl Find, id: &ObjectId, buf: &mut Vec<u8>) -> Result<Vec<En
         .collect()
 }
 
+/// Git's tree order: names compare bytewise, a tree's name as if it ended
+/// with '/'. Entries of a tree are stored in this order.
+fn git_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
+    let ka = a.name.iter().copied().chain(a.tree.then_some(b'/'));
+    let kb = b.name.iter().copied().chain(b.tree.then_some(b'/'));
+    ka.cmp(kb)
+}
+
 /// Blobs of `new` that differ from every tree in `olds` at the same path.
+/// Trees are sorted, so each old tree is merged in one pass; subtrees equal
+/// to one of the parents' are skipped unread.
 fn introduced(
     odb: &impl Find,
     olds: &[Option<ObjectId>],
@@ -182,31 +209,44 @@ fn introduced(
     if olds.iter().any(|o| o.as_ref() == Some(new)) {
         return Ok(());
     }
-    let entries = read_tree(odb, new, buf)?;
-    let old_entries: Vec<Vec<Entry>> = olds
+    let (new_data, hash) = read_tree(odb, new, buf)?;
+    let new_entries = entries(&new_data, hash, new)?;
+    let old_data: Vec<(Vec<u8>, ObjectId)> = olds
         .iter()
-        .map(|o| o.map_or(Ok(Vec::new()), |o| read_tree(odb, &o, buf)))
+        .flatten()
+        .map(|o| read_tree(odb, o, buf).map(|(d, _)| (d, *o)))
         .collect::<Result<_, _>>()?;
-    for e in entries {
-        let in_old = |pick: &dyn Fn(&Entry) -> bool| -> Vec<Option<ObjectId>> {
-            old_entries
-                .iter()
-                .map(|list| {
-                    list.iter()
-                        .find(|o| o.name == e.name && pick(o))
-                        .map(|o| o.id)
-                })
-                .collect()
-        };
+    let old_entries: Vec<Vec<Entry>> = old_data
+        .iter()
+        .map(|(d, id)| entries(d, hash, id))
+        .collect::<Result<_, _>>()?;
+    let mut cursors = vec![0usize; old_entries.len()];
+    let mut same: Vec<Option<ObjectId>> = Vec::with_capacity(old_entries.len());
+    for e in &new_entries {
+        // The entry of the same name and kind in each old tree, if any.
+        same.clear();
+        for (list, cur) in old_entries.iter().zip(cursors.iter_mut()) {
+            while *cur < list.len() && git_order(&list[*cur], e).is_lt() {
+                *cur += 1;
+            }
+            let hit = list
+                .get(*cur)
+                .filter(|o| o.name == e.name && o.tree == e.tree)
+                .map(|o| o.id);
+            same.push(hit);
+        }
+        if !e.tree && !e.blob {
+            continue; // a submodule: a separate repository
+        }
         let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');
         }
-        prefix.extend_from_slice(&e.name);
+        prefix.extend_from_slice(e.name);
         if e.tree {
-            let sub = in_old(&|o| o.tree);
+            let sub = same.clone();
             introduced(odb, &sub, &e.id, prefix, buf, out)?;
-        } else if e.blob && !in_old(&|o| o.blob).contains(&Some(e.id)) {
+        } else if !same.contains(&Some(e.id)) {
             out.push((e.id, prefix.clone()));
         }
         prefix.truncate(len);
@@ -229,8 +269,8 @@ pub fn scan_history(
     opts: &HistoryOptions,
     mut on_event: impl FnMut(Event),
 ) -> Result<HistorySummary, GitError> {
-    let mut repo = open(path)?;
-    repo.object_cache_size_if_unset(32 << 20);
+    let t0 = std::time::Instant::now();
+    let repo = open(path)?;
     let (tips, hidden) = tips(&repo, opts)?;
     let mut commits = Vec::new();
     if !tips.is_empty() {
@@ -275,6 +315,7 @@ pub fn scan_history(
     } else {
         opts.threads
     };
+    let walk = t0.elapsed();
     let sync = repo.clone().into_sync();
     let mut blobs = collect_blobs(&sync, &commits, threads, &mut on_event);
     if let Some(ignore) = keyburnignore(&repo) {
@@ -288,12 +329,36 @@ pub fn scan_history(
         }
         blobs.retain(|(_, occ)| !occ.is_empty());
     }
-    let summary = HistorySummary {
+    sort_by_pack_location(&repo, &mut blobs);
+    let diff = t0.elapsed() - walk;
+    let mut summary = HistorySummary {
         commits: commits.len(),
         blobs: blobs.len(),
+        walk,
+        diff,
+        ..Default::default()
     };
     scan_blobs(engine, &sync, &commits, blobs, opts, threads, &mut on_event);
+    summary.scan = t0.elapsed() - walk - diff;
     Ok(summary)
+}
+
+/// Delta-base cache per thread: most objects in a pack are deltas, and
+/// without a cache every object re-inflates its whole chain of bases.
+const PACK_CACHE_BYTES: usize = 64 << 20;
+/// Decoded-object cache per thread: the same trees recur across commits.
+const OBJECT_CACHE_BYTES: usize = 16 << 20;
+
+/// A thread-local repository handle with the caches a history scan wants.
+fn thread_repo(sync: &gix::ThreadSafeRepository) -> gix::Repository {
+    let mut repo = sync.to_thread_local();
+    repo.objects.set_pack_cache(|| {
+        Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+            PACK_CACHE_BYTES,
+        ))
+    });
+    repo.object_cache_size(OBJECT_CACHE_BYTES);
+    repo
 }
 
 /// The `.keyburnignore` at the root of the work tree, if any.
@@ -315,6 +380,8 @@ fn collect_blobs(
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) -> Vec<(ObjectId, Vec<Occurrence>)> {
+    let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
+    let trees = &trees;
     let next = AtomicUsize::new(0);
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut per_commit: Vec<Vec<(ObjectId, Vec<u8>)>> = Vec::new();
@@ -324,19 +391,23 @@ fn collect_blobs(
             let tx = tx.clone();
             let next = &next;
             s.spawn(move || {
-                let repo = sync.to_thread_local();
+                let repo = thread_repo(sync);
                 let mut buf = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(c) = commits.get(i) else { break };
+                    // Parents outside the walk (hidden by --since, or cut by
+                    // a shallow boundary) are read from the object database.
                     let olds: Vec<Option<ObjectId>> = c
                         .parents
                         .iter()
                         .map(|p| {
-                            repo.find_commit(*p)
-                                .ok()
-                                .and_then(|p| p.tree_id().ok())
-                                .map(|t| t.detach())
+                            trees.get(p).copied().or_else(|| {
+                                repo.find_commit(*p)
+                                    .ok()
+                                    .and_then(|p| p.tree_id().ok())
+                                    .map(|t| t.detach())
+                            })
                         })
                         .collect();
                     let mut out = Vec::new();
@@ -388,6 +459,39 @@ fn collect_blobs(
         .collect()
 }
 
+/// Order blobs as they lie in their packs (loose objects first): reading in
+/// pack order lets consecutive deltas share their bases in the delta cache,
+/// where id order would make every read start its chain from scratch.
+fn sort_by_pack_location(repo: &gix::Repository, blobs: &mut [(ObjectId, Vec<Occurrence>)]) {
+    use gix::odb::pack::Find as _;
+    let mut odb = repo.objects.clone();
+    odb.prevent_pack_unload();
+    let mut buf = Vec::new();
+    let mut keyed: Vec<((u32, u64), usize)> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| {
+            let loc = odb.location_by_oid(id, &mut buf).ok().flatten();
+            (loc.map_or((0, 0), |l| (l.pack_id + 1, l.pack_offset)), i)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut taken: Vec<Option<(ObjectId, Vec<Occurrence>)>> = blobs
+        .iter_mut()
+        .map(|b| Some((b.0, std::mem::take(&mut b.1))))
+        .collect();
+    for (slot, i) in blobs.iter_mut().zip(order) {
+        if let Some(b) = taken[i].take() {
+            *slot = b;
+        }
+    }
+}
+
+/// Blobs handed to a scanning thread at a time: consecutive blobs (in pack
+/// order) share delta bases, so each thread keeps runs together.
+const BLOB_CHUNK: usize = 64;
+
 /// Phase two: scan each unique blob once, attribute findings.
 fn scan_blobs(
     engine: &Engine,
@@ -406,26 +510,30 @@ fn scan_blobs(
             let tx = tx.clone();
             let next = &next;
             s.spawn(move || {
-                let repo = sync.to_thread_local();
+                let repo = thread_repo(sync);
                 let mut buf = Vec::new();
                 let mut scratch = Scratch::default();
                 let mut matches = Vec::new();
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((id, occ)) = blobs.get(i) else { break };
-                    let events = scan_one(
-                        engine,
-                        &repo,
-                        id,
-                        occ,
-                        opts,
-                        &mut buf,
-                        &mut scratch,
-                        &mut matches,
-                    );
-                    for ev in events {
-                        if tx.send(ev).is_err() {
-                            return;
+                    let start = next.fetch_add(BLOB_CHUNK, Ordering::Relaxed);
+                    if start >= blobs.len() {
+                        break;
+                    }
+                    for (id, occ) in &blobs[start..(start + BLOB_CHUNK).min(blobs.len())] {
+                        let events = scan_one(
+                            engine,
+                            &repo,
+                            id,
+                            occ,
+                            opts,
+                            &mut buf,
+                            &mut scratch,
+                            &mut matches,
+                        );
+                        for ev in events {
+                            if tx.send(ev).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
