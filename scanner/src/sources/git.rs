@@ -257,7 +257,8 @@ fn introduced(
 /// An occurrence of a blob in history.
 #[derive(Clone)]
 struct Occurrence {
-    path: String,
+    /// Interned: the same path string is shared by all its occurrences.
+    path: std::sync::Arc<str>,
     commit: usize,
 }
 
@@ -317,13 +318,13 @@ pub fn scan_history(
     };
     let walk = t0.elapsed();
     let sync = repo.clone().into_sync();
-    let mut blobs = collect_blobs(&sync, &commits, threads, &mut on_event);
+    let mut blobs = collect_blobs(&sync, &commits, threads, opts.all_commits, &mut on_event);
     if let Some(ignore) = keyburnignore(&repo) {
         // Paths the project excludes from scans stay excluded in history.
         for (_, occ) in blobs.iter_mut() {
             occ.retain(|o| {
                 !ignore
-                    .matched_path_or_any_parents(&o.path, false)
+                    .matched_path_or_any_parents(&*o.path, false)
                     .is_ignore()
             });
         }
@@ -378,14 +379,19 @@ fn collect_blobs(
     sync: &gix::ThreadSafeRepository,
     commits: &[CommitNode],
     threads: usize,
+    all_commits: bool,
     on_event: &mut impl FnMut(Event),
 ) -> Vec<(ObjectId, Vec<Occurrence>)> {
     let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
     let trees = &trees;
     let next = AtomicUsize::new(0);
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut per_commit: Vec<Vec<(ObjectId, Vec<u8>)>> = Vec::new();
-    per_commit.resize_with(commits.len(), Vec::new);
+    // Occurrences are folded in as commits finish, so memory holds one
+    // entry per (blob, path) (per commit with `all_commits`), with paths
+    // interned, rather than every commit's full change list.
+    let mut paths: HashMap<Vec<u8>, std::sync::Arc<str>> = HashMap::new();
+    let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
+    let mut order = Vec::new();
     std::thread::scope(|s| {
         for _ in 0..threads {
             let tx = tx.clone();
@@ -433,27 +439,32 @@ fn collect_blobs(
                     message,
                 });
             }
-            per_commit[i] = out;
+            for (blob, path) in out {
+                let path = match paths.get(&path) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p: std::sync::Arc<str> = String::from_utf8_lossy(&path).into();
+                        paths.insert(path, p.clone());
+                        p
+                    }
+                };
+                let occ = by_blob.entry(blob).or_insert_with(|| {
+                    order.push(blob);
+                    Vec::new()
+                });
+                match occ.iter_mut().find(|o| o.path == path) {
+                    // Commits finish out of order: keep the oldest per path.
+                    Some(o) if !all_commits => o.commit = o.commit.min(i),
+                    _ => occ.push(Occurrence { path, commit: i }),
+                }
+            }
         }
     });
-    let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
-    let mut order = Vec::new();
-    for (commit, list) in per_commit.into_iter().enumerate() {
-        for (blob, path) in list {
-            let occ = by_blob.entry(blob).or_insert_with(|| {
-                order.push(blob);
-                Vec::new()
-            });
-            occ.push(Occurrence {
-                path: String::from_utf8_lossy(&path).into_owned(),
-                commit,
-            });
-        }
-    }
     order
         .into_iter()
         .map(|b| {
-            let occ = by_blob.remove(&b).unwrap_or_default();
+            let mut occ = by_blob.remove(&b).unwrap_or_default();
+            occ.sort_by(|a, b| (&a.path, a.commit).cmp(&(&b.path, b.commit)));
             (b, occ)
         })
         .collect()
@@ -565,7 +576,7 @@ fn scan_one(
     scratch: &mut Scratch,
     matches: &mut Vec<RawMatch>,
 ) -> Vec<(Event, Option<usize>)> {
-    let first = occ.first().map(|o| o.path.as_str()).unwrap_or("");
+    let first = occ.first().map(|o| &*o.path).unwrap_or("");
     let data = match repo.objects.try_find(id, buf) {
         Ok(Some(d)) => d,
         Ok(None) => {
@@ -618,7 +629,7 @@ fn scan_one(
         let mut seen: Vec<&str> = Vec::new();
         for o in occ {
             if !opts.all_commits {
-                if seen.contains(&o.path.as_str()) {
+                if seen.contains(&&*o.path) {
                     continue;
                 }
                 seen.push(&o.path);
