@@ -131,8 +131,11 @@ pub struct ScanArgs {
     /// oldest per path.
     #[arg(long)]
     pub all_commits: bool,
+    /// History: also scan blobs that no ref reaches (dangling objects).
+    #[arg(long)]
+    pub all_objects: bool,
     /// Scan what is staged for commit (added and changed lines only).
-    #[arg(long, conflicts_with_all = ["history", "since", "range", "branch"])]
+    #[arg(long, conflicts_with_all = ["history", "since", "range", "branch", "all_objects"])]
     pub staged: bool,
     /// Ignore files matching this regex (on the path). Repeatable.
     #[arg(long = "allow-path", value_name = "REGEX")]

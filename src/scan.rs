@@ -77,6 +77,7 @@ impl ScanConfig {
                         since: a.since.clone(),
                         range: a.range.clone(),
                         all_commits: a.all_commits,
+                        all_objects: a.all_objects,
                         max_file_size: a.max_file_size,
                         threads: a.threads,
                     },
@@ -207,6 +208,7 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
                     warn(format!("keyburn: skipped {path}: {reason}"))
                 }
                 SkipReason::Binary => {}
+                SkipReason::Submodule => warn(format!("keyburn: note: {path}: {reason}")),
             }
         }
         Event::Error { path, message } => {

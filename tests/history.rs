@@ -255,6 +255,61 @@ fn a_corrupt_object_is_reported_and_the_scan_goes_on() {
 }
 
 #[test]
+fn all_objects_finds_blobs_no_ref_reaches() {
+    let dir = repo();
+    commit_file(dir.path(), "README", "hi\n", "init");
+    let dangling = dir.path().join("dangling.txt");
+    fs::write(&dangling, format!("{}\n", key(3))).unwrap();
+    let id = git(
+        dir.path(),
+        &["hash-object", "-w", dangling.to_str().unwrap()],
+    );
+    fs::remove_file(&dangling).unwrap();
+    let (doc, code, _) = scan_json(dir.path(), &[]);
+    assert_eq!((findings(&doc).len(), code), (0, 0));
+    let (doc, code, _) = scan_json(dir.path(), &["--all-objects"]);
+    assert_eq!(code, 1);
+    let got = findings(&doc);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, format!("(unreachable blob {id})"));
+    assert_eq!(got[0].2, "", "no commit introduced it");
+}
+
+#[test]
+fn submodules_are_named_as_separate_and_big_blobs_are_skipped_with_a_note() {
+    let sub = repo();
+    commit_file(sub.path(), "inner.txt", &format!("{}\n", key(2)), "inner");
+    let dir = repo();
+    commit_file(
+        dir.path(),
+        "big.txt",
+        &format!("{}\n{}", key(0), "x".repeat(4096)),
+        "big",
+    );
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            sub.path().to_str().unwrap(),
+            "vendor/lib",
+        ],
+    );
+    git(dir.path(), &["commit", "-q", "-m", "add submodule"]);
+    let (doc, code, stderr) = scan_json(dir.path(), &["--max-file-size", "1K"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(findings(&doc).is_empty());
+    assert!(stderr.contains("vendor/lib: submodule"), "{stderr}");
+    assert!(
+        stderr.contains("big.txt") && stderr.contains("--max-file-size"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_path_that_is_not_a_repository_is_a_clear_error() {
     let dir = TempDir::new().unwrap();
     Command::cargo_bin("keyburn")

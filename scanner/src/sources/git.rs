@@ -52,6 +52,9 @@ pub struct HistoryOptions {
     pub range: Option<String>,
     /// Report every commit that introduced a secret, not only the oldest.
     pub all_commits: bool,
+    /// Also scan blobs no walked commit reaches (dangling, stashed away,
+    /// left behind by a rewritten history).
+    pub all_objects: bool,
     pub max_file_size: u64,
     /// Worker threads; 0 picks one per core.
     pub threads: usize,
@@ -205,6 +208,7 @@ fn introduced(
     prefix: &mut Vec<u8>,
     buf: &mut Vec<u8>,
     out: &mut Vec<(ObjectId, Vec<u8>)>,
+    submodules: &mut Vec<Vec<u8>>,
 ) -> Result<(), String> {
     if olds.iter().any(|o| o.as_ref() == Some(new)) {
         return Ok(());
@@ -235,17 +239,17 @@ fn introduced(
                 .map(|o| o.id);
             same.push(hit);
         }
-        if !e.tree && !e.blob {
-            continue; // a submodule: a separate repository
-        }
         let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');
         }
         prefix.extend_from_slice(e.name);
-        if e.tree {
+        if !e.tree && !e.blob {
+            // A gitlink: the submodule is a separate repository.
+            submodules.push(prefix.clone());
+        } else if e.tree {
             let sub = same.clone();
-            introduced(odb, &sub, &e.id, prefix, buf, out)?;
+            introduced(odb, &sub, &e.id, prefix, buf, out, submodules)?;
         } else if !same.contains(&Some(e.id)) {
             out.push((e.id, prefix.clone()));
         }
@@ -330,6 +334,9 @@ pub fn scan_history(
         }
         blobs.retain(|(_, occ)| !occ.is_empty());
     }
+    if opts.all_objects {
+        add_unreachable_blobs(&repo, &mut blobs, &mut on_event);
+    }
     sort_by_pack_location(&repo, &mut blobs);
     let diff = t0.elapsed() - walk;
     let mut summary = HistorySummary {
@@ -390,6 +397,7 @@ fn collect_blobs(
     // entry per (blob, path) (per commit with `all_commits`), with paths
     // interned, rather than every commit's full change list.
     let mut paths: HashMap<Vec<u8>, std::sync::Arc<str>> = HashMap::new();
+    let mut submodules_seen = std::collections::HashSet::new();
     let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
     let mut order = Vec::new();
     std::thread::scope(|s| {
@@ -417,6 +425,7 @@ fn collect_blobs(
                         })
                         .collect();
                     let mut out = Vec::new();
+                    let mut subs = Vec::new();
                     let res = introduced(
                         &repo.objects,
                         &olds,
@@ -424,15 +433,25 @@ fn collect_blobs(
                         &mut Vec::new(),
                         &mut buf,
                         &mut out,
+                        &mut subs,
                     );
-                    if tx.send((i, out, res.err())).is_err() {
+                    if tx.send((i, out, subs, res.err())).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for (i, out, err) in rx {
+        for (i, out, subs, err) in rx {
+            for sub in subs {
+                let path = String::from_utf8_lossy(&sub).into_owned();
+                if submodules_seen.insert(path.clone()) {
+                    on_event(Event::Skipped {
+                        path,
+                        reason: SkipReason::Submodule,
+                    });
+                }
+            }
             if let Some(message) = err {
                 on_event(Event::Error {
                     path: format!("commit {}", commits[i].id),
@@ -468,6 +487,46 @@ fn collect_blobs(
             (b, occ)
         })
         .collect()
+}
+
+/// Marks an occurrence with no commit (an unreachable blob).
+const NO_COMMIT: usize = usize::MAX;
+
+/// Every blob in the object database that no walked commit introduced,
+/// reported under a pseudo-path naming its id.
+fn add_unreachable_blobs(
+    repo: &gix::Repository,
+    blobs: &mut Vec<(ObjectId, Vec<Occurrence>)>,
+    on_event: &mut impl FnMut(Event),
+) {
+    use gix::odb::Header as _;
+    let mut seen: std::collections::HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
+    let all = match repo.objects.iter() {
+        Ok(all) => all,
+        Err(e) => {
+            on_event(Event::Error {
+                path: String::new(),
+                message: format!("cannot list all objects: {e}"),
+            });
+            return;
+        }
+    };
+    for id in all.flatten() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let is_blob = matches!(repo.objects.try_header(&id), Ok(Some(h)) if h.kind() == Kind::Blob);
+        if is_blob {
+            let path: std::sync::Arc<str> = format!("(unreachable blob {id})").into();
+            blobs.push((
+                id,
+                vec![Occurrence {
+                    path,
+                    commit: NO_COMMIT,
+                }],
+            ));
+        }
+    }
 }
 
 /// Order blobs as they lie in their packs (loose objects first): reading in
@@ -640,7 +699,8 @@ fn scan_one(
                 .filter(|m| engine.applies_to(m.rule, &o.path))
             {
                 let f = Finding::new(&engine.rules()[m.rule], &o.path, hay, m, &mut lines);
-                events.push((Event::Finding(Box::new(f)), Some(o.commit)));
+                let commit = (o.commit != NO_COMMIT).then_some(o.commit);
+                events.push((Event::Finding(Box::new(f)), commit));
             }
         }
     }

@@ -21,6 +21,8 @@ pub enum SkipReason {
     Binary,
     /// Larger than the configured limit.
     TooLarge { size: u64, limit: u64 },
+    /// A git submodule: a separate repository, scanned on its own.
+    Submodule,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -30,6 +32,10 @@ impl std::fmt::Display for SkipReason {
             SkipReason::TooLarge { size, limit } => {
                 write!(f, "file is {size} bytes, over the {limit}-byte limit")
             }
+            SkipReason::Submodule => write!(
+                f,
+                "submodule: a separate repository, not scanned here (scan it on its own)"
+            ),
         }
     }
 }
