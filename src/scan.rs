@@ -131,6 +131,13 @@ pub fn run(args: ScanArgs) -> Result<u8> {
         }
         Mode::History(repo, opts) => {
             let summary = sources::scan_history(&engine, repo, opts, &mut on_event)?;
+            if summary.commits == 0 && !cfg.quiet {
+                eprintln!(
+                    "keyburn: note: {}: no commits to scan (an empty repository, or an empty range); \
+                     use --staged for what is staged",
+                    repo.display()
+                );
+            }
             if cfg.verbose {
                 eprintln!(
                     "keyburn: history: {} commits, {} unique blobs (walk {:.2} s, tree diffs {:.2} s, blob scan {:.2} s)",

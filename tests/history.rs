@@ -324,9 +324,10 @@ fn a_path_that_is_not_a_repository_is_a_clear_error() {
 #[test]
 fn an_empty_repository_is_reported_clean() {
     let dir = repo();
-    let (doc, code, _) = scan_json(dir.path(), &[]);
+    let (doc, code, stderr) = scan_json(dir.path(), &[]);
     assert_eq!(code, 0);
     assert!(findings(&doc).is_empty());
+    assert!(stderr.contains("no commits to scan"), "{stderr}");
 }
 
 #[test]
