@@ -89,10 +89,7 @@ pub fn walk(
                                 true
                             }
                         }
-                        Err(err) => send(Event::Error {
-                            path: error_path(&err),
-                            message: error_message(&err),
-                        }),
+                        Err(err) => send(Event::error(error_path(&err), error_message(&err))),
                     };
                     if ok {
                         WalkState::Continue
@@ -120,10 +117,7 @@ impl Worker<'_> {
     /// Scan one file; false when the receiver is gone.
     fn scan_file(&mut self, path: &Path, send: &impl Fn(Event) -> bool) -> bool {
         let name = display_path(path);
-        let err = |e: std::io::Error| Event::Error {
-            path: name.clone(),
-            message: e.to_string(),
-        };
+        let err = |e: std::io::Error| Event::error(name.clone(), e.to_string());
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) => return send(err(e)),

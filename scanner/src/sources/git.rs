@@ -288,10 +288,7 @@ pub fn scan_history(
             let info = match info {
                 Ok(i) => i,
                 Err(e) => {
-                    on_event(Event::Error {
-                        path: String::new(),
-                        message: format!("history walk stopped early: {e}"),
-                    });
+                    on_event(Event::error("", format!("history walk stopped early: {e}")));
                     break;
                 }
             };
@@ -305,10 +302,10 @@ pub fn scan_history(
             });
             match node {
                 Some(n) => commits.push(n),
-                None => on_event(Event::Error {
-                    path: format!("commit {}", info.id),
-                    message: "cannot read commit".into(),
-                }),
+                None => on_event(Event::error(
+                    format!("commit {}", info.id),
+                    "cannot read commit",
+                )),
             }
         }
     }
@@ -453,10 +450,7 @@ fn collect_blobs(
                 }
             }
             if let Some(message) = err {
-                on_event(Event::Error {
-                    path: format!("commit {}", commits[i].id),
-                    message,
-                });
+                on_event(Event::error(format!("commit {}", commits[i].id), message));
             }
             for (blob, path) in out {
                 let path = match paths.get(&path) {
@@ -504,10 +498,7 @@ fn add_unreachable_blobs(
     let all = match repo.objects.iter() {
         Ok(all) => all,
         Err(e) => {
-            on_event(Event::Error {
-                path: String::new(),
-                message: format!("cannot list all objects: {e}"),
-            });
+            on_event(Event::error("", format!("cannot list all objects: {e}")));
             return;
         }
     };
@@ -640,19 +631,16 @@ fn scan_one(
         Ok(Some(d)) => d,
         Ok(None) => {
             return vec![(
-                Event::Error {
-                    path: first.to_string(),
-                    message: format!("blob {id} is missing from the object database"),
-                },
+                Event::error(
+                    first.to_string(),
+                    format!("blob {id} is missing from the object database"),
+                ),
                 None,
             )]
         }
         Err(e) => {
             return vec![(
-                Event::Error {
-                    path: first.to_string(),
-                    message: format!("blob {id} cannot be read: {e}"),
-                },
+                Event::error(first.to_string(), format!("blob {id} cannot be read: {e}")),
                 None,
             )]
         }
@@ -800,10 +788,10 @@ pub fn scan_staged(
         let data = match repo.objects.try_find(&entry.id, &mut buf) {
             Ok(Some(d)) => d.data,
             _ => {
-                on_event(Event::Error {
-                    path: rel,
-                    message: format!("staged blob {} cannot be read", entry.id),
-                });
+                on_event(Event::error(
+                    rel,
+                    format!("staged blob {} cannot be read", entry.id),
+                ));
                 continue;
             }
         };

@@ -59,6 +59,16 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// An error about `path` (empty when no path applies).
+    pub fn error(path: impl Into<String>, message: impl std::fmt::Display) -> Event {
+        Event::Error {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
 const BINARY_PROBE: usize = 8 * 1024;
 
 /// Whether `buf` looks binary: a NUL byte in its first 8 KiB.
@@ -101,10 +111,7 @@ pub fn scan_reader(
     let mut buf = Vec::new();
     let read = reader.take(limit.saturating_add(1)).read_to_end(&mut buf);
     if let Err(e) = read {
-        on_event(Event::Error {
-            path: name.to_string(),
-            message: e.to_string(),
-        });
+        on_event(Event::error(name.to_string(), e.to_string()));
         return;
     }
     if buf.len() as u64 > limit {
