@@ -114,6 +114,12 @@ impl ScanConfig {
 pub fn run(args: ScanArgs) -> Result<u8> {
     let start = Instant::now();
     let cfg = ScanConfig::resolve(&args);
+    if !matches!(cfg.mode, Mode::Files) && args.paths.len() > 1 {
+        anyhow::bail!(
+            "history and staged scans take one repository, not {} paths",
+            args.paths.len()
+        );
+    }
     let mut rules = load_rules(&args.selection)?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let engine = EngineBuilder::new(rules)

@@ -322,6 +322,20 @@ fn a_path_that_is_not_a_repository_is_a_clear_error() {
 }
 
 #[test]
+fn history_mode_takes_one_repository() {
+    let a = repo();
+    let b = repo();
+    Command::cargo_bin("keyburn")
+        .unwrap()
+        .args(["scan", "--history"])
+        .arg(a.path())
+        .arg(b.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("one repository"));
+}
+
+#[test]
 fn an_empty_repository_is_reported_clean() {
     let dir = repo();
     let (doc, code, stderr) = scan_json(dir.path(), &[]);
