@@ -366,6 +366,47 @@ fn thread_repo(sync: &gix::ThreadSafeRepository) -> gix::Repository {
     repo
 }
 
+/// Run `work` over `items` on `threads` threads, each with its own
+/// repository handle and per-thread state from `init`, handing items out in
+/// runs of `chunk` (consecutive items share cache-friendly locality). Every
+/// result reaches `consume` on the calling thread, with its item's index.
+fn fan_out<T: Sync, S, R: Send>(
+    sync: &gix::ThreadSafeRepository,
+    items: &[T],
+    (threads, chunk): (usize, usize),
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&gix::Repository, &mut S, &T) -> R + Sync,
+    mut consume: impl FnMut(usize, R),
+) {
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, R)>(1024);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (tx, next, init, work) = (tx.clone(), &next, &init, &work);
+            s.spawn(move || {
+                let repo = thread_repo(sync);
+                let mut state = init();
+                loop {
+                    let start = next.fetch_add(chunk, Ordering::Relaxed);
+                    if start >= items.len() {
+                        break;
+                    }
+                    let end = (start + chunk).min(items.len());
+                    for (i, item) in items[start..end].iter().enumerate() {
+                        if tx.send((start + i, work(&repo, &mut state, item))).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx {
+            consume(i, r);
+        }
+    });
+}
+
 /// The `.keyburnignore` at the root of the work tree, if any.
 fn keyburnignore(repo: &gix::Repository) -> Option<ignore::gitignore::Gitignore> {
     let root = repo.workdir()?;
@@ -387,9 +428,6 @@ fn collect_blobs(
     on_event: &mut impl FnMut(Event),
 ) -> Vec<(ObjectId, Vec<Occurrence>)> {
     let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
-    let trees = &trees;
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = crossbeam_channel::unbounded();
     // Occurrences are folded in as commits finish, so memory holds one
     // entry per (blob, path) (per commit with `all_commits`), with paths
     // interned, rather than every commit's full change list.
@@ -397,49 +435,40 @@ fn collect_blobs(
     let mut submodules_seen = std::collections::HashSet::new();
     let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
     let mut order = Vec::new();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || {
-                let repo = thread_repo(sync);
-                let mut buf = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(c) = commits.get(i) else { break };
-                    // Parents outside the walk (hidden by --since, or cut by
-                    // a shallow boundary) are read from the object database.
-                    let olds: Vec<Option<ObjectId>> = c
-                        .parents
-                        .iter()
-                        .map(|p| {
-                            trees.get(p).copied().or_else(|| {
-                                repo.find_commit(*p)
-                                    .ok()
-                                    .and_then(|p| p.tree_id().ok())
-                                    .map(|t| t.detach())
-                            })
-                        })
-                        .collect();
-                    let mut out = Vec::new();
-                    let mut subs = Vec::new();
-                    let res = introduced(
-                        &repo.objects,
-                        &olds,
-                        &c.tree,
-                        &mut Vec::new(),
-                        &mut buf,
-                        &mut out,
-                        &mut subs,
-                    );
-                    if tx.send((i, out, subs, res.err())).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for (i, out, subs, err) in rx {
+    let diff_commit = |repo: &gix::Repository, buf: &mut Vec<u8>, c: &CommitNode| {
+        // Parents outside the walk (hidden by --since, or cut by a shallow
+        // boundary) are read from the object database.
+        let olds: Vec<Option<ObjectId>> = c
+            .parents
+            .iter()
+            .map(|p| {
+                trees.get(p).copied().or_else(|| {
+                    repo.find_commit(*p)
+                        .ok()
+                        .and_then(|p| p.tree_id().ok())
+                        .map(|t| t.detach())
+                })
+            })
+            .collect();
+        let (mut out, mut subs) = (Vec::new(), Vec::new());
+        let res = introduced(
+            &repo.objects,
+            &olds,
+            &c.tree,
+            &mut Vec::new(),
+            buf,
+            &mut out,
+            &mut subs,
+        );
+        (out, subs, res.err())
+    };
+    fan_out(
+        sync,
+        commits,
+        (threads, 1),
+        Vec::new,
+        diff_commit,
+        |i, (out, subs, err)| {
             for sub in subs {
                 let path = String::from_utf8_lossy(&sub).into_owned();
                 if submodules_seen.insert(path.clone()) {
@@ -471,8 +500,8 @@ fn collect_blobs(
                     _ => occ.push(Occurrence { path, commit: i }),
                 }
             }
-        }
-    });
+        },
+    );
     order
         .into_iter()
         .map(|b| {
@@ -563,56 +592,32 @@ fn scan_blobs(
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) {
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = crossbeam_channel::bounded::<(Event, Option<usize>)>(1024);
-    let blobs = &blobs;
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || {
-                let repo = thread_repo(sync);
-                let mut buf = Vec::new();
-                let mut scratch = Scratch::default();
-                let mut matches = Vec::new();
-                loop {
-                    let start = next.fetch_add(BLOB_CHUNK, Ordering::Relaxed);
-                    if start >= blobs.len() {
-                        break;
-                    }
-                    for (id, occ) in &blobs[start..(start + BLOB_CHUNK).min(blobs.len())] {
-                        let events = scan_one(
-                            engine,
-                            &repo,
-                            id,
-                            occ,
-                            opts,
-                            &mut buf,
-                            &mut scratch,
-                            &mut matches,
-                        );
-                        for ev in events {
-                            if tx.send(ev).is_err() {
-                                return;
-                            }
-                        }
-                    }
+    let main = sync.to_thread_local();
+    let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
+    let init = || (Vec::new(), Scratch::default(), Vec::new());
+    let work = |repo: &gix::Repository,
+                (buf, scratch, matches): &mut (Vec<u8>, Scratch, Vec<RawMatch>),
+                (id, occ): &(ObjectId, Vec<Occurrence>)| {
+        scan_one(engine, repo, id, occ, opts, buf, scratch, matches)
+    };
+    fan_out(
+        sync,
+        &blobs,
+        (threads, BLOB_CHUNK),
+        init,
+        work,
+        |_, events| {
+            for (mut ev, commit) in events {
+                if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
+                    let info = infos
+                        .entry(c)
+                        .or_insert_with(|| commit_info(&main, &commits[c].id));
+                    f.commit = Some(info.clone());
                 }
-            });
-        }
-        drop(tx);
-        let main = sync.to_thread_local();
-        let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
-        for (mut ev, commit) in rx {
-            if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
-                let info = infos
-                    .entry(c)
-                    .or_insert_with(|| commit_info(&main, &commits[c].id));
-                f.commit = Some(info.clone());
+                on_event(ev);
             }
-            on_event(ev);
-        }
-    });
+        },
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
