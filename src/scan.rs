@@ -61,14 +61,19 @@ impl ScanConfig {
                     && std::env::var_os("NO_COLOR").is_none()
             }
         };
-        // A work tree's root, or a bare repository, that really opens.
-        let repo_root = |p: &PathBuf| sources::is_repository(p);
         let mode = if a.staged {
             Mode::Staged(a.paths.first().cloned().unwrap_or_else(|| ".".into()))
         } else {
-            let history_asked =
-                a.history || a.since.is_some() || a.range.is_some() || a.branch.is_some();
-            let auto = !a.no_history && paths.len() == 1 && !stdin && repo_root(&paths[0]);
+            // Any history-only option asks for history, wherever PATH is.
+            let history_asked = a.history
+                || a.all_commits
+                || a.all_objects
+                || a.since.is_some()
+                || a.range.is_some()
+                || a.branch.is_some();
+            // A work tree's root, or a bare repository, that really opens.
+            let auto =
+                !a.no_history && paths.len() == 1 && !stdin && sources::is_repository(&paths[0]);
             if history_asked || auto {
                 Mode::History(
                     paths.first().cloned().unwrap_or_else(|| ".".into()),

@@ -273,6 +273,10 @@ fn all_objects_finds_blobs_no_ref_reaches() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, format!("(unreachable blob {id})"));
     assert_eq!(got[0].2, "", "no commit introduced it");
+    // A history-only option asks for history even from a subdirectory.
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    let (doc, _, _) = scan_json(&dir.path().join("sub"), &["--all-objects"]);
+    assert_eq!(findings(&doc).len(), 1);
 }
 
 #[test]

@@ -259,7 +259,6 @@ fn introduced(
 }
 
 /// An occurrence of a blob in history.
-#[derive(Clone)]
 struct Occurrence {
     /// Interned: the same path string is shared by all its occurrences.
     path: std::sync::Arc<str>,
@@ -557,25 +556,10 @@ fn sort_by_pack_location(repo: &gix::Repository, blobs: &mut [(ObjectId, Vec<Occ
     let mut odb = repo.objects.clone();
     odb.prevent_pack_unload();
     let mut buf = Vec::new();
-    let mut keyed: Vec<((u32, u64), usize)> = blobs
-        .iter()
-        .enumerate()
-        .map(|(i, (id, _))| {
-            let loc = odb.location_by_oid(id, &mut buf).ok().flatten();
-            (loc.map_or((0, 0), |l| (l.pack_id + 1, l.pack_offset)), i)
-        })
-        .collect();
-    keyed.sort_unstable();
-    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
-    let mut taken: Vec<Option<(ObjectId, Vec<Occurrence>)>> = blobs
-        .iter_mut()
-        .map(|b| Some((b.0, std::mem::take(&mut b.1))))
-        .collect();
-    for (slot, i) in blobs.iter_mut().zip(order) {
-        if let Some(b) = taken[i].take() {
-            *slot = b;
-        }
-    }
+    blobs.sort_by_cached_key(|(id, _)| {
+        let loc = odb.location_by_oid(id, &mut buf).ok().flatten();
+        loc.map_or((0, 0), |l| (l.pack_id + 1, l.pack_offset))
+    });
 }
 
 /// Blobs handed to a scanning thread at a time: consecutive blobs (in pack
@@ -677,15 +661,9 @@ fn scan_one(
     engine.scan_blob(hay, scratch, matches);
     let mut events = Vec::new();
     if !matches.is_empty() {
-        // Once per path (its oldest commit), or every commit when asked.
-        let mut seen: Vec<&str> = Vec::new();
+        // collect_blobs left one occurrence per path (its oldest commit), or
+        // one per commit with `all_commits`.
         for o in occ {
-            if !opts.all_commits {
-                if seen.contains(&&*o.path) {
-                    continue;
-                }
-                seen.push(&o.path);
-            }
             let mut lines = LineIndex::new();
             for m in matches
                 .iter()
