@@ -1,12 +1,25 @@
 //! The engine through its public API: filters, requirements, windows,
 //! overlaps, allow lists, and robustness on arbitrary bytes.
 
-use keyburn_scanner::engine::Scratch;
-use keyburn_scanner::{Engine, RawMatch, RuleSet};
+use std::sync::OnceLock;
+
+use keyburn_scanner::engine::{EngineKind, Scratch};
+use keyburn_scanner::{Engine, EngineBuilder, RawMatch, RuleSet};
 use proptest::prelude::*;
 
-fn builtin() -> Engine {
-    Engine::new(RuleSet::builtin()).unwrap()
+/// The engine under test: `KEYBURN_ENGINE` (rust or hyperscan) picks it, so
+/// that CI runs this whole file once per engine.
+fn build(set: RuleSet) -> Engine {
+    let kind: EngineKind = std::env::var("KEYBURN_ENGINE")
+        .ok()
+        .filter(|k| k != "auto")
+        .map_or(EngineKind::Rust, |k| k.parse().unwrap());
+    EngineBuilder::new(set).kind(kind).build().unwrap()
+}
+
+fn builtin() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| build(RuleSet::builtin()))
 }
 
 fn ids(engine: &Engine, found: &[RawMatch]) -> Vec<String> {
@@ -96,7 +109,7 @@ fn keywordless_user_rules_run_on_every_buffer() {
         "user.toml",
     )
     .unwrap();
-    let engine = Engine::new(set).unwrap();
+    let engine = build(set);
     assert_eq!(
         scan_ids(&engine, "see TKT-123456 and TKT-654321"),
         ["ticket", "ticket"]
@@ -111,7 +124,7 @@ fn global_allow_paths_and_rule_paths_are_honoured() {
     )
     .unwrap();
     set.allow.paths.push("^vendor/".into());
-    let engine = Engine::new(set).unwrap();
+    let engine = build(set);
     let scan = |path: &str| {
         let mut out = Vec::new();
         engine.scan_into(
@@ -134,7 +147,7 @@ fn secret_group_selects_the_reported_span() {
         "user.toml",
     )
     .unwrap();
-    let engine = Engine::new(set).unwrap();
+    let engine = build(set);
     let hay = b"x pw=k3j4h5g6f7 y";
     let m = &engine.scan(hay)[0];
     assert_eq!(&hay[m.start..m.end], b"k3j4h5g6f7");

@@ -1,8 +1,8 @@
 //! The built-in rules: they load, compile, and behave on their own examples
 //! and counterexamples, all rules loaded together as in a real scan.
 
-use keyburn_scanner::engine::check_examples;
-use keyburn_scanner::{Confidence, RuleSet};
+use keyburn_scanner::engine::{check_examples, EngineKind};
+use keyburn_scanner::{Confidence, Engine, EngineBuilder, RuleSet};
 
 #[test]
 fn builtin_rules_compile_and_have_unique_ids() {
@@ -28,9 +28,32 @@ fn every_builtin_rule_has_examples_and_counterexamples() {
     }
 }
 
+/// Every engine compiled into this build.
+fn engines() -> Vec<Engine> {
+    let mut kinds = vec![EngineKind::Rust];
+    if EngineKind::HYPERSCAN_AVAILABLE {
+        kinds.push(EngineKind::Hyperscan);
+    }
+    kinds
+        .into_iter()
+        .map(|k| {
+            EngineBuilder::new(RuleSet::builtin())
+                .kind(k)
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn builtin_rule_examples_match_and_counterexamples_do_not() {
-    let failures = check_examples(&RuleSet::builtin()).unwrap();
+    for engine in engines() {
+        check_builtin_examples(&engine);
+    }
+}
+
+fn check_builtin_examples(engine: &Engine) {
+    let failures = check_examples(engine);
     let report: Vec<String> = failures
         .iter()
         .map(|f| {
@@ -48,8 +71,9 @@ fn builtin_rule_examples_match_and_counterexamples_do_not() {
         .collect();
     assert!(
         report.is_empty(),
-        "{} failures:\n{}",
+        "{} failures with the {} engine:\n{}",
         report.len(),
+        engine.kind().as_str(),
         report.join("\n")
     );
 }

@@ -13,8 +13,11 @@
 //! small file compiles only the few rules it could trigger.
 
 mod filters;
+#[cfg(feature = "hyperscan")]
+mod hyperscan;
 mod prefilter;
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use regex_automata::meta;
@@ -35,6 +38,55 @@ pub enum EngineError {
     AllowRegex { pattern: String, message: String },
     #[error("cannot build keyword prefilter: {0}")]
     Prefilter(String),
+    #[error(
+        "this keyburn was built without the hyperscan feature (cargo build --features hyperscan)"
+    )]
+    HyperscanUnavailable,
+    #[error("cannot build the Hyperscan database: {0}")]
+    Hyperscan(String),
+}
+
+/// Which implementation finds where rules may match (stage one). Both give
+/// exactly the same findings; they differ in speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// The pure-Rust keyword prefilter. Compiles nothing up front, so it
+    /// starts in milliseconds.
+    #[default]
+    Rust,
+    /// One Hyperscan database of keywords and prefiltering regexes (needs
+    /// the `hyperscan` cargo feature), built before the engine is returned.
+    Hyperscan,
+    /// The Rust prefilter at once, and Hyperscan from the moment its
+    /// database is ready: it is loaded or compiled on a background thread,
+    /// so a short scan never waits for it and a long one gets its speed.
+    /// Plain Rust in a build without the feature.
+    Auto,
+}
+
+impl EngineKind {
+    /// Whether this build can run Hyperscan.
+    pub const HYPERSCAN_AVAILABLE: bool = cfg!(feature = "hyperscan");
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Rust => "rust",
+            EngineKind::Hyperscan => "hyperscan",
+            EngineKind::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EngineKind, String> {
+        match s {
+            "rust" => Ok(EngineKind::Rust),
+            "hyperscan" => Ok(EngineKind::Hyperscan),
+            "auto" => Ok(EngineKind::Auto),
+            _ => Err(format!("unknown engine {s:?} (rust, hyperscan or auto)")),
+        }
+    }
 }
 
 /// A confirmed match in a scanned buffer. Offsets are byte offsets into it.
@@ -55,6 +107,8 @@ pub struct RawMatch {
 pub struct EngineBuilder {
     rules: RuleSet,
     min_confidence: Confidence,
+    kind: EngineKind,
+    cache_dir: Option<PathBuf>,
 }
 
 impl EngineBuilder {
@@ -62,7 +116,21 @@ impl EngineBuilder {
         EngineBuilder {
             rules,
             min_confidence: Confidence::Low,
+            kind: EngineKind::Rust,
+            cache_dir: None,
         }
+    }
+
+    /// Select the stage-one implementation.
+    pub fn kind(mut self, kind: EngineKind) -> EngineBuilder {
+        self.kind = kind;
+        self
+    }
+
+    /// Where compiled Hyperscan databases are cached (none by default).
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> EngineBuilder {
+        self.cache_dir = dir;
+        self
     }
 
     /// Drop rules below this confidence.
@@ -74,7 +142,17 @@ impl EngineBuilder {
     pub fn build(mut self) -> Result<Engine, EngineError> {
         let min = self.min_confidence;
         self.rules.retain(|r| r.confidence >= min);
-        Engine::new(self.rules)
+        let mut engine = Engine::new(self.rules)?;
+        match self.kind {
+            EngineKind::Rust => {}
+            EngineKind::Hyperscan => engine.use_hyperscan(self.cache_dir, false)?,
+            EngineKind::Auto => {
+                if EngineKind::HYPERSCAN_AVAILABLE {
+                    engine.use_hyperscan(self.cache_dir, true)?;
+                }
+            }
+        }
+        Ok(engine)
     }
 }
 
@@ -92,7 +170,13 @@ struct Global {
 pub struct Engine {
     rules: Vec<Rule>,
     compiled: Vec<OnceLock<Option<CompiledRule>>>,
+    /// The prefilter's patterns: lower-case keywords, deduplicated.
+    #[cfg(feature = "hyperscan")]
+    keywords: Vec<String>,
     prefilter: Option<KeywordSearcher>,
+    /// Set once the Hyperscan database is ready (or failed to build).
+    #[cfg(feature = "hyperscan")]
+    hyperscan: std::sync::Arc<OnceLock<Result<hyperscan::Matcher, String>>>,
     /// For each prefilter pattern, the rules it triggers and, for rules with
     /// case-sensitive keywords, the exact bytes the hit must equal.
     triggers: Vec<Vec<Trigger>>,
@@ -110,6 +194,8 @@ pub struct Scratch {
     last: Vec<u32>,
     matches: Vec<RawMatch>,
     vetoes: Vec<(usize, usize)>,
+    #[cfg(feature = "hyperscan")]
+    hyperscan: hyperscan::ScanScratch,
 }
 
 /// What the post-filters decide about a match.
@@ -182,12 +268,106 @@ impl Engine {
         Ok(Engine {
             rules,
             compiled,
+            #[cfg(feature = "hyperscan")]
+            keywords: patterns,
             prefilter,
+            #[cfg(feature = "hyperscan")]
+            hyperscan: Default::default(),
             triggers,
             unconditional,
             requirements,
             global,
         })
+    }
+
+    /// Switch stage one to Hyperscan: now, or (`background`) from when a
+    /// thread has built the database. Every rule's regex is compiled for it
+    /// (Hyperscan needs them all up front), unless a cached database exists.
+    #[cfg(feature = "hyperscan")]
+    fn use_hyperscan(
+        &mut self,
+        cache_dir: Option<PathBuf>,
+        background: bool,
+    ) -> Result<(), EngineError> {
+        let keywords = self.keywords.clone();
+        let sources: Vec<String> = self.rules.iter().map(|r| r.regex.clone()).collect();
+        let build = move || {
+            let regexes: Vec<(usize, regex_syntax::hir::Hir)> = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| crate::rules::parse_regex(r).ok().map(|h| (i, h)))
+                .collect();
+            hyperscan::Matcher::new(&keywords, &regexes, sources.len(), cache_dir.as_deref())
+        };
+        if background {
+            let slot = std::sync::Arc::clone(&self.hyperscan);
+            std::thread::Builder::new()
+                .name("hyperscan-compile".into())
+                .spawn(move || {
+                    let _ = slot.set(build());
+                })
+                .map_err(|e| EngineError::Hyperscan(e.to_string()))?;
+        } else {
+            let m = build().map_err(EngineError::Hyperscan)?;
+            let _ = self.hyperscan.set(Ok(m));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "hyperscan"))]
+    fn use_hyperscan(&mut self, _: Option<PathBuf>, _: bool) -> Result<(), EngineError> {
+        Err(EngineError::HyperscanUnavailable)
+    }
+
+    /// The Hyperscan matcher, once it is ready.
+    #[cfg(feature = "hyperscan")]
+    fn matcher(&self) -> Option<&hyperscan::Matcher> {
+        self.hyperscan.get().and_then(|r| r.as_ref().ok())
+    }
+
+    /// Which implementation runs stage one now.
+    pub fn kind(&self) -> EngineKind {
+        #[cfg(feature = "hyperscan")]
+        if self.matcher().is_some() {
+            return EngineKind::Hyperscan;
+        }
+        EngineKind::Rust
+    }
+
+    /// What became of Hyperscan in this engine: how its database was
+    /// obtained, or why it was not used, and the rules whose regex it
+    /// rejected (they search every keyword window, as on the Rust path).
+    pub fn hyperscan_notes(&self) -> Vec<String> {
+        #[cfg(feature = "hyperscan")]
+        match self.hyperscan.get() {
+            Some(Ok(m)) => {
+                let mut notes = vec![match &m.origin {
+                    hyperscan::Origin::Cache(p) => format!(
+                        "hyperscan {}: database loaded from {}",
+                        hyperscan::version(),
+                        p.display()
+                    ),
+                    hyperscan::Origin::Compiled { seconds, cached } => format!(
+                        "hyperscan {}: database compiled in {seconds:.2} s{}",
+                        hyperscan::version(),
+                        cached
+                            .as_ref()
+                            .map(|p| format!(", cached at {}", p.display()))
+                            .unwrap_or_default()
+                    ),
+                }];
+                notes.extend(m.fallbacks.iter().map(|f| {
+                    format!(
+                        "hyperscan: rule {} runs on the Rust path: {}",
+                        self.rules[f.rule].id, f.message
+                    )
+                }));
+                return notes;
+            }
+            Some(Err(e)) => return vec![format!("hyperscan not used: {e}")],
+            None => {}
+        }
+        Vec::new()
     }
 
     /// The engine's rules; [`RawMatch::rule`] indexes this slice.
@@ -296,33 +476,45 @@ impl Engine {
         wins.clear();
         scratch.last.clear();
         scratch.last.resize(self.rules.len(), u32::MAX);
-        if let Some(searcher) = &self.prefilter {
-            let last = &mut scratch.last;
-            searcher.for_each_hit(hay, |hit| {
-                for (r, exact) in &self.triggers[hit.pattern] {
-                    if let Some(exact) = exact {
-                        if hay[hit.start..hit.end] != **exact {
-                            continue;
-                        }
-                    }
-                    let Some(c) = self.compiled(*r as usize) else {
+        let last = &mut scratch.last;
+        let mut on_hit = |pattern: usize, start: usize, end: usize| {
+            for (r, exact) in &self.triggers[pattern] {
+                if let Some(exact) = exact {
+                    if hay[start..end] != **exact {
                         continue;
-                    };
-                    let ws = hit.start.saturating_sub(c.window);
-                    let we = (hit.end + c.window).min(hay.len());
-                    let last = &mut last[*r as usize];
-                    if *last != u32::MAX {
-                        let w = &mut wins[*last as usize];
-                        if ws <= w.2 && we >= w.1 {
-                            w.1 = w.1.min(ws);
-                            w.2 = w.2.max(we);
-                            continue;
-                        }
                     }
-                    *last = wins.len() as u32;
-                    wins.push((*r, ws, we));
                 }
-            });
+                let Some(c) = self.compiled(*r as usize) else {
+                    continue;
+                };
+                let ws = start.saturating_sub(c.window);
+                let we = (end + c.window).min(hay.len());
+                let last = &mut last[*r as usize];
+                if *last != u32::MAX {
+                    let w = &mut wins[*last as usize];
+                    if ws <= w.2 && we >= w.1 {
+                        w.1 = w.1.min(ws);
+                        w.2 = w.2.max(we);
+                        continue;
+                    }
+                }
+                *last = wins.len() as u32;
+                wins.push((*r, ws, we));
+            }
+        };
+        #[cfg(feature = "hyperscan")]
+        let hs_ran = self
+            .matcher()
+            .is_some_and(|m| m.scan(hay, &mut scratch.hyperscan));
+        #[cfg(not(feature = "hyperscan"))]
+        let hs_ran = false;
+        if hs_ran {
+            #[cfg(feature = "hyperscan")]
+            for &(p, s, e) in &scratch.hyperscan.hits {
+                on_hit(p as usize, s, e);
+            }
+        } else if let Some(searcher) = &self.prefilter {
+            searcher.for_each_hit(hay, |hit| on_hit(hit.pattern, hit.start, hit.end));
         }
         for &r in &self.unconditional {
             wins.push((r, 0, hay.len()));
@@ -340,6 +532,13 @@ impl Engine {
             }
         }
         wins.truncate(w);
+        #[cfg(feature = "hyperscan")]
+        if let Some(m) = self.matcher().filter(|_| hs_ran) {
+            // Drop windows where the rule's prefiltering regex ended
+            // nowhere: the regex crate would find nothing there.
+            let s = &scratch.hyperscan;
+            wins.retain(|&(r, ws, we)| m.may_match(s, r, ws, we));
+        }
     }
 
     /// Stage two: run rule `r` on `hay[ws..we]` and filter what it finds.
@@ -459,10 +658,9 @@ pub struct ExampleFailure {
 }
 
 /// Run every rule's examples (each must yield a finding of that rule) and
-/// counterexamples (none may), all rules of `set` loaded together, so that
-/// overlaps between rules are judged as a real scan would judge them.
-pub fn check_examples(set: &RuleSet) -> Result<Vec<ExampleFailure>, EngineError> {
-    let engine = Engine::new(set.clone())?;
+/// counterexamples (none may), all rules of the engine loaded together, so
+/// that overlaps between rules are judged as a real scan would judge them.
+pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
     let mut failures = Vec::new();
     for (i, rule) in engine.rules().iter().enumerate() {
         let cases = rule
@@ -481,7 +679,7 @@ pub fn check_examples(set: &RuleSet) -> Result<Vec<ExampleFailure>, EngineError>
             }
         }
     }
-    Ok(failures)
+    failures
 }
 
 fn compile_all(list: &[String]) -> Result<Vec<meta::Regex>, EngineError> {

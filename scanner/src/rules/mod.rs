@@ -15,6 +15,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+#[cfg(feature = "hyperscan")]
+pub(crate) use model::parse_regex;
 pub use model::{
     compile_regex, Allow, Checksum, CompiledRule, Confidence, RegexTarget, Requirement, Rule,
 };

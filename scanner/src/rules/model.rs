@@ -174,15 +174,20 @@ const DEFAULT_WINDOW: usize = 512;
 const MIN_WINDOW: usize = 256;
 const MAX_WINDOW: usize = 64 * 1024;
 
-/// Compile a regex the way every rule is compiled: byte-oriented (secrets may
-/// sit in invalid UTF-8), ASCII classes (`\w`, `\s`, `\b`), case folding ASCII.
-pub fn compile_regex(src: &str) -> Result<(meta::Regex, Option<usize>), String> {
-    let hir = regex_syntax::ParserBuilder::new()
+/// Parse a rule regex the way [`compile_regex`] does: bytes, not Unicode.
+pub(crate) fn parse_regex(src: &str) -> Result<regex_syntax::hir::Hir, String> {
+    regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(src)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Compile a regex the way every rule is compiled: byte-oriented (secrets may
+/// sit in invalid UTF-8), ASCII classes (`\w`, `\s`, `\b`), case folding ASCII.
+pub fn compile_regex(src: &str) -> Result<(meta::Regex, Option<usize>), String> {
+    let hir = parse_regex(src)?;
     let max_len = hir.properties().maximum_len();
     let regex = meta::Builder::new()
         .configure(meta::Config::new().utf8_empty(false))
