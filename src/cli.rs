@@ -152,6 +152,11 @@ pub struct ScanArgs {
     /// Exit status when findings are reported.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub exit_code: u8,
+    /// Matching engine: `rust` (pure Rust, starts instantly), `hyperscan`
+    /// (needs a build with `--features hyperscan`), or `auto` (Hyperscan
+    /// where it was measured faster, when compiled in).
+    #[arg(long, value_enum, default_value = "auto", env = "KEYBURN_ENGINE")]
+    pub engine: EngineChoice,
     /// Worker threads (default: one per core).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
@@ -167,6 +172,13 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    Auto,
+    Rust,
+    Hyperscan,
 }
 
 #[derive(Args)]

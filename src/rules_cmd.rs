@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use keyburn_scanner::engine::check_examples;
-use keyburn_scanner::{Confidence, RuleSet};
+use keyburn_scanner::{Confidence, Engine, RuleSet};
 
 use crate::cli::{CheckArgs, ListArgs, MinConfidence, RuleSelection};
 
@@ -78,7 +78,7 @@ pub fn check(args: CheckArgs) -> Result<u8> {
                 continue;
             }
         };
-        let failures = check_examples(&set)?;
+        let failures = check_examples(&Engine::new(set.clone())?);
         let cases: usize = set
             .rules()
             .iter()

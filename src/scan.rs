@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use keyburn_scanner::engine::EngineKind;
 use keyburn_scanner::report::{self, Format, HumanOptions, Report};
 use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
 
-use crate::cli::{ColorChoice, OutputFormat, ScanArgs};
+use crate::cli::{ColorChoice, EngineChoice, OutputFormat, ScanArgs};
 use crate::rules_cmd::load_rules;
 use crate::EXIT_ERROR;
 
@@ -129,6 +130,8 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let engine = EngineBuilder::new(rules)
         .min_confidence(args.selection.min_confidence.into())
+        .kind(engine_kind(args.engine, &cfg))
+        .cache_dir(cache_dir())
         .build()
         .context("cannot build the scan engine")?;
 
@@ -177,6 +180,11 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    if cfg.verbose {
+        for note in engine.hyperscan_notes() {
+            eprintln!("keyburn: {note}");
+        }
     }
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
@@ -274,4 +282,41 @@ fn write_report(cfg: &ScanConfig, report: &Report, engine: &Engine) -> Result<()
             }
         }
     }
+}
+
+/// The engine `--engine` asks for. `auto` leaves small inputs (a staged
+/// change, single files, a commit range) to the Rust engine, which starts in
+/// milliseconds; directories and whole histories get Hyperscan from the
+/// moment its database is ready, when it is compiled in (see the README's
+/// figures).
+fn engine_kind(choice: EngineChoice, cfg: &ScanConfig) -> EngineKind {
+    match choice {
+        EngineChoice::Rust => EngineKind::Rust,
+        EngineChoice::Hyperscan => EngineKind::Hyperscan,
+        EngineChoice::Auto => {
+            let small = match &cfg.mode {
+                Mode::Staged(_) => true,
+                Mode::History(_, o) => o.since.is_some() || o.range.is_some(),
+                Mode::Files => !cfg.paths.iter().any(|p| p.is_dir()),
+            };
+            if small {
+                EngineKind::Rust
+            } else {
+                EngineKind::Auto
+            }
+        }
+    }
+}
+
+/// Where compiled Hyperscan databases are kept: `KEYBURN_CACHE_DIR`, else
+/// the XDG cache directory.
+fn cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("KEYBURN_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("keyburn")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("keyburn")))
 }

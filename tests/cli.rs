@@ -550,3 +550,77 @@ fn rules_list_and_check() {
         .code(1)
         .stderr(predicate::str::contains("counterexample detected"));
 }
+
+#[cfg(not(feature = "hyperscan"))]
+#[test]
+fn hyperscan_engine_without_the_feature_says_how_to_get_it() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.txt", "nothing here\n");
+    keyburn()
+        .args(["scan", "--engine", "hyperscan"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--features hyperscan"));
+}
+
+/// Both engines report the same findings through the CLI, and the
+/// Hyperscan database is compiled once, then loaded from the cache.
+#[cfg(feature = "hyperscan")]
+#[test]
+fn hyperscan_engine_caches_its_database_and_finds_the_same() {
+    let dir = TempDir::new().unwrap();
+    let cache = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "a/config.py",
+        format!("KEY = \"{}\"\n", aws_key_id()),
+    );
+    write(dir.path(), "b/.env", format!("STRIPE={}\n", stripe_key()));
+    let run = |engine: &str| {
+        let out = keyburn()
+            .env("KEYBURN_CACHE_DIR", cache.path())
+            .args([
+                "scan",
+                "-v",
+                "--no-history",
+                "-f",
+                "json",
+                "--engine",
+                engine,
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            rule_ids(&doc),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (rust, _) = run("rust");
+    let (first, note1) = run("hyperscan");
+    let (second, note2) = run("hyperscan");
+    assert_eq!(rust.len(), 2, "{rust:?}");
+    assert_eq!(first, rust);
+    assert_eq!(second, rust);
+    assert!(note1.contains("database compiled"), "{note1}");
+    assert!(note2.contains("database loaded from"), "{note2}");
+}
+
+/// `auto` leaves a single file to the Rust engine: nothing is compiled.
+#[cfg(feature = "hyperscan")]
+#[test]
+fn auto_engine_does_not_build_hyperscan_for_one_file() {
+    let dir = TempDir::new().unwrap();
+    let cache = TempDir::new().unwrap();
+    write(dir.path(), "a.py", format!("KEY = \"{}\"\n", aws_key_id()));
+    keyburn()
+        .env("KEYBURN_CACHE_DIR", cache.path())
+        .args(["scan", "-v", "--engine", "auto"])
+        .arg(dir.path().join("a.py"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("hyperscan").not());
+    assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 0);
+}
