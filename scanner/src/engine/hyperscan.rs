@@ -722,3 +722,64 @@ fn prune(dir: &Path) {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expr(pattern: &str, id: c_uint, rule: Option<usize>) -> Expr {
+        Expr {
+            pattern: cstring(pattern.to_string()),
+            flags: if rule.is_some() {
+                HS_FLAG_PREFILTER
+            } else {
+                HS_FLAG_CASELESS
+            },
+            id,
+            rule,
+        }
+    }
+
+    /// A regex the library rejects is dropped with its message, its rule
+    /// is left ungated, and the rest of the database still compiles.
+    #[test]
+    fn a_rejected_regex_is_dropped_and_named() {
+        let mut exprs = vec![
+            expr("tok", 0, None),
+            expr("tok=[0-9]+", 1, Some(0)),
+            expr("(?:unbalanced", 2, Some(1)),
+        ];
+        let (db, dropped) = compile_dropping_failures(&mut exprs).unwrap();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].rule, 1);
+        assert!(!dropped[0].message.is_empty());
+        assert_eq!(gated_rules(2, &exprs, &dropped), [true, false]);
+        let m = Matcher::assemble(
+            db,
+            &["tok".to_string()],
+            vec![true, false],
+            dropped,
+            Origin::Cache(PathBuf::new()),
+        )
+        .unwrap();
+        let mut s = ScanScratch::default();
+        assert!(m.scan(b"x tok=42 y", &mut s));
+        assert_eq!(s.hits, [(0, 2, 5)]);
+        assert!(m.may_match(&s, 0, 0, 10));
+        assert!(!m.may_match(&s, 0, 0, 6));
+        assert!(
+            m.may_match(&s, 1, 0, 1),
+            "an ungated rule keeps its windows"
+        );
+    }
+
+    #[test]
+    fn translation_only_widens() {
+        let pcre = |re: &str| to_pcre(&crate::rules::parse_regex(re).unwrap());
+        // Look-around dropped, counts capped, an empty branch made optional.
+        assert_eq!(pcre(r"\bab\b").unwrap(), "ab");
+        assert_eq!(pcre("a{40,400}").unwrap(), "(?:a){32,}");
+        assert_eq!(pcre("(?:x|)y").unwrap(), "(?:x)?y");
+        assert!(pcre("^$").is_err(), "matches the empty string");
+    }
+}
