@@ -696,7 +696,7 @@ fn commit_info(repo: &gix::Repository, id: &ObjectId) -> CommitInfo {
         if let Ok(a) = c.author() {
             info.author = a.name.to_string();
             info.email = a.email.to_string();
-            info.date = rfc3339(a.seconds());
+            info.date = crate::finding::rfc3339(a.seconds());
         }
         if let Ok(m) = c.message_raw() {
             info.message = String::from_utf8_lossy(m)
@@ -707,28 +707,6 @@ fn commit_info(repo: &gix::Repository, id: &ObjectId) -> CommitInfo {
         }
     }
     info
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC timestamp.
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Scan what is staged in the repository at `path`: every index entry whose
@@ -849,6 +827,7 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_epoch_seconds() {
+        use crate::finding::rfc3339;
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");

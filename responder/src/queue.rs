@@ -1,0 +1,574 @@
+//! The durable job queue: embedded SQLite (WAL, `synchronous=FULL`, so a
+//! committed job survives a crash or power loss).
+//!
+//! A job is one alert to handle, identified by (repository, alert number):
+//! a webhook delivery and the periodic reconciliation that lists open
+//! alerts both enqueue through [`Queue::enqueue`], which deduplicates on the
+//! delivery id (a redelivery never runs twice) and on the alert (while a job
+//! for it is pending, another is not created). A job records the step it
+//! reached; a worker that dies mid-step leaves the job `running` with an
+//! expired lease, and the next [`Queue::claim`] takes it up again at that
+//! step. Failed steps are retried with exponential backoff and jitter until
+//! the retry budget is spent, then the job is `dead` until retried by hand.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job queue: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("job queue: no job {0}")]
+    NoSuchJob(i64),
+    #[error("job queue: job {id} is {state}, not dead")]
+    NotDead { id: i64, state: String },
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [State::Queued, State::Running, State::Done, State::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done => "done",
+            State::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "done" => State::Done,
+            "dead" => State::Dead,
+            _ => State::Queued,
+        }
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub repo: String,
+    pub alert_number: u64,
+    /// `webhook`, `reconcile` or `cli`.
+    pub source: String,
+    pub delivery: Option<String>,
+    /// The webhook's (or the alert listing's) JSON; never the secret.
+    pub payload: String,
+    pub state: State,
+    /// The next step to run.
+    pub step: String,
+    /// Failed attempts of the current step.
+    pub attempts: u32,
+    /// Unix milliseconds before which the job is not run.
+    pub next_run_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub delivery: Option<&'a str>,
+    pub repo: &'a str,
+    pub alert_number: u64,
+    pub source: &'a str,
+    pub payload: &'a str,
+    /// The first step.
+    pub step: &'a str,
+}
+
+/// What [`Queue::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(i64),
+    /// This delivery id was seen before (its job, if it made one).
+    DuplicateDelivery(Option<i64>),
+    /// A job for this alert is already pending; the delivery is recorded
+    /// against it.
+    AlreadyPending(i64),
+}
+
+/// Retry policy for failed steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    /// Attempts of one step before the job goes dead.
+    pub attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(600),
+            attempts: 8,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt `n + 1` after `n` failures: base * 2^(n-1),
+    /// capped, with "full jitter" in [delay/2, delay].
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+            .min(self.max);
+        let half = exp / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// What [`Queue::fail`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Run again at this unix-ms time.
+    At(i64),
+    /// Budget spent: the job is dead.
+    Dead,
+}
+
+pub struct Queue {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    alert_number INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    delivery TEXT,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_run_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_alert ON jobs (repo, alert_number, state);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_run_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    job_id INTEGER,
+    received_at INTEGER NOT NULL
+);
+";
+
+const COLUMNS: &str = "id, repo, alert_number, source, delivery, payload, state, step, attempts, \
+                       next_run_at, last_error, created_at, updated_at";
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Queue {
+    /// Open (creating) the queue database at `path`.
+    pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Queue { conn })
+    }
+
+    /// Record a delivery and create its job, in one transaction: when this
+    /// returns, the job is on disk.
+    pub fn enqueue(&mut self, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
+        let tx = self.conn.transaction()?;
+        if let Some(d) = job.delivery {
+            let seen: Option<Option<i64>> = tx
+                .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(job_id) = seen {
+                return Ok(Enqueued::DuplicateDelivery(job_id));
+            }
+        }
+        let pending: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
+                 AND state IN ('queued', 'running') LIMIT 1",
+                params![job.repo, job.alert_number as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let outcome = match pending {
+            Some(id) => Enqueued::AlreadyPending(id),
+            None => {
+                tx.execute(
+                    "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
+                     next_run_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)",
+                    params![
+                        job.repo,
+                        job.alert_number as i64,
+                        job.source,
+                        job.delivery,
+                        job.payload,
+                        job.step,
+                        now
+                    ],
+                )?;
+                Enqueued::Created(tx.last_insert_rowid())
+            }
+        };
+        if let Some(d) = job.delivery {
+            let id = match outcome {
+                Enqueued::Created(id) | Enqueued::AlreadyPending(id) => id,
+                Enqueued::DuplicateDelivery(_) => unreachable!("returned above"),
+            };
+            tx.execute(
+                "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, ?2, ?3)",
+                params![d, id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Record a delivery that makes no job (a ping, an ignored event), so
+    /// that its redelivery is recognised too. Returns false if seen before.
+    pub fn record_delivery(&mut self, delivery: &str, now: i64) -> Result<bool, QueueError> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO deliveries (id, job_id, received_at) VALUES (?1, NULL, ?2)",
+            params![delivery, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Whether an alert has a job that is pending or done (reconciliation
+    /// skips those; a dead job is left to `jobs retry`).
+    pub fn knows_alert(&self, repo: &str, alert_number: u64) -> Result<bool, QueueError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM jobs WHERE repo = ?1 AND alert_number = ?2 LIMIT 1",
+                params![repo, alert_number as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Take the next due job, marking it running under a lease. A job
+    /// whose lease expired (its worker died) is due again, at its step.
+    pub fn claim(&mut self, now: i64, lease: Duration) -> Result<Option<Job>, QueueError> {
+        let until = now + lease.as_millis() as i64;
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_until = ?2, updated_at = ?1 \
+             WHERE id = (SELECT id FROM jobs \
+                         WHERE (state = 'queued' AND next_run_at <= ?1) \
+                            OR (state = 'running' AND lease_until <= ?1) \
+                         ORDER BY next_run_at, id LIMIT 1) \
+             RETURNING {COLUMNS}"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, params![now, until], row_to_job)
+            .optional()?)
+    }
+
+    /// Record that the job finished its step and moves on to `next`
+    /// (attempts reset). The worker keeps its lease.
+    pub fn advance(&mut self, id: i64, next: &str, now: i64) -> Result<(), QueueError> {
+        self.update(
+            id,
+            "UPDATE jobs SET step = ?2, attempts = 0, last_error = NULL, updated_at = ?3 WHERE id = ?1",
+            params![id, next, now],
+        )
+    }
+
+    /// The job is finished.
+    pub fn complete(&mut self, id: i64, now: i64) -> Result<(), QueueError> {
+        self.update(
+            id,
+            "UPDATE jobs SET state = 'done', step = 'done', last_error = NULL, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+    }
+
+    /// The current step failed: schedule a retry, or mark the job dead when
+    /// the budget is spent.
+    pub fn fail(
+        &mut self,
+        id: i64,
+        error: &str,
+        backoff: &Backoff,
+        now: i64,
+    ) -> Result<Retry, QueueError> {
+        let attempts: u32 = self
+            .conn
+            .query_row("SELECT attempts FROM jobs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or(QueueError::NoSuchJob(id))?;
+        let attempts = attempts + 1;
+        if attempts >= backoff.attempts {
+            self.update(
+                id,
+                "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, attempts, error, now],
+            )?;
+            return Ok(Retry::Dead);
+        }
+        let at = now + backoff.delay(attempts).as_millis() as i64;
+        self.update(
+            id,
+            "UPDATE jobs SET state = 'queued', attempts = ?2, last_error = ?3, next_run_at = ?4, \
+             updated_at = ?5 WHERE id = ?1",
+            params![id, attempts, error, at, now],
+        )?;
+        Ok(Retry::At(at))
+    }
+
+    /// Put a dead job back in the queue at the step where it died.
+    pub fn retry(&mut self, id: i64, now: i64) -> Result<(), QueueError> {
+        let job = self.get(id)?;
+        if job.state != State::Dead {
+            return Err(QueueError::NotDead {
+                id,
+                state: job.state.as_str().into(),
+            });
+        }
+        self.update(
+            id,
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = ?2, updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+    }
+
+    pub fn get(&self, id: i64) -> Result<Job, QueueError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                row_to_job,
+            )
+            .optional()?
+            .ok_or(QueueError::NoSuchJob(id))
+    }
+
+    /// Jobs, newest first, optionally of one state.
+    pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<Job>, QueueError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![state.map(State::as_str), limit as i64], row_to_job)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many jobs are in each state.
+    pub fn counts(&self) -> Result<Vec<(State, u64)>, QueueError> {
+        State::ALL
+            .iter()
+            .map(|s| {
+                let n: i64 = self.conn.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+                    [s.as_str()],
+                    |r| r.get(0),
+                )?;
+                Ok((*s, n as u64))
+            })
+            .collect()
+    }
+
+    fn update(&self, id: i64, sql: &str, p: impl rusqlite::Params) -> Result<(), QueueError> {
+        match self.conn.execute(sql, p)? {
+            0 => Err(QueueError::NoSuchJob(id)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        repo: r.get(1)?,
+        alert_number: r.get::<_, i64>(2)? as u64,
+        source: r.get(3)?,
+        delivery: r.get(4)?,
+        payload: r.get(5)?,
+        state: State::parse(&r.get::<_, String>(6)?),
+        step: r.get(7)?,
+        attempts: r.get(8)?,
+        next_run_at: r.get(9)?,
+        last_error: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_job<'a>(delivery: Option<&'a str>, alert: u64) -> NewJob<'a> {
+        NewJob {
+            delivery,
+            repo: "acme/app",
+            alert_number: alert,
+            source: "webhook",
+            payload: "{}",
+            step: "fetch",
+        }
+    }
+
+    fn queue(dir: &tempfile::TempDir) -> Queue {
+        Queue::open(&dir.path().join("queue.db")).unwrap()
+    }
+
+    #[test]
+    fn a_redelivery_or_a_second_alert_event_makes_no_second_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let Enqueued::Created(id) = q.enqueue(&new_job(Some("d1"), 7), 0).unwrap() else {
+            panic!("first delivery creates a job");
+        };
+        assert_eq!(
+            q.enqueue(&new_job(Some("d1"), 7), 1).unwrap(),
+            Enqueued::DuplicateDelivery(Some(id))
+        );
+        assert_eq!(
+            q.enqueue(&new_job(Some("d2"), 7), 2).unwrap(),
+            Enqueued::AlreadyPending(id)
+        );
+        assert_eq!(
+            q.enqueue(&new_job(Some("d2"), 7), 3).unwrap(),
+            Enqueued::DuplicateDelivery(Some(id))
+        );
+        assert!(matches!(
+            q.enqueue(&new_job(None, 8), 4).unwrap(),
+            Enqueued::Created(_)
+        ));
+        assert!(q.record_delivery("ping-1", 5).unwrap());
+        assert!(!q.record_delivery("ping-1", 6).unwrap());
+        assert!(q.knows_alert("acme/app", 7).unwrap());
+        assert!(!q.knows_alert("acme/app", 9).unwrap());
+    }
+
+    #[test]
+    fn jobs_survive_reopening_and_a_dead_worker_is_taken_over_at_its_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = Duration::from_secs(30);
+        let id = {
+            let mut q = queue(&dir);
+            let Enqueued::Created(id) = q.enqueue(&new_job(Some("d1"), 7), 0).unwrap() else {
+                panic!()
+            };
+            let job = q.claim(0, lease).unwrap().unwrap();
+            assert_eq!((job.id, job.step.as_str()), (id, "fetch"));
+            q.advance(id, "revoke", 10).unwrap();
+            // The worker dies here: the process is gone, the lease runs.
+            id
+        };
+        let mut q = queue(&dir);
+        assert!(q.claim(1_000, lease).unwrap().is_none(), "lease still held");
+        let job = q.claim(30_001, lease).unwrap().unwrap();
+        assert_eq!(
+            (job.id, job.step.as_str(), job.state),
+            (id, "revoke", State::Running)
+        );
+        q.complete(id, 30_002).unwrap();
+        assert!(q.claim(100_000, lease).unwrap().is_none());
+        // A done alert can be raised again (reopened): a new job.
+        assert!(matches!(
+            q.enqueue(&new_job(Some("d3"), 7), 100_001).unwrap(),
+            Enqueued::Created(n) if n != id
+        ));
+    }
+
+    #[test]
+    fn failures_back_off_then_go_dead_and_can_be_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(1_000),
+            attempts: 3,
+        };
+        q.enqueue(&new_job(None, 1), 0).unwrap();
+        let job = q.claim(0, Duration::from_secs(1)).unwrap().unwrap();
+        let Retry::At(at) = q.fail(job.id, "502 from GitHub", &backoff, 0).unwrap() else {
+            panic!("first failure retries")
+        };
+        assert!((50..=100).contains(&at), "{at}");
+        assert!(q.claim(at - 1, Duration::from_secs(1)).unwrap().is_none());
+        let job = q.claim(at, Duration::from_secs(1)).unwrap().unwrap();
+        let Retry::At(at2) = q.fail(job.id, "timeout", &backoff, at).unwrap() else {
+            panic!()
+        };
+        assert!((at + 100..=at + 200).contains(&at2), "{at} {at2}");
+        let job = q.claim(at2, Duration::from_secs(1)).unwrap().unwrap();
+        assert_eq!(
+            q.fail(job.id, "timeout", &backoff, at2).unwrap(),
+            Retry::Dead
+        );
+        let dead = q.get(job.id).unwrap();
+        assert_eq!(
+            (dead.state, dead.last_error.as_deref()),
+            (State::Dead, Some("timeout"))
+        );
+        assert!(q
+            .claim(i64::MAX / 2, Duration::from_secs(1))
+            .unwrap()
+            .is_none());
+        assert_eq!(q.list(Some(State::Dead), 10).unwrap().len(), 1);
+
+        q.retry(job.id, at2 + 1).unwrap();
+        assert!(
+            q.retry(job.id, at2 + 1).is_err(),
+            "only dead jobs are retried"
+        );
+        let again = q.claim(at2 + 1, Duration::from_secs(1)).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (job.id, 0));
+        let counts = q.counts().unwrap();
+        assert!(counts.contains(&(State::Running, 1)), "{counts:?}");
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+            attempts: 10,
+        };
+        for (n, full) in [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (5, 10_000),
+            (30, 10_000),
+        ] {
+            let d = b.delay(n).as_millis();
+            assert!((full / 2..=full).contains(&d), "attempt {n}: {d} ms");
+        }
+    }
+}
