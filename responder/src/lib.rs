@@ -1,8 +1,16 @@
 //! keyburn-responder: everything that talks to the outside world (see
-//! DESIGN.md). Built so far: the webhook signature check, the durable job
-//! queue and the audit log; the service, the GitHub client and the
-//! providers build on them.
+//! DESIGN.md): the `keyburn serve` webhook service, its durable queue and
+//! workers, the GitHub client, the providers that validate and revoke
+//! secrets, notifications and the audit log.
 
 pub mod audit;
+pub mod config;
+pub mod github;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod providers;
 pub mod queue;
+pub mod server;
 pub mod signature;
+pub mod worker;

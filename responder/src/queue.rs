@@ -25,6 +25,8 @@ pub enum QueueError {
     NoSuchJob(i64),
     #[error("job queue: job {id} is {state}, not dead")]
     NotDead { id: i64, state: String },
+    #[error("job queue: worker thread failed: {0}")]
+    Worker(String),
 }
 
 /// Where a job stands.
@@ -80,6 +82,8 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What earlier steps decided and found (JSON; never the secret).
+    pub context: String,
 }
 
 /// A job to create.
@@ -164,6 +168,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     next_run_at INTEGER NOT NULL,
     lease_until INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
+    context TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
@@ -177,7 +182,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ";
 
 const COLUMNS: &str = "id, repo, alert_number, source, delivery, payload, state, step, attempts, \
-                       next_run_at, last_error, created_at, updated_at";
+                       next_run_at, last_error, created_at, updated_at, context";
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -195,6 +200,25 @@ impl Queue {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Queue { conn })
+    }
+
+    /// Cap the database's size (SQLite's `max_page_count`): past it, writes
+    /// fail as on a full disk, and the server answers 503.
+    pub fn limit_size(&mut self, bytes: u64) -> Result<(), QueueError> {
+        let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page.max(1) as u64).max(1);
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// After a restart, jobs left running belonged to the process that
+    /// died: they are due again at once, at their step. Returns how many.
+    pub fn recover(&mut self, now: i64) -> Result<usize, QueueError> {
+        Ok(self.conn.execute(
+            "UPDATE jobs SET state = 'queued', next_run_at = ?1, updated_at = ?1 WHERE state = 'running'",
+            [now],
+        )?)
     }
 
     /// Record a delivery and create its job, in one transaction: when this
@@ -296,13 +320,27 @@ impl Queue {
     }
 
     /// Record that the job finished its step and moves on to `next`
-    /// (attempts reset). The worker keeps its lease.
-    pub fn advance(&mut self, id: i64, next: &str, now: i64) -> Result<(), QueueError> {
+    /// (attempts reset), with the context the later steps need. The worker
+    /// keeps its lease.
+    pub fn advance(
+        &mut self,
+        id: i64,
+        next: &str,
+        context: &str,
+        now: i64,
+    ) -> Result<(), QueueError> {
         self.update(
             id,
-            "UPDATE jobs SET step = ?2, attempts = 0, last_error = NULL, updated_at = ?3 WHERE id = ?1",
-            params![id, next, now],
+            "UPDATE jobs SET step = ?2, context = ?3, attempts = 0, last_error = NULL, updated_at = ?4 \
+             WHERE id = ?1",
+            params![id, next, context, now],
         )
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub fn ping(&self) -> Result<(), QueueError> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// The job is finished.
@@ -423,6 +461,7 @@ fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         last_error: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        context: r.get(13)?,
     })
 }
 
@@ -485,7 +524,8 @@ mod tests {
             };
             let job = q.claim(0, lease).unwrap().unwrap();
             assert_eq!((job.id, job.step.as_str()), (id, "fetch"));
-            q.advance(id, "revoke", 10).unwrap();
+            q.advance(id, "revoke", r#"{"action":"revoke"}"#, 10)
+                .unwrap();
             // The worker dies here: the process is gone, the lease runs.
             id
         };

@@ -1,0 +1,426 @@
+//! `keyburn.toml`, as DESIGN.md lays it out, with environment overrides.
+//!
+//! Secrets are never written in the file itself: a value `env:NAME` reads
+//! the environment variable NAME (and `file:PATH` a file), so the config
+//! can be committed. With no file at all, `KEYBURN_WEBHOOK_SECRET` alone
+//! starts a responder on defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Value { key: String, message: String },
+}
+
+/// What to do with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Revoke,
+    Notify,
+    Ignore,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub github: GitHub,
+    #[serde(default)]
+    pub audit: Audit,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub worker: Worker,
+    #[serde(default)]
+    pub notify: Notify,
+    #[serde(default)]
+    pub providers: Providers,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest accepted webhook body (GitHub caps payloads at 25 MB).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Cap on the queue database's size; past it deliveries get 503.
+    #[serde(default)]
+    pub queue_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHub {
+    /// Every secret is accepted (rotation). `env:NAME` / `file:PATH`.
+    #[serde(default = "default_webhook_secrets")]
+    pub webhook_secrets: Vec<String>,
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    #[serde(default = "default_token")]
+    pub token: Option<String>,
+    /// Organisations whose open alerts are reconciled.
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// Repositories (`owner/name`) whose open alerts are reconciled.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Seconds between reconciliation passes (0: only at start).
+    #[serde(default = "default_reconcile")]
+    pub reconcile_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    #[serde(default = "default_audit_key")]
+    pub hmac_key: Option<String>,
+    /// Default: `<data_dir>/audit.jsonl`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "default_action")]
+    pub default: Action,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Revoke whatever the rules say when GitHub reports the secret as
+    /// publicly leaked.
+    #[serde(default)]
+    pub revoke_public_leaks: bool,
+    #[serde(default)]
+    pub rule: Vec<PolicyRule>,
+}
+
+/// The first rule whose fields all match decides; absent fields match all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    pub secret_type: Option<String>,
+    /// `owner/name`, with `*` matching any run of characters.
+    pub repository: Option<String>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worker {
+    #[serde(default = "default_workers")]
+    pub concurrency: usize,
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Timeout of one outbound HTTP request.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// A Slack incoming-webhook URL (`env:NAME` allowed).
+    pub slack_webhook: Option<String>,
+    /// A URL that receives one JSON document per notification.
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub github: ProviderUrl,
+    #[serde(default)]
+    pub slack: ProviderUrl,
+}
+
+/// A provider's base URL, for GitHub Enterprise, regional endpoints and
+/// the tests' local mocks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderUrl {
+    pub api_url: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".into()
+}
+fn default_data_dir() -> PathBuf {
+    "./keyburn-data".into()
+}
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_webhook_secrets() -> Vec<String> {
+    vec!["env:KEYBURN_WEBHOOK_SECRET".into()]
+}
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_token() -> Option<String> {
+    Some("env:KEYBURN_GITHUB_TOKEN".into())
+}
+fn default_reconcile() -> u64 {
+    900
+}
+fn default_audit_key() -> Option<String> {
+    Some("env:KEYBURN_AUDIT_HMAC_KEY".into())
+}
+fn default_action() -> Action {
+    Action::Notify
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff_base() -> u64 {
+    2_000
+}
+fn default_backoff_max() -> u64 {
+    600_000
+}
+fn default_http_timeout() -> u64 {
+    10_000
+}
+
+macro_rules! defaults_from_serde {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                toml::from_str("").expect("every field has a default")
+            }
+        }
+    )*};
+}
+defaults_from_serde!(Server, GitHub, Audit, Policy, Worker);
+
+impl Default for Config {
+    fn default() -> Config {
+        toml::from_str("").expect("every section has a default")
+    }
+}
+
+impl Config {
+    /// Read `path`, or the defaults when `None`; then apply the
+    /// environment overrides (`KEYBURN_LISTEN`, `KEYBURN_GITHUB_API`).
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let file = |message: String| ConfigError::File {
+                    path: p.to_path_buf(),
+                    message,
+                };
+                let text = std::fs::read_to_string(p).map_err(|e| file(e.to_string()))?;
+                toml::from_str(&text).map_err(|e| file(e.to_string()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = env_nonempty("KEYBURN_LISTEN") {
+            cfg.server.listen = v;
+        }
+        if let Some(v) = env_nonempty("KEYBURN_GITHUB_API") {
+            cfg.github.api_url = v;
+        }
+        Ok(cfg)
+    }
+
+    /// The webhook secrets, resolved; an error when none is set, since a
+    /// responder that accepts unsigned deliveries must not start.
+    pub fn webhook_secrets(&self) -> Result<Vec<String>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, s) in self.github.webhook_secrets.iter().enumerate() {
+            if let Some(v) = resolve(&format!("github.webhook_secrets[{i}]"), s, false)? {
+                out.push(v);
+            }
+        }
+        if out.is_empty() {
+            return Err(ConfigError::Value {
+                key: "github.webhook_secrets".into(),
+                message: "no webhook secret is set (set KEYBURN_WEBHOOK_SECRET)".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn github_token(&self) -> Result<Option<String>, ConfigError> {
+        match &self.github.token {
+            Some(t) => resolve("github.token", t, false),
+            None => Ok(None),
+        }
+    }
+
+    pub fn audit_key(&self) -> Result<Option<String>, ConfigError> {
+        match &self.audit.hmac_key {
+            Some(k) => resolve("audit.hmac_key", k, false),
+            None => Ok(None),
+        }
+    }
+
+    pub fn slack_webhook(&self) -> Result<Option<String>, ConfigError> {
+        match &self.notify.slack_webhook {
+            Some(u) => resolve("notify.slack_webhook", u, true),
+            None => Ok(None),
+        }
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("audit.jsonl"))
+    }
+
+    pub fn backoff(&self) -> crate::queue::Backoff {
+        crate::queue::Backoff {
+            base: Duration::from_millis(self.worker.backoff_base_ms),
+            max: Duration::from_millis(self.worker.backoff_max_ms),
+            attempts: self.worker.max_attempts.max(1),
+        }
+    }
+
+    /// What the policy says for this alert. `public`: GitHub reports the
+    /// secret as publicly leaked. Secret types no provider handles can only
+    /// be notified, which [`crate::worker`] enforces.
+    pub fn decide(&self, secret_type: &str, repository: &str, public: bool) -> Action {
+        if public && self.policy.revoke_public_leaks {
+            return Action::Revoke;
+        }
+        self.policy
+            .rule
+            .iter()
+            .find(|r| {
+                r.secret_type.as_deref().is_none_or(|t| t == secret_type)
+                    && r.repository
+                        .as_deref()
+                        .is_none_or(|p| glob_match(p.as_bytes(), repository.as_bytes()))
+            })
+            .map_or(self.policy.default, |r| r.action)
+    }
+}
+
+/// A config value: `env:NAME`, `file:PATH` or literal. `None` when the
+/// variable is unset or empty. A literal is refused for secrets unless
+/// `literal_ok`, so that no secret is committed in a config file.
+fn resolve(key: &str, value: &str, literal_ok: bool) -> Result<Option<String>, ConfigError> {
+    let err = |message: String| ConfigError::Value {
+        key: key.into(),
+        message,
+    };
+    if let Some(name) = value.strip_prefix("env:") {
+        return Ok(env_nonempty(name));
+    }
+    if let Some(path) = value.strip_prefix("file:") {
+        let v = std::fs::read_to_string(path).map_err(|e| err(format!("{path}: {e}")))?;
+        let v = v.trim().to_string();
+        return Ok((!v.is_empty()).then_some(v));
+    }
+    if literal_ok {
+        return Ok(Some(value.to_string()));
+    }
+    Err(err(
+        "write secrets as \"env:NAME\" or \"file:PATH\", not in the config file".into(),
+    ))
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `*` matches any run of characters (including `/`); everything else
+/// matches itself.
+fn glob_match(pat: &[u8], s: &[u8]) -> bool {
+    match pat.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob_match(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob_match(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_design_example_parses_and_policy_picks_the_first_matching_rule() {
+        let cfg: Config = toml::from_str(
+            r#"
+[server]
+listen = "127.0.0.1:9999"
+[github]
+webhook_secrets = ["env:KB_TEST_UNSET_SECRET"]
+api_url = "http://127.0.0.1:1"
+[policy]
+default = "notify"
+[[policy.rule]]
+secret_type = "github_personal_access_token"
+repository = "acme/sandbox-*"
+action = "ignore"
+[[policy.rule]]
+secret_type = "github_personal_access_token"
+action = "revoke"
+[[policy.rule]]
+repository = "acme/legacy"
+action = "ignore"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:9999");
+        let pat = "github_personal_access_token";
+        assert_eq!(cfg.decide(pat, "acme/app", false), Action::Revoke);
+        assert_eq!(cfg.decide(pat, "acme/sandbox-1", false), Action::Ignore);
+        assert_eq!(
+            cfg.decide("slack_api_token", "acme/legacy", false),
+            Action::Ignore
+        );
+        assert_eq!(
+            cfg.decide("slack_api_token", "acme/app", false),
+            Action::Notify
+        );
+        assert!(
+            cfg.webhook_secrets().is_err(),
+            "an unset secret is no secret"
+        );
+    }
+
+    #[test]
+    fn public_leaks_can_be_forced_to_revoke() {
+        let cfg: Config =
+            toml::from_str("[policy]\ndefault = \"ignore\"\nrevoke_public_leaks = true\n").unwrap();
+        assert_eq!(cfg.decide("x", "a/b", true), Action::Revoke);
+        assert_eq!(cfg.decide("x", "a/b", false), Action::Ignore);
+    }
+
+    #[test]
+    fn literal_secrets_and_unknown_keys_are_refused() {
+        let cfg: Config = toml::from_str("[github]\nwebhook_secrets = [\"hunter2\"]\n").unwrap();
+        let err = cfg.webhook_secrets().unwrap_err().to_string();
+        assert!(err.contains("env:NAME"), "{err}");
+        assert!(toml::from_str::<Config>("[server]\nlisten_on = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn globs_match_whole_names() {
+        assert!(glob_match(b"acme/*", b"acme/app"));
+        assert!(glob_match(b"*/app", b"acme/app"));
+        assert!(!glob_match(b"acme/*", b"other/app"));
+        assert!(!glob_match(b"acme/app", b"acme/app2"));
+    }
+}

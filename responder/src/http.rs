@@ -1,0 +1,140 @@
+//! The HTTP plumbing every outbound call shares: one client (connection
+//! pool, rustls, a per-request timeout), a short in-call retry for answers
+//! that say "try again" (429 with `Retry-After`, 502/503/504), and errors
+//! that say whether a later retry can help.
+//!
+//! Longer outages are the queue's business: a call that still fails
+//! returns an error, the step fails, and the job is retried with backoff.
+//! Error messages name the call, never a URL's query or a body, so no
+//! secret reaches a log through them.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{call}: timed out")]
+    Timeout { call: String },
+    #[error("{call}: {message}")]
+    Transport { call: String, message: String },
+    #[error("{call}: HTTP {status}")]
+    Status { call: String, status: u16 },
+    #[error("{call}: unexpected response: {message}")]
+    Decode { call: String, message: String },
+}
+
+impl CallError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn decode(call: &str, message: impl ToString) -> CallError {
+        CallError::Decode {
+            call: call.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The shared client.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    /// Extra tries for a retryable answer within one call.
+    retries: u32,
+    /// The longest `Retry-After` honoured inside a call; longer waits are
+    /// left to the queue's backoff.
+    max_wait: Duration,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Http {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("keyburn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a TLS backend is compiled in");
+        Http {
+            client,
+            retries: 2,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Send the request `build` makes (called again for each try), and
+    /// return the response if its status is a success or one of `accept`.
+    pub async fn send(
+        &self,
+        call: &str,
+        accept: &[StatusCode],
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, CallError> {
+        let mut tries = 0;
+        loop {
+            let res = build(&self.client).send().await.map_err(|e| {
+                if e.is_timeout() {
+                    CallError::Timeout { call: call.into() }
+                } else {
+                    CallError::Transport {
+                        call: call.into(),
+                        // Without the URL: it may carry a query.
+                        message: e.without_url().to_string(),
+                    }
+                }
+            });
+            let wait = match &res {
+                Ok(r) if r.status().is_success() || accept.contains(&r.status()) => {
+                    return res;
+                }
+                Ok(r) => retry_wait(r, tries),
+                Err(CallError::Timeout { .. }) | Err(CallError::Transport { .. }) => {
+                    Some(Duration::from_millis(200 << tries))
+                }
+                Err(_) => None,
+            };
+            match wait {
+                Some(w) if tries < self.retries && w <= self.max_wait => {
+                    tries += 1;
+                    tokio::time::sleep(w).await;
+                }
+                _ => {
+                    return match res {
+                        Ok(r) => Err(CallError::Status {
+                            call: call.into(),
+                            status: r.status().as_u16(),
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long to wait before trying again, if the answer invites it.
+fn retry_wait(r: &Response, tries: u32) -> Option<Duration> {
+    let status = r.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let after = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1);
+        return Some(Duration::from_secs(after));
+    }
+    if matches!(status.as_u16(), 502..=504) {
+        return Some(Duration::from_millis(200 << tries));
+    }
+    None
+}

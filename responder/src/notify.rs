@@ -1,0 +1,83 @@
+//! Telling the team: a Slack incoming webhook and a generic JSON webhook.
+//! A notification carries the alert link, secret type, repository, what
+//! was done and the secret masked (its first four characters).
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::http::{CallError, Http};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub repository: String,
+    pub alert_number: u64,
+    pub alert_url: Option<String>,
+    pub secret_type: String,
+    /// `revoked`, `notified`, `dry-run`, `dead-letter`, ...
+    pub outcome: String,
+    /// One sentence on what was done.
+    pub summary: String,
+    pub secret_masked: String,
+}
+
+/// The first four characters, then a fixed-length mask: enough to tell
+/// two secrets apart in a channel, never enough to use one.
+pub fn mask(secret: &str) -> String {
+    let head: String = secret.chars().take(4).collect();
+    format!("{head}…")
+}
+
+pub struct Notifier {
+    http: Http,
+    slack: Option<String>,
+    webhook: Option<String>,
+}
+
+impl Notifier {
+    pub fn new(http: Http, slack: Option<String>, webhook: Option<String>) -> Notifier {
+        Notifier {
+            http,
+            slack,
+            webhook,
+        }
+    }
+
+    /// Send to every configured channel; the first failure is returned
+    /// (the step is retried, so a channel may see a notice twice, never
+    /// none).
+    pub async fn send(&self, n: &Notice) -> Result<(), CallError> {
+        if let Some(url) = &self.slack {
+            let link = n
+                .alert_url
+                .as_deref()
+                .map(|u| format!("<{u}|alert #{}>", n.alert_number))
+                .unwrap_or_else(|| format!("alert #{}", n.alert_number));
+            let text = format!(
+                ":rotating_light: {} in `{}` ({link}), secret `{}`: {}",
+                n.secret_type, n.repository, n.secret_masked, n.summary
+            );
+            let body = json!({ "text": text });
+            self.http
+                .send("Slack notification", &[], |c| c.post(url).json(&body))
+                .await?;
+        }
+        if let Some(url) = &self.webhook {
+            self.http
+                .send("webhook notification", &[], |c| c.post(url).json(n))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn masks_keep_four_characters() {
+        let secret = format!("{}{}", "xoxb-", "1234567890-abcdef");
+        assert_eq!(mask(&secret), "xoxb…");
+        assert_eq!(mask("ab"), "ab…");
+    }
+}

@@ -1,0 +1,261 @@
+//! The HTTP side: `POST /webhooks/github`, `GET /healthz`, `/readyz`,
+//! `/metrics`, and [`serve`], which also runs the workers and the
+//! reconciler.
+//!
+//! A delivery is acknowledged with 202 only once its job is committed to
+//! the queue; if the queue cannot write (a full disk), the answer is 503
+//! so that the delivery can be redelivered from GitHub's side.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit::Record;
+use crate::queue::{now_ms, Enqueued, NewJob, State as JobState};
+use crate::worker::Responder;
+
+/// The `secret_scanning_alert` actions that start a job.
+const ACTIONS: &[&str] = &["created", "reopened", "publicly_leaked", "validated"];
+
+pub fn router(r: Arc<Responder>) -> Router {
+    let limit = r.cfg.server.max_body_bytes;
+    Router::new()
+        .route("/webhooks/github", post(webhook))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(r)
+}
+
+/// Serve on `listener` until `shutdown` completes, with the workers and
+/// the periodic reconciliation running beside it.
+pub async fn serve(
+    r: Arc<Responder>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    for _ in 0..r.cfg.worker.concurrency.max(1) {
+        tokio::spawn(Arc::clone(&r).work());
+    }
+    let rec = Arc::clone(&r);
+    tokio::spawn(async move {
+        let every = rec.cfg.github.reconcile_interval_secs;
+        loop {
+            let n = rec.reconcile().await;
+            if n > 0 {
+                tracing::info!("reconciliation enqueued {n} open alert(s) no delivery brought");
+            }
+            if every == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(every)).await;
+        }
+    });
+    axum::serve(listener, router(r))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[derive(Deserialize)]
+struct AlertEvent {
+    action: String,
+    alert: AlertRef,
+    repository: RepoRef,
+}
+
+#[derive(Deserialize)]
+struct AlertRef {
+    number: u64,
+}
+
+#[derive(Deserialize)]
+struct RepoRef {
+    full_name: String,
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn webhook(State(r): State<Arc<Responder>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let event = header("x-github-event").unwrap_or_default();
+    let (status, outcome, resp) =
+        handle(&r, &headers, &event, header("x-github-delivery"), body).await;
+    r.metrics.count(
+        "keyburn_deliveries_total",
+        &[("event", metric_event(&event)), ("outcome", outcome)],
+    );
+    r.metrics
+        .observe("keyburn_webhook_ack_seconds", started.elapsed());
+    if status.is_client_error() || status.is_server_error() {
+        tracing::warn!(event = %event, status = status.as_u16(), "webhook refused: {outcome}");
+    }
+    resp
+}
+
+/// Bounded label values for metrics, whatever a sender puts in the header.
+fn metric_event(event: &str) -> &'static str {
+    match event {
+        "ping" => "ping",
+        "secret_scanning_alert" => "secret_scanning_alert",
+        _ => "other",
+    }
+}
+
+async fn handle(
+    r: &Arc<Responder>,
+    headers: &HeaderMap,
+    event: &str,
+    delivery: Option<String>,
+    body: Bytes,
+) -> (StatusCode, &'static str, Response) {
+    let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+    if let Err(e) = r.verifier.verify(sig, &body) {
+        let resp = reply(StatusCode::UNAUTHORIZED, json!({"error": e.to_string()}));
+        return (StatusCode::UNAUTHORIZED, "unauthorized", resp);
+    }
+    let Some(delivery) = delivery.filter(|d| !d.is_empty() && d.len() <= 200) else {
+        let resp = reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "missing X-GitHub-Delivery header"}),
+        );
+        return (StatusCode::BAD_REQUEST, "bad_request", resp);
+    };
+    if event != "secret_scanning_alert" {
+        let status = if event == "ping" {
+            StatusCode::OK
+        } else {
+            StatusCode::NO_CONTENT
+        };
+        let d = delivery.clone();
+        return match r.db(move |q| q.record_delivery(&d, now_ms())).await {
+            Ok(_) if status == StatusCode::OK => {
+                (status, "ping", reply(status, json!({"status": "pong"})))
+            }
+            Ok(_) => (status, "ignored", status.into_response()),
+            Err(e) => unavailable(&e.to_string()),
+        };
+    }
+    let ev: AlertEvent = match serde_json::from_slice(&body) {
+        Ok(ev) => ev,
+        Err(e) => {
+            let resp = reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("not a secret_scanning_alert payload: {e}")}),
+            );
+            return (StatusCode::BAD_REQUEST, "bad_request", resp);
+        }
+    };
+    if !ACTIONS.contains(&ev.action.as_str()) {
+        let d = delivery.clone();
+        return match r.db(move |q| q.record_delivery(&d, now_ms())).await {
+            Ok(_) => (
+                StatusCode::NO_CONTENT,
+                "ignored",
+                StatusCode::NO_CONTENT.into_response(),
+            ),
+            Err(e) => unavailable(&e.to_string()),
+        };
+    }
+    let repo = ev.repository.full_name.clone();
+    let number = ev.alert.number;
+    let payload = String::from_utf8_lossy(&body).into_owned();
+    let d = delivery.clone();
+    let repo2 = repo.clone();
+    let enq = r
+        .db(move |q| {
+            let job = NewJob {
+                delivery: Some(&d),
+                repo: &repo2,
+                alert_number: number,
+                source: "webhook",
+                payload: &payload,
+                step: "fetch",
+            };
+            q.enqueue(&job, now_ms())
+        })
+        .await;
+    let alert = format!("{repo}#{number}");
+    match enq {
+        Ok(Enqueued::Created(id)) => {
+            r.wake.notify_one();
+            let rec = Record {
+                event: "webhook.accepted".into(),
+                actor: "github".into(),
+                delivery: Some(delivery),
+                alert: Some(alert),
+                outcome: "queued".into(),
+                ..Record::default()
+            };
+            if let Err(e) = r.audit.append(rec) {
+                tracing::error!("audit log: {e}");
+            }
+            let resp = reply(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}));
+            (StatusCode::ACCEPTED, "queued", resp)
+        }
+        Ok(Enqueued::AlreadyPending(id)) => {
+            let resp = reply(
+                StatusCode::ACCEPTED,
+                json!({"status": "already queued", "job": id}),
+            );
+            (StatusCode::ACCEPTED, "already_queued", resp)
+        }
+        Ok(Enqueued::DuplicateDelivery(job)) => {
+            let resp = reply(
+                StatusCode::OK,
+                json!({"status": "duplicate delivery", "job": job}),
+            );
+            (StatusCode::OK, "duplicate", resp)
+        }
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+fn unavailable(error: &str) -> (StatusCode, &'static str, Response) {
+    tracing::error!("cannot store delivery: {error}");
+    let resp = reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "cannot store the delivery; retry later"}),
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", resp)
+}
+
+async fn readyz(State(r): State<Arc<Responder>>) -> Response {
+    match r.db(|q| q.ping()).await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(r): State<Arc<Responder>>) -> Response {
+    let counts = r.db(|q| q.counts()).await.unwrap_or_default();
+    let jobs: Vec<(&str, u64)> = JobState::ALL
+        .iter()
+        .map(|s| {
+            let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
+            (s.as_str(), n)
+        })
+        .collect();
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        r.metrics.render(&jobs),
+    )
+        .into_response()
+}

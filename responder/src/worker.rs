@@ -1,0 +1,557 @@
+//! The responder's state and its workers: each job runs its steps in
+//! order, from the step it reached, recording progress after every step.
+//!
+//! fetch -> decide -> revoke -> confirm -> resolve -> notify
+//!
+//! Every run first fetches the alert (read-only, and the only source of the
+//! secret, which is never stored). Steps that change the outside world
+//! check first: `revoke` validates the secret and skips the call when it is
+//! already dead, `resolve` skips an alert that is already resolved. So a
+//! worker killed between revoking and recording it does not revoke twice
+//! after a restart, and still resolves.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::audit::{AuditError, AuditLog, Record};
+use crate::config::{Action, Config, ConfigError};
+use crate::github::{Alert, GitHub};
+use crate::http::Http;
+use crate::metrics::Metrics;
+use crate::notify::{mask, Notice, Notifier};
+use crate::providers::{GitHubTokens, Provider, Slack, Validity};
+use crate::queue::{now_ms, Enqueued, NewJob, Queue, QueueError, Retry};
+use crate::signature::Verifier;
+
+/// A worker holds a job this long; a job whose worker died is taken over
+/// after it (and at once after a restart, see [`Responder::new`]).
+const LEASE: Duration = Duration::from_secs(300);
+
+const ACTOR: &str = "keyburn-serve";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the server, the workers and the reconciler share.
+pub struct Responder {
+    pub cfg: Config,
+    pub queue: Mutex<Queue>,
+    pub audit: AuditLog,
+    pub verifier: Verifier,
+    pub github: GitHub,
+    pub providers: Vec<Box<dyn Provider>>,
+    pub notifier: Notifier,
+    pub metrics: Metrics,
+    /// Signalled when a job is enqueued.
+    pub wake: tokio::sync::Notify,
+}
+
+/// What earlier steps of a job found; stored with the job, never secret.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Context {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    action: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    /// `revoked`, `already-inactive`, `dry-run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoke: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    validity: Option<Validity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// A failed step, with a message fit for logs (no secret).
+#[derive(Debug)]
+struct StepError(String);
+
+impl<E: std::fmt::Display> From<E> for StepError {
+    fn from(e: E) -> StepError {
+        StepError(e.to_string())
+    }
+}
+
+impl Responder {
+    /// Open the queue and the audit log in the data directory and build
+    /// the clients. Returns notes for the operator (a generated audit key).
+    pub fn new(cfg: Config) -> Result<(Arc<Responder>, Vec<String>), SetupError> {
+        let dir = &cfg.server.data_dir;
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| SetupError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut notes = Vec::new();
+        let key = match cfg.audit_key()? {
+            Some(k) => k,
+            None => {
+                let (k, created) = audit_key_file(&dir.join("audit.key")).map_err(io(dir))?;
+                if created {
+                    notes.push(format!(
+                        "no audit HMAC key configured: generated one in {} (mode 0600); \
+                         keep it to correlate audit records",
+                        dir.join("audit.key").display()
+                    ));
+                }
+                k
+            }
+        };
+        let audit = AuditLog::open(&cfg.audit_path(), key.as_bytes())?;
+        let mut queue = Queue::open(&dir.join("queue.db"))?;
+        if let Some(max) = cfg.server.queue_max_bytes {
+            queue.limit_size(max)?;
+        }
+        let recovered = queue.recover(now_ms())?;
+        if recovered > 0 {
+            notes.push(format!(
+                "{recovered} job(s) were running when the responder stopped; resuming them at their step"
+            ));
+        }
+        let http = Http::new(Duration::from_millis(cfg.worker.http_timeout_ms));
+        let github = GitHub::new(http.clone(), &cfg.github.api_url, cfg.github_token()?);
+        let gh_api = cfg
+            .providers
+            .github
+            .api_url
+            .clone()
+            .unwrap_or_else(|| cfg.github.api_url.clone());
+        let slack_api = cfg
+            .providers
+            .slack
+            .api_url
+            .clone()
+            .unwrap_or_else(|| "https://slack.com/api".into());
+        let providers: Vec<Box<dyn Provider>> = vec![
+            Box::new(GitHubTokens::new(http.clone(), &gh_api)),
+            Box::new(Slack::new(http.clone(), &slack_api)),
+        ];
+        let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
+        let r = Responder {
+            verifier: Verifier::new(cfg.webhook_secrets()?),
+            queue: Mutex::new(queue),
+            audit,
+            github,
+            providers,
+            notifier,
+            metrics: Metrics::default(),
+            wake: tokio::sync::Notify::new(),
+            cfg,
+        };
+        Ok((Arc::new(r), notes))
+    }
+
+    /// Run `f` on the queue off the async threads (SQLite fsyncs).
+    pub async fn db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Queue) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let r = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut q = r.queue.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut q)
+        })
+        .await
+        .unwrap_or_else(|e| Err(QueueError::Worker(e.to_string())))
+    }
+
+    /// Write an audit record; a failure is logged (the action happened
+    /// whether or not it could be recorded).
+    fn record(&self, event: &str, alert: &str, outcome: &str, extra: impl FnOnce(&mut Record)) {
+        let mut rec = Record {
+            event: event.into(),
+            actor: ACTOR.into(),
+            alert: Some(alert.into()),
+            outcome: outcome.into(),
+            ..Record::default()
+        };
+        extra(&mut rec);
+        if let Err(e) = self.audit.append(rec) {
+            tracing::error!("audit log: {e}");
+        }
+    }
+
+    /// Enqueue an alert found by reconciliation or given on the command
+    /// line, unless it already has a job.
+    pub async fn enqueue_alert(
+        self: &Arc<Self>,
+        repo: &str,
+        number: u64,
+        source: &'static str,
+    ) -> Result<Option<i64>, QueueError> {
+        let repo = repo.to_string();
+        let payload =
+            json!({"alert": {"number": number}, "repository": {"full_name": repo}}).to_string();
+        let outcome = self
+            .db(move |q| {
+                if q.knows_alert(&repo, number)? {
+                    return Ok(None);
+                }
+                let job = NewJob {
+                    delivery: None,
+                    repo: &repo,
+                    alert_number: number,
+                    source,
+                    payload: &payload,
+                    step: "fetch",
+                };
+                q.enqueue(&job, now_ms()).map(Some)
+            })
+            .await?;
+        Ok(match outcome {
+            Some(Enqueued::Created(id)) => {
+                self.wake.notify_one();
+                Some(id)
+            }
+            _ => None,
+        })
+    }
+
+    /// One reconciliation pass over the configured organisations and
+    /// repositories. Returns how many alerts were enqueued.
+    pub async fn reconcile(self: &Arc<Self>) -> usize {
+        let scopes = (self
+            .cfg
+            .github
+            .organizations
+            .iter()
+            .map(|o| format!("orgs/{o}")))
+        .chain(
+            self.cfg
+                .github
+                .repositories
+                .iter()
+                .map(|r| format!("repos/{r}")),
+        );
+        let mut added = 0;
+        for scope in scopes {
+            match self.github.open_alerts(&scope).await {
+                Ok(alerts) => {
+                    for (repo, a) in alerts {
+                        match self.enqueue_alert(&repo, a.number, "reconcile").await {
+                            Ok(Some(_)) => {
+                                added += 1;
+                                self.record(
+                                    "reconcile.enqueued",
+                                    &format!("{repo}#{}", a.number),
+                                    "queued",
+                                    |_| {},
+                                );
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!("reconcile {scope}: {e}"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("reconcile {scope}: {e}"),
+            }
+        }
+        added
+    }
+
+    /// Take jobs until the process stops.
+    pub async fn work(self: Arc<Self>) {
+        loop {
+            match self.db(|q| q.claim(now_ms(), LEASE)).await {
+                Ok(Some(job)) => self.process(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("job queue: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn process(self: &Arc<Self>, job: crate::queue::Job) {
+        let alert_ref = format!("{}#{}", job.repo, job.alert_number);
+        let mut ctx: Context = serde_json::from_str(&job.context).unwrap_or_default();
+        let result = self.steps(&job, &alert_ref, &mut ctx).await;
+        let now = now_ms();
+        match result {
+            Ok(()) => {
+                let id = job.id;
+                if let Err(e) = self.db(move |q| q.complete(id, now)).await {
+                    tracing::error!("job {id}: {e}");
+                }
+                self.metrics.count(
+                    "keyburn_steps_total",
+                    &[("step", "done"), ("outcome", "ok")],
+                );
+                self.metrics.observe(
+                    "keyburn_alert_resolution_seconds",
+                    Duration::from_millis((now - job.created_at).max(0) as u64),
+                );
+                tracing::info!(job = job.id, alert = %alert_ref, "job done");
+            }
+            Err(StepError(msg)) => {
+                let (id, backoff, m) = (job.id, self.cfg.backoff(), msg.clone());
+                let retry = self.db(move |q| q.fail(id, &m, &backoff, now)).await;
+                self.metrics.count(
+                    "keyburn_steps_total",
+                    &[("step", &job.step), ("outcome", "error")],
+                );
+                self.record("step.failed", &alert_ref, "error", |r| {
+                    r.detail.insert("error".into(), Value::String(msg.clone()));
+                });
+                match retry {
+                    Ok(Retry::At(at)) => {
+                        tracing::warn!(job = id, alert = %alert_ref, "step failed, retry in {} ms: {msg}", at - now)
+                    }
+                    Ok(Retry::Dead) => {
+                        tracing::error!(job = id, alert = %alert_ref, "job dead: {msg}");
+                        self.record("job.dead", &alert_ref, "dead", |_| {});
+                        let notice = Notice {
+                            repository: job.repo.clone(),
+                            alert_number: job.alert_number,
+                            alert_url: None,
+                            secret_type: String::new(),
+                            outcome: "dead-letter".into(),
+                            summary: format!(
+                                "keyburn gave up after repeated failures ({msg}); see `keyburn jobs show {id}`"
+                            ),
+                            secret_masked: String::new(),
+                        };
+                        if let Err(e) = self.notifier.send(&notice).await {
+                            tracing::error!("dead-letter notification: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("job {id}: {e}"),
+                }
+            }
+        }
+    }
+
+    fn provider(&self, secret_type: &str) -> Option<&dyn Provider> {
+        self.providers
+            .iter()
+            .find(|p| p.handles(secret_type))
+            .map(|p| p.as_ref())
+    }
+
+    async fn steps(
+        self: &Arc<Self>,
+        job: &crate::queue::Job,
+        alert_ref: &str,
+        ctx: &mut Context,
+    ) -> Result<(), StepError> {
+        let alert = self.github.alert(&job.repo, job.alert_number).await?;
+        let secret_ref = self.audit.secret_ref(&alert.secret);
+        let mut step = job.step.clone();
+        loop {
+            let next = match step.as_str() {
+                "fetch" => {
+                    self.record("alert.fetched", alert_ref, &alert.state, |r| {
+                        r.secret = Some(secret_ref.clone());
+                        r.delivery = job.delivery.clone();
+                        r.detail
+                            .insert("secret_type".into(), alert.secret_type.clone().into());
+                    });
+                    if alert.state != "open" {
+                        return Ok(());
+                    }
+                    "decide"
+                }
+                "decide" => {
+                    let public =
+                        alert.publicly_leaked || payload_action(&job.payload) == "publicly_leaked";
+                    let mut action = self.cfg.decide(&alert.secret_type, &job.repo, public);
+                    let provider = self.provider(&alert.secret_type);
+                    if action == Action::Revoke && provider.is_none() {
+                        action = Action::Notify;
+                        ctx.note = Some(format!(
+                            "no provider revokes {} secrets: notified instead",
+                            alert.secret_type
+                        ));
+                    }
+                    ctx.action = Some(action);
+                    ctx.provider = provider.map(|p| p.name().to_string());
+                    self.record("policy.decided", alert_ref, action_str(action), |r| {
+                        r.secret = Some(secret_ref.clone());
+                        if let Some(n) = &ctx.note {
+                            r.detail.insert("note".into(), n.clone().into());
+                        }
+                    });
+                    match action {
+                        Action::Revoke => "revoke",
+                        Action::Notify => "notify",
+                        Action::Ignore => return Ok(()),
+                    }
+                }
+                "revoke" => {
+                    let p = self.require_provider(&alert)?;
+                    let outcome = if self.cfg.policy.dry_run {
+                        "dry-run"
+                    } else if p.validate(&alert.secret).await? == Validity::Inactive {
+                        "already-inactive"
+                    } else {
+                        p.revoke(&alert.secret).await?;
+                        "revoked"
+                    };
+                    ctx.revoke = Some(outcome.into());
+                    self.metrics.count(
+                        "keyburn_revocations_total",
+                        &[("provider", p.name()), ("outcome", outcome)],
+                    );
+                    self.record("revoke", alert_ref, outcome, |r| {
+                        r.provider = Some(p.name().into());
+                        r.secret = Some(secret_ref.clone());
+                    });
+                    if outcome == "dry-run" {
+                        "notify"
+                    } else {
+                        "confirm"
+                    }
+                }
+                "confirm" => {
+                    let p = self.require_provider(&alert)?;
+                    let v = p.validate(&alert.secret).await?;
+                    self.record("confirm", alert_ref, v.as_str(), |r| {
+                        r.provider = Some(p.name().into());
+                        r.secret = Some(secret_ref.clone());
+                    });
+                    if v == Validity::Active {
+                        return Err(StepError(format!(
+                            "{} still accepts the secret after revocation",
+                            p.name()
+                        )));
+                    }
+                    ctx.validity = Some(v);
+                    "resolve"
+                }
+                "resolve" => {
+                    let outcome = if alert.state == "resolved" {
+                        "already-resolved"
+                    } else {
+                        let comment = format!(
+                            "Revoked by keyburn through the {} API; validation after revocation: {}.",
+                            ctx.provider.as_deref().unwrap_or("provider"),
+                            ctx.validity.map_or("not checked", Validity::as_str)
+                        );
+                        self.github
+                            .resolve(&job.repo, job.alert_number, &comment)
+                            .await?;
+                        "resolved"
+                    };
+                    self.record("alert.resolve", alert_ref, outcome, |_| {});
+                    "notify"
+                }
+                "notify" => {
+                    let notice = notice_for(job, &alert, ctx);
+                    self.notifier.send(&notice).await?;
+                    self.record("notify", alert_ref, &notice.outcome, |r| {
+                        r.secret = Some(secret_ref.clone());
+                    });
+                    return Ok(());
+                }
+                other => return Err(StepError(format!("unknown step {other:?}"))),
+            };
+            self.metrics
+                .count("keyburn_steps_total", &[("step", &step), ("outcome", "ok")]);
+            let (id, n, c) = (job.id, next.to_string(), serde_json::to_string(ctx)?);
+            self.db(move |q| q.advance(id, &n, &c, now_ms())).await?;
+            step = next.to_string();
+        }
+    }
+
+    fn require_provider(&self, alert: &Alert) -> Result<&dyn Provider, StepError> {
+        self.provider(&alert.secret_type)
+            .ok_or_else(|| StepError(format!("no provider for {}", alert.secret_type)))
+    }
+}
+
+fn action_str(a: Action) -> &'static str {
+    match a {
+        Action::Revoke => "revoke",
+        Action::Notify => "notify",
+        Action::Ignore => "ignore",
+    }
+}
+
+fn payload_action(payload: &str) -> String {
+    serde_json::from_str::<Map<String, Value>>(payload)
+        .ok()
+        .and_then(|m| m.get("action").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn notice_for(job: &crate::queue::Job, alert: &Alert, ctx: &Context) -> Notice {
+    let (outcome, summary) = match (ctx.action, ctx.revoke.as_deref()) {
+        (Some(Action::Revoke), Some("dry-run")) => (
+            "dry-run",
+            "dry run: keyburn would have revoked it; nothing was changed".to_string(),
+        ),
+        (Some(Action::Revoke), Some(r)) => (
+            "revoked",
+            format!(
+                "{} through {} ({}), confirmed {}, alert resolved as revoked",
+                if r == "already-inactive" {
+                    "found already inactive"
+                } else {
+                    "revoked"
+                },
+                ctx.provider.as_deref().unwrap_or("its provider"),
+                r,
+                ctx.validity.map_or("unknown", Validity::as_str)
+            ),
+        ),
+        _ => (
+            "notified",
+            ctx.note
+                .clone()
+                .unwrap_or_else(|| "policy says notify: rotate this secret".into()),
+        ),
+    };
+    Notice {
+        repository: job.repo.clone(),
+        alert_number: job.alert_number,
+        alert_url: alert.html_url.clone(),
+        secret_type: alert.secret_type.clone(),
+        outcome: outcome.into(),
+        summary,
+        secret_masked: mask(&alert.secret),
+    }
+}
+
+/// Read the generated audit key, creating it (32 random bytes, hex, mode
+/// 0600) on first start. Returns the key and whether it was created.
+fn audit_key_file(path: &std::path::Path) -> std::io::Result<(String, bool)> {
+    if let Ok(k) = std::fs::read_to_string(path) {
+        let k = k.trim().to_string();
+        if !k.is_empty() {
+            return Ok((k, false));
+        }
+    }
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(path)?.write_all(key.as_bytes())?;
+    Ok((key, true))
+}

@@ -1,0 +1,651 @@
+//! The responder end to end, in process: a mock GitHub (alerts API,
+//! credential revocation, `/user`), a mock Slack and a notification sink,
+//! all axum servers on 127.0.0.1, and the real server, queue, workers and
+//! audit log in a temp directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keyburn_responder::config::Config;
+use keyburn_responder::signature::sign;
+use keyburn_responder::worker::Responder;
+use serde_json::{json, Value};
+
+const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// A fake classic GitHub token: right shape, random body, not a real one.
+fn fake_github_token() -> String {
+    let body: String = (0..36)
+        .map(|_| {
+            let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            chars[rand::random_range(0..chars.len())] as char
+        })
+        .collect();
+    format!("{}{}", "ghp_", body)
+}
+
+#[derive(Default)]
+struct Mock {
+    /// "owner/repo#n" -> alert JSON (with the secret).
+    alerts: HashMap<String, Value>,
+    /// Tokens that still work, at GitHub or Slack.
+    active: Vec<String>,
+    revoke_calls: usize,
+    patches: Vec<Value>,
+    notices: Vec<Value>,
+    /// Answer this many alert fetches with 502 first.
+    fail_fetches: usize,
+    /// Answer this many Slack calls with 429 Retry-After: 1 first.
+    throttle_slack: usize,
+    /// Make `/user` this slow.
+    user_delay: Duration,
+}
+
+type Shared = Arc<Mutex<Mock>>;
+
+fn bearer(h: &HeaderMap) -> String {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn get_alert(
+    State(m): State<Shared>,
+    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    if m.fail_fetches > 0 {
+        m.fail_fetches -= 1;
+        return StatusCode::BAD_GATEWAY.into_response();
+    }
+    match m.alerts.get(&format!("{o}/{r}#{n}")) {
+        Some(a) => Json(a.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn patch_alert(
+    State(m): State<Shared>,
+    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    let key = format!("{o}/{r}#{n}");
+    let Some(a) = m.alerts.get_mut(&key) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    a["state"] = body["state"].clone();
+    a["resolution"] = body["resolution"].clone();
+    let a = a.clone();
+    m.patches.push(body);
+    Json(a).into_response()
+}
+
+async fn list_org_alerts(State(m): State<Shared>, UrlPath(org): UrlPath<String>) -> Response {
+    let m = m.lock().unwrap();
+    let open: Vec<Value> = m
+        .alerts
+        .iter()
+        .filter(|(k, a)| k.starts_with(&format!("{org}/")) && a["state"] == "open")
+        .map(|(k, a)| {
+            let mut a = a.clone();
+            a["repository"] = json!({"full_name": k.split('#').next().unwrap()});
+            a
+        })
+        .collect();
+    Json(open).into_response()
+}
+
+async fn revoke(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    let mut m = m.lock().unwrap();
+    m.revoke_calls += 1;
+    for t in body["credentials"].as_array().unwrap() {
+        let t = t.as_str().unwrap().to_string();
+        m.active.retain(|a| *a != t);
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn user(State(m): State<Shared>, h: HeaderMap) -> StatusCode {
+    let delay = m.lock().unwrap().user_delay;
+    tokio::time::sleep(delay).await;
+    if m.lock().unwrap().active.contains(&bearer(&h)) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn slack(
+    State(m): State<Shared>,
+    UrlPath(method): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    if m.throttle_slack > 0 {
+        m.throttle_slack -= 1;
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response();
+    }
+    let token = bearer(&h);
+    let live = m.active.contains(&token);
+    match method.as_str() {
+        "auth.test" if live => Json(json!({"ok": true})).into_response(),
+        "auth.test" => Json(json!({"ok": false, "error": "invalid_auth"})).into_response(),
+        "auth.revoke" => {
+            m.revoke_calls += 1;
+            m.active.retain(|a| *a != token);
+            Json(json!({"ok": live, "revoked": live, "error": if live { Value::Null } else { json!("invalid_auth") }}))
+                .into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn notice(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    m.lock().unwrap().notices.push(body);
+    StatusCode::OK
+}
+
+async fn start_mock() -> (Shared, String) {
+    let m: Shared = Arc::default();
+    let app = Router::new()
+        .route(
+            "/repos/{o}/{r}/secret-scanning/alerts/{n}",
+            get(get_alert).patch(patch_alert),
+        )
+        .route("/orgs/{org}/secret-scanning/alerts", get(list_org_alerts))
+        .route("/credentials/revoke", post(revoke))
+        .route("/user", get(user))
+        .route("/slack/{method}", post(slack))
+        .route("/notify", post(notice))
+        .with_state(m.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (m, url)
+}
+
+fn alert(number: u64, secret_type: &str, secret: &str) -> Value {
+    json!({
+        "number": number,
+        "state": "open",
+        "resolution": null,
+        "secret_type": secret_type,
+        "secret": secret,
+        "html_url": format!("https://github.example/acme/app/security/secret-scanning/{number}"),
+    })
+}
+
+struct Running {
+    url: String,
+    client: reqwest::Client,
+    responder: Arc<Responder>,
+}
+
+/// A configuration pointed at the mock, with `extra` TOML appended.
+fn config(dir: &Path, mock: &str, extra: &str) -> Config {
+    std::env::set_var("KB_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
+    let text = format!(
+        r#"
+[server]
+data_dir = "{dir}"
+[github]
+webhook_secrets = ["env:KB_TEST_WEBHOOK_SECRET"]
+api_url = "{mock}"
+token = "env:KB_TEST_UNSET"
+reconcile_interval_secs = 0
+[providers.slack]
+api_url = "{mock}/slack"
+[notify]
+webhook = "{mock}/notify"
+[worker]
+concurrency = 2
+backoff_base_ms = 50
+backoff_max_ms = 200
+http_timeout_ms = 1000
+{extra}
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("keyburn.toml");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&path, text).unwrap();
+    Config::load(Some(&path)).unwrap()
+}
+
+/// A responder on 127.0.0.1, pointed at the mock.
+async fn start_responder(dir: &Path, mock: &str, extra: &str) -> Running {
+    let (responder, _) = Responder::new(config(dir, mock, extra)).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let r = responder.clone();
+    tokio::spawn(async move {
+        keyburn_responder::server::serve(r, l, std::future::pending())
+            .await
+            .unwrap()
+    });
+    Running {
+        url,
+        client: reqwest::Client::new(),
+        responder,
+    }
+}
+
+fn alert_event(action: &str, number: u64) -> Vec<u8> {
+    json!({
+        "action": action,
+        "alert": {"number": number, "secret_type": "github_personal_access_token"},
+        "repository": {"full_name": "acme/app"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+impl Running {
+    async fn deliver(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: Vec<u8>,
+        secret: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhooks/github", self.url))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("X-Hub-Signature-256", sign(secret.as_bytes(), &body))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audited() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.alerts.insert(
+            "acme/app#1".into(),
+            alert(1, "github_personal_access_token", &token),
+        );
+        m.active.push(token.clone());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(
+        dir.path(),
+        &murl,
+        "[policy]\ndefault = \"notify\"\n[[policy.rule]]\nsecret_type = \"github_personal_access_token\"\naction = \"revoke\"\n",
+    )
+    .await;
+
+    let res = r
+        .deliver(
+            "secret_scanning_alert",
+            "d-1",
+            alert_event("created", 1),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    wait_for("the alert to be resolved and notified", || {
+        let m = mock.lock().unwrap();
+        m.alerts["acme/app#1"]["state"] == "resolved" && !m.notices.is_empty()
+    })
+    .await;
+    // A redelivery of the same delivery does nothing new.
+    let again = r
+        .deliver(
+            "secret_scanning_alert",
+            "d-1",
+            alert_event("created", 1),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let m = mock.lock().unwrap();
+    assert!(!m.active.contains(&token), "the token is dead");
+    assert_eq!(m.revoke_calls, 1);
+    assert_eq!(m.patches.len(), 1);
+    assert_eq!(m.patches[0]["resolution"], "revoked");
+    assert!(m.patches[0]["resolution_comment"]
+        .as_str()
+        .unwrap()
+        .contains("github"));
+    let n = &m.notices[0];
+    assert_eq!(n["outcome"], "revoked");
+    assert_eq!(n["secret_masked"], "ghp_…");
+    assert!(!n.to_string().contains(&token));
+    drop(m);
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        !audit.contains(&token),
+        "the audit log holds no secret in clear"
+    );
+    assert!(audit.contains(&r.responder.audit.secret_ref(&token)));
+    for event in [
+        "webhook.accepted",
+        "alert.fetched",
+        "policy.decided",
+        "\"revoke\"",
+        "confirm",
+        "alert.resolve",
+        "notify",
+    ] {
+        assert!(audit.contains(event), "no {event} record in\n{audit}");
+    }
+    keyburn_responder::audit::verify(&dir.path().join("audit.jsonl")).unwrap();
+    let metrics = r
+        .client
+        .get(format!("{}/metrics", r.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keyburn_revocations_total{outcome=\"revoked\",provider=\"github\"} 1")
+            || metrics
+                .contains("keyburn_revocations_total{provider=\"github\",outcome=\"revoked\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyburn_jobs{state=\"done\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_are_refused_and_start_nothing() {
+    let (mock, murl) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(dir.path(), &murl, "").await;
+    let body = alert_event("created", 5);
+
+    let forged = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-1",
+            body.clone(),
+            "not-the-secret",
+        )
+        .await;
+    assert_eq!(forged.status(), 401);
+    let unsigned = r
+        .client
+        .post(format!("{}/webhooks/github", r.url))
+        .header("X-GitHub-Event", "secret_scanning_alert")
+        .header("X-GitHub-Delivery", "f-2")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let truncated = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-3",
+            body[..body.len() / 2].to_vec(),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(truncated.status(), 400);
+    let not_json = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-4",
+            b"hello".to_vec(),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(not_json.status(), 400);
+    let huge = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-5",
+            vec![b' '; 2 << 20],
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(huge.status(), 413);
+    let other = r
+        .deliver("push", "f-6", b"{}".to_vec(), WEBHOOK_SECRET)
+        .await;
+    assert_eq!(other.status(), 204);
+    let resolved = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-7",
+            alert_event("resolved", 5),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(resolved.status(), 204);
+    let ping = r
+        .deliver("ping", "f-8", b"{\"zen\":\"x\"}".to_vec(), WEBHOOK_SECRET)
+        .await;
+    assert_eq!(ping.status(), 200);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let counts = r.responder.queue.lock().unwrap().counts().unwrap();
+    assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
+    assert!(mock.lock().unwrap().patches.is_empty());
+    let health = r
+        .client
+        .get(format!("{}/healthz", r.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = r
+        .client
+        .get(format!("{}/readyz", r.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_5xx_slack_429_and_a_slow_provider_are_retried_until_done() {
+    let (mock, murl) = start_mock().await;
+    let slack_token = format!("{}-{}-{}", "xoxb", "1234567890", "abcdefghijklmnop");
+    let gh_token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.alerts.insert(
+            "acme/app#2".into(),
+            alert(2, "slack_api_token", &slack_token),
+        );
+        m.alerts.insert(
+            "acme/app#3".into(),
+            alert(3, "github_personal_access_token", &gh_token),
+        );
+        m.active.extend([slack_token.clone(), gh_token.clone()]);
+        m.fail_fetches = 6; // both jobs' first fetch fails, own retries included
+        m.throttle_slack = 1;
+        m.user_delay = Duration::from_millis(1500); // over the 1 s timeout
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n").await;
+    assert_eq!(
+        r.deliver(
+            "secret_scanning_alert",
+            "r-2",
+            alert_event("created", 2),
+            WEBHOOK_SECRET
+        )
+        .await
+        .status(),
+        202
+    );
+    assert_eq!(
+        r.deliver(
+            "secret_scanning_alert",
+            "r-3",
+            alert_event("created", 3),
+            WEBHOOK_SECRET
+        )
+        .await
+        .status(),
+        202
+    );
+    wait_for("the Slack alert to resolve", || {
+        mock.lock().unwrap().alerts["acme/app#2"]["state"] == "resolved"
+    })
+    .await;
+    // The GitHub validation keeps timing out: the job keeps retrying.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.lock().unwrap().alerts["acme/app#3"]["state"], "open");
+    mock.lock().unwrap().user_delay = Duration::ZERO;
+    wait_for("the GitHub alert to resolve", || {
+        mock.lock().unwrap().alerts["acme/app#3"]["state"] == "resolved"
+    })
+    .await;
+    let m = mock.lock().unwrap();
+    assert!(m.active.is_empty(), "both tokens are dead");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("step.failed"), "failures are audited");
+    assert!(!audit.contains(&slack_token) && !audit.contains(&gh_token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_ignore_unknown_types_dry_run_and_reconciliation() {
+    let (mock, murl) = start_mock().await;
+    let ignored = fake_github_token();
+    let dry = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.alerts.insert(
+            "acme/sandbox#1".into(),
+            alert(1, "github_personal_access_token", &ignored),
+        );
+        m.alerts.insert(
+            "acme/app#7".into(),
+            alert(7, "stripe_api_key", "sk_live_fake"),
+        );
+        m.alerts.insert(
+            "acme/tools#9".into(),
+            alert(9, "github_personal_access_token", &dry),
+        );
+        m.active.extend([ignored.clone(), dry.clone()]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(
+        dir.path(),
+        &murl,
+        "[policy]\ndefault = \"revoke\"\ndry_run = true\n[[policy.rule]]\nrepository = \"acme/sandbox\"\naction = \"ignore\"\n",
+    );
+    cfg.github.organizations = vec!["acme".into()];
+    let (resp, _) = Responder::new(cfg).unwrap();
+    // No delivery for any of them: reconciliation finds all three.
+    let n = resp.reconcile().await;
+    assert_eq!(
+        resp.reconcile().await,
+        0,
+        "a second pass enqueues nothing new"
+    );
+    tokio::spawn(resp.clone().work());
+    wait_for("the three jobs to finish", || {
+        let counts = resp.queue.lock().unwrap().counts().unwrap();
+        counts.iter().any(|(s, n)| s.as_str() == "done" && *n == 3)
+    })
+    .await;
+    assert_eq!(n, 3);
+    let m = mock.lock().unwrap();
+    assert_eq!(
+        m.revoke_calls, 0,
+        "ignored, unknown and dry-run: nothing revoked"
+    );
+    assert!(m.active.contains(&ignored) && m.active.contains(&dry));
+    assert!(m.patches.is_empty());
+    let outcomes: Vec<&str> = m
+        .notices
+        .iter()
+        .map(|n| n["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&"dry-run") && outcomes.contains(&"notified"),
+        "{outcomes:?}"
+    );
+    let unknown = m
+        .notices
+        .iter()
+        .find(|n| n["secret_type"] == "stripe_api_key")
+        .unwrap();
+    assert!(
+        unknown["summary"].as_str().unwrap().contains("no provider"),
+        "{unknown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_not_202() {
+    let (_mock, murl) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"ignore\"\n").await;
+    // Fill the database up to a small cap with large payloads.
+    r.responder
+        .queue
+        .lock()
+        .unwrap()
+        .limit_size(64 * 1024)
+        .unwrap();
+    let pad = "x".repeat(8 * 1024);
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let body = json!({
+            "action": "created",
+            "alert": {"number": 100 + i},
+            "repository": {"full_name": "acme/app"},
+            "pad": pad,
+        })
+        .to_string()
+        .into_bytes();
+        statuses.push(
+            r.deliver(
+                "secret_scanning_alert",
+                &format!("full-{i}"),
+                body,
+                WEBHOOK_SECRET,
+            )
+            .await
+            .status()
+            .as_u16(),
+        );
+    }
+    assert_eq!(statuses[0], 202);
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        !statuses.iter().any(|s| ![202, 503].contains(s)),
+        "{statuses:?}"
+    );
+}
