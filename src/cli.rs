@@ -25,6 +25,82 @@ pub enum Command {
     /// Install keyburn as a git pre-commit hook.
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Run the responder: GitHub secret-scanning webhook -> revoked key.
+    Serve(ServeArgs),
+    /// Inspect and retry the responder's jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Check the responder's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Args)]
+pub struct ConfigArg {
+    /// Responder configuration (default: built-in defaults and the
+    /// KEYBURN_* environment variables).
+    #[arg(short, long, value_name = "FILE", env = "KEYBURN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List(JobsListArgs),
+    /// Show one job with its step, attempts and last error.
+    Show(JobArgs),
+    /// Put a dead job back in the queue at the step where it died.
+    Retry(JobArgs),
+}
+
+#[derive(Args)]
+pub struct JobsListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only jobs in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<JobStateArg>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum JobStateArg {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+#[derive(Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    pub id: i64,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Verify the audit log's hash chain.
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The log (default: the configured one).
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

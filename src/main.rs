@@ -7,6 +7,7 @@ mod cli;
 mod hook;
 mod rules_cmd;
 mod scan;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,11 @@ fn main() -> ExitCode {
         cli::Command::Rules(cli::RulesCommand::List(a)) => rules_cmd::list(a),
         cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
         cli::Command::Hook(cli::HookCommand::Install(a)) => hook::install(a),
+        cli::Command::Serve(a) => serve::serve(a),
+        cli::Command::Jobs(cli::JobsCommand::List(a)) => serve::jobs_list(a),
+        cli::Command::Jobs(cli::JobsCommand::Show(a)) => serve::jobs_show(a),
+        cli::Command::Jobs(cli::JobsCommand::Retry(a)) => serve::jobs_retry(a),
+        cli::Command::Audit(cli::AuditCommand::Verify(a)) => serve::audit_verify(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

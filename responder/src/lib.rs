@@ -8,6 +8,8 @@ pub mod config;
 pub mod github;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "mock")]
+pub mod mock;
 pub mod notify;
 pub mod providers;
 pub mod queue;

@@ -1,0 +1,187 @@
+//! A mock of the services the responder calls, for tests (the
+//! responder's and the binary's): GitHub's alerts API, credential
+//! revocation and `/user`, Slack's `auth.test`/`auth.revoke`, and a
+//! notification sink, served by axum on 127.0.0.1. Built only with the
+//! `mock` feature.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// A fake classic GitHub token: right shape, random body, not a real one.
+pub fn fake_github_token() -> String {
+    let body: String = (0..36)
+        .map(|_| {
+            let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            chars[rand::random_range(0..chars.len())] as char
+        })
+        .collect();
+    format!("{}{}", "ghp_", body)
+}
+
+#[derive(Default)]
+pub struct Mock {
+    /// "owner/repo#n" -> alert JSON (with the secret).
+    pub alerts: HashMap<String, Value>,
+    /// Tokens that still work, at GitHub or Slack.
+    pub active: Vec<String>,
+    pub revoke_calls: usize,
+    pub patches: Vec<Value>,
+    pub notices: Vec<Value>,
+    /// Answer this many alert fetches with 502 first.
+    pub fail_fetches: usize,
+    /// Answer this many Slack calls with 429 Retry-After: 1 first.
+    pub throttle_slack: usize,
+    /// Make `/user` this slow.
+    pub user_delay: Duration,
+    /// While set, resolving an alert answers 503 (a GitHub outage between
+    /// revocation and resolution).
+    pub refuse_resolve: bool,
+}
+
+pub type Shared = Arc<Mutex<Mock>>;
+
+fn bearer(h: &HeaderMap) -> String {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn get_alert(
+    State(m): State<Shared>,
+    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    if m.fail_fetches > 0 {
+        m.fail_fetches -= 1;
+        return StatusCode::BAD_GATEWAY.into_response();
+    }
+    match m.alerts.get(&format!("{o}/{r}#{n}")) {
+        Some(a) => Json(a.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn patch_alert(
+    State(m): State<Shared>,
+    UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    if m.refuse_resolve {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let key = format!("{o}/{r}#{n}");
+    let Some(a) = m.alerts.get_mut(&key) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    a["state"] = body["state"].clone();
+    a["resolution"] = body["resolution"].clone();
+    let a = a.clone();
+    m.patches.push(body);
+    Json(a).into_response()
+}
+
+async fn list_org_alerts(State(m): State<Shared>, UrlPath(org): UrlPath<String>) -> Response {
+    let m = m.lock().unwrap();
+    let open: Vec<Value> = m
+        .alerts
+        .iter()
+        .filter(|(k, a)| k.starts_with(&format!("{org}/")) && a["state"] == "open")
+        .map(|(k, a)| {
+            let mut a = a.clone();
+            a["repository"] = json!({"full_name": k.split('#').next().unwrap()});
+            a
+        })
+        .collect();
+    Json(open).into_response()
+}
+
+async fn revoke(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    let mut m = m.lock().unwrap();
+    m.revoke_calls += 1;
+    for t in body["credentials"].as_array().unwrap() {
+        let t = t.as_str().unwrap().to_string();
+        m.active.retain(|a| *a != t);
+    }
+    StatusCode::ACCEPTED
+}
+
+async fn user(State(m): State<Shared>, h: HeaderMap) -> StatusCode {
+    let delay = m.lock().unwrap().user_delay;
+    tokio::time::sleep(delay).await;
+    if m.lock().unwrap().active.contains(&bearer(&h)) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn slack(
+    State(m): State<Shared>,
+    UrlPath(method): UrlPath<String>,
+    h: HeaderMap,
+) -> Response {
+    let mut m = m.lock().unwrap();
+    if m.throttle_slack > 0 {
+        m.throttle_slack -= 1;
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response();
+    }
+    let token = bearer(&h);
+    let live = m.active.contains(&token);
+    match method.as_str() {
+        "auth.test" if live => Json(json!({"ok": true})).into_response(),
+        "auth.test" => Json(json!({"ok": false, "error": "invalid_auth"})).into_response(),
+        "auth.revoke" => {
+            m.revoke_calls += 1;
+            m.active.retain(|a| *a != token);
+            Json(json!({"ok": live, "revoked": live, "error": if live { Value::Null } else { json!("invalid_auth") }}))
+                .into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn notice(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    m.lock().unwrap().notices.push(body);
+    StatusCode::OK
+}
+
+pub async fn start_mock() -> (Shared, String) {
+    let m: Shared = Arc::default();
+    let app = Router::new()
+        .route(
+            "/repos/{o}/{r}/secret-scanning/alerts/{n}",
+            get(get_alert).patch(patch_alert),
+        )
+        .route("/orgs/{org}/secret-scanning/alerts", get(list_org_alerts))
+        .route("/credentials/revoke", post(revoke))
+        .route("/user", get(user))
+        .route("/slack/{method}", post(slack))
+        .route("/notify", post(notice))
+        .with_state(m.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (m, url)
+}
+
+pub fn alert(number: u64, secret_type: &str, secret: &str) -> Value {
+    json!({
+        "number": number,
+        "state": "open",
+        "resolution": null,
+        "secret_type": secret_type,
+        "secret": secret,
+        "html_url": format!("https://github.example/acme/app/security/secret-scanning/{number}"),
+    })
+}

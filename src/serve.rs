@@ -1,0 +1,153 @@
+//! `keyburn serve`, `keyburn jobs`, `keyburn audit`: the responder's
+//! commands. The work is in the keyburn-responder crate.
+
+use anyhow::{Context, Result};
+use keyburn_responder::config::Config;
+use keyburn_responder::queue::{now_ms, Job, Queue, State};
+use keyburn_responder::worker::Responder;
+
+use crate::cli::{AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, ServeArgs};
+
+fn load(c: &ConfigArg) -> Result<Config> {
+    Ok(Config::load(c.config.as_deref())?)
+}
+
+pub fn serve(args: ServeArgs) -> Result<u8> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYBURN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cfg = load(&args.config)?;
+    let listen = cfg.server.listen.clone();
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let (responder, notes) = Responder::new(cfg).context("cannot start the responder")?;
+        for n in notes {
+            tracing::warn!("{n}");
+        }
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(
+            "keyburn serve: listening on http://{}, data in {}",
+            listener.local_addr()?,
+            responder.cfg.server.data_dir.display()
+        );
+        keyburn_responder::server::serve(responder, listener, shutdown()).await?;
+        tracing::info!("keyburn serve: stopped");
+        Ok(0)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn open_queue(c: &ConfigArg) -> Result<Queue> {
+    let cfg = load(c)?;
+    let path = cfg.server.data_dir.join("queue.db");
+    anyhow::ensure!(
+        path.exists(),
+        "no job queue at {} (has `keyburn serve` run with this data_dir?)",
+        path.display()
+    );
+    Ok(Queue::open(&path)?)
+}
+
+fn time(ms: i64) -> String {
+    keyburn_scanner::finding::rfc3339(ms / 1000)
+}
+
+pub fn jobs_list(args: JobsListArgs) -> Result<u8> {
+    let q = open_queue(&args.config)?;
+    let state = args.state.map(|s| match s {
+        JobStateArg::Queued => State::Queued,
+        JobStateArg::Running => State::Running,
+        JobStateArg::Done => State::Done,
+        JobStateArg::Dead => State::Dead,
+    });
+    let jobs = q.list(state, args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(0);
+    }
+    println!(
+        "{:>6}  {:<8} {:<8} {:<30} {:>3}  updated",
+        "id", "state", "step", "alert", "try"
+    );
+    for j in &jobs {
+        println!(
+            "{:>6}  {:<8} {:<8} {:<30} {:>3}  {}",
+            j.id,
+            j.state.as_str(),
+            j.step,
+            format!("{}#{}", j.repo, j.alert_number),
+            j.attempts,
+            time(j.updated_at)
+        );
+    }
+    Ok(0)
+}
+
+fn show(j: &Job) {
+    println!("job {}: {}#{}", j.id, j.repo, j.alert_number);
+    println!("  state     {}", j.state.as_str());
+    println!("  step      {}", j.step);
+    println!("  attempts  {}", j.attempts);
+    println!("  source    {}", j.source);
+    if let Some(d) = &j.delivery {
+        println!("  delivery  {d}");
+    }
+    println!("  created   {}", time(j.created_at));
+    println!("  updated   {}", time(j.updated_at));
+    println!("  next run  {}", time(j.next_run_at));
+    println!("  context   {}", j.context);
+    if let Some(e) = &j.last_error {
+        println!("  error     {e}");
+    }
+}
+
+pub fn jobs_show(args: JobArgs) -> Result<u8> {
+    show(&open_queue(&args.config)?.get(args.id)?);
+    Ok(0)
+}
+
+pub fn jobs_retry(args: JobArgs) -> Result<u8> {
+    let mut q = open_queue(&args.config)?;
+    q.retry(args.id, now_ms())?;
+    println!(
+        "job {} queued again at step {}",
+        args.id,
+        q.get(args.id)?.step
+    );
+    Ok(0)
+}
+
+pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
+    let path = match args.file {
+        Some(f) => f,
+        None => load(&args.config)?.audit_path(),
+    };
+    let v = keyburn_responder::audit::verify(&path)?;
+    println!("{}: {} records, chain intact", path.display(), v.records);
+    Ok(0)
+}

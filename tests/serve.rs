@@ -1,0 +1,206 @@
+//! `keyburn serve` as a process: defaults from the environment, and a
+//! kill -9 between revoking a key and resolving its alert.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyburn_responder::mock::{alert, fake_github_token, start_mock};
+use keyburn_responder::queue::Queue;
+use keyburn_responder::signature::sign;
+use serde_json::json;
+
+const SECRET: &str = "process-test-webhook-secret";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `keyburn serve` in `dir`, stderr appended to `dir/serve-N.log`.
+fn spawn(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -> Child {
+    let log = fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyburn"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("KEYBURN_WEBHOOK_SECRET", SECRET)
+        .env("KEYBURN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYBURN_GITHUB_API", mock)
+        .env("KEYBURN_LOG", "debug")
+        .env_remove("KEYBURN_CONFIG")
+        .env_remove("KEYBURN_AUDIT_HMAC_KEY")
+        .env_remove("KEYBURN_GITHUB_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.spawn().unwrap()
+}
+
+async fn wait_ready(port: u16) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_with_only_a_webhook_secret_and_generates_an_audit_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = spawn(dir.path(), port, "http://127.0.0.1:9", None, 0);
+    wait_ready(port).await;
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let key = dir.path().join("keyburn-data/audit.key");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode, 0o600);
+    let log = fs::read_to_string(dir.path().join("serve-0.log")).unwrap();
+    assert!(log.contains("generated one in"), "{log}");
+
+    // Without a webhook secret it refuses to start.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("KEYBURN_WEBHOOK_SECRET")
+        .env_remove("KEYBURN_CONFIG")
+        .env("KEYBURN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYBURN_WEBHOOK_SECRET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_resolve() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.alerts.insert(
+            "acme/app#1".into(),
+            alert(1, "github_personal_access_token", &token),
+        );
+        m.active.push(token.clone());
+        m.refuse_resolve = true;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyburn.toml");
+    fs::write(
+        &config,
+        "[policy]\ndefault = \"revoke\"\n[worker]\nbackoff_base_ms = 50\nbackoff_max_ms = 100\n\
+         [github]\nreconcile_interval_secs = 0\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut first = spawn(dir.path(), port, &murl, Some(&config), 1);
+    wait_ready(port).await;
+    let body = json!({
+        "action": "created",
+        "alert": {"number": 1},
+        "repository": {"full_name": "acme/app"},
+    })
+    .to_string();
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/github"))
+        .header("X-GitHub-Event", "secret_scanning_alert")
+        .header("X-GitHub-Delivery", "kill-1")
+        .header(
+            "X-Hub-Signature-256",
+            sign(SECRET.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    wait_for("the revocation", || mock.lock().unwrap().revoke_calls == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // resolve is failing
+    first.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    first.wait().unwrap();
+
+    // Harder still: the process died after the revoke call reached the
+    // provider but before the step was recorded. Rewind the job to it.
+    {
+        let mut q = Queue::open(&dir.path().join("keyburn-data/queue.db")).unwrap();
+        let job = q.list(None, 1).unwrap().remove(0);
+        assert_eq!(job.step, "resolve");
+        q.advance(job.id, "revoke", &job.context, 0).unwrap();
+    }
+    mock.lock().unwrap().refuse_resolve = false;
+    let mut second = spawn(dir.path(), port, &murl, Some(&config), 2);
+    wait_ready(port).await;
+    wait_for("the alert to be resolved", || {
+        mock.lock().unwrap().alerts["acme/app#1"]["state"] == "resolved"
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let m = mock.lock().unwrap();
+    assert_eq!(m.revoke_calls, 1, "the restart checked before revoking");
+    assert_eq!(m.patches.len(), 1);
+    let audit = fs::read_to_string(dir.path().join("keyburn-data/audit.jsonl")).unwrap();
+    assert!(audit.contains("already-inactive"), "{audit}");
+    // No log line and no audit record holds the secret.
+    for f in ["serve-1.log", "serve-2.log"] {
+        let log = fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(!log.is_empty());
+        assert!(!log.contains(&token), "{f} leaks the secret");
+    }
+    assert!(!audit.contains(&token));
+    let verify = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let jobs = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .args(["jobs", "list", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let jobs = String::from_utf8_lossy(&jobs.stdout);
+    assert!(
+        jobs.contains("done") && jobs.contains("acme/app#1"),
+        "{jobs}"
+    );
+}
