@@ -148,6 +148,30 @@ pub struct Providers {
     pub github: ProviderUrl,
     #[serde(default)]
     pub slack: ProviderUrl,
+    #[serde(default)]
+    pub aws: AwsProvider,
+}
+
+/// AWS access keys are deactivated with the responder's own IAM
+/// credentials; without them, AWS alerts are notified only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsProvider {
+    #[serde(default = "default_iam_url")]
+    pub iam_url: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_aws_key_id")]
+    pub access_key_id: Option<String>,
+    #[serde(default = "default_aws_secret")]
+    pub secret_access_key: Option<String>,
+    #[serde(default = "default_aws_session")]
+    pub session_token: Option<String>,
+    /// Attach the quarantine policy to the key's user after deactivating.
+    #[serde(default)]
+    pub quarantine: bool,
+    #[serde(default = "default_quarantine_policy")]
+    pub quarantine_policy_arn: String,
 }
 
 /// A provider's base URL, for GitHub Enterprise, regional endpoints and
@@ -158,6 +182,24 @@ pub struct ProviderUrl {
     pub api_url: Option<String>,
 }
 
+fn default_iam_url() -> String {
+    "https://iam.amazonaws.com".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_aws_key_id() -> Option<String> {
+    Some("env:AWS_ACCESS_KEY_ID".into())
+}
+fn default_aws_secret() -> Option<String> {
+    Some("env:AWS_SECRET_ACCESS_KEY".into())
+}
+fn default_aws_session() -> Option<String> {
+    Some("env:AWS_SESSION_TOKEN".into())
+}
+fn default_quarantine_policy() -> String {
+    crate::aws::QUARANTINE_POLICY.into()
+}
 fn default_listen() -> String {
     "127.0.0.1:8787".into()
 }
@@ -210,7 +252,7 @@ macro_rules! defaults_from_serde {
         }
     )*};
 }
-defaults_from_serde!(Server, GitHub, Audit, Policy, Worker);
+defaults_from_serde!(Server, GitHub, Audit, Policy, Worker, AwsProvider);
 
 impl Default for Config {
     fn default() -> Config {
@@ -279,6 +321,20 @@ impl Config {
             Some(u) => resolve("notify.slack_webhook", u, true),
             None => Ok(None),
         }
+    }
+
+    /// The AWS credentials (key id, secret, session token), when both
+    /// halves are set.
+    pub fn aws_credentials(&self) -> Result<Option<(String, String, Option<String>)>, ConfigError> {
+        let a = &self.providers.aws;
+        let get = |key: &str, v: &Option<String>| match v {
+            Some(v) => resolve(key, v, false),
+            None => Ok(None),
+        };
+        let id = get("providers.aws.access_key_id", &a.access_key_id)?;
+        let secret = get("providers.aws.secret_access_key", &a.secret_access_key)?;
+        let token = get("providers.aws.session_token", &a.session_token)?;
+        Ok(id.zip(secret).map(|(i, s)| (i, s, token)))
     }
 
     pub fn audit_path(&self) -> PathBuf {

@@ -4,6 +4,7 @@
 //! secrets, notifications and the audit log.
 
 pub mod audit;
+pub mod aws;
 pub mod config;
 pub mod github;
 pub mod http;

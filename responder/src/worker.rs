@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditError, AuditLog, Record};
+use crate::aws::Aws;
 use crate::config::{Action, Config, ConfigError};
 use crate::github::{Alert, GitHub};
 use crate::http::Http;
@@ -138,10 +139,27 @@ impl Responder {
             .api_url
             .clone()
             .unwrap_or_else(|| "https://slack.com/api".into());
-        let providers: Vec<Box<dyn Provider>> = vec![
+        let mut providers: Vec<Box<dyn Provider>> = vec![
             Box::new(GitHubTokens::new(http.clone(), &gh_api)),
             Box::new(Slack::new(http.clone(), &slack_api)),
         ];
+        match cfg.aws_credentials()? {
+            Some((id, secret, token)) => {
+                let a = &cfg.providers.aws;
+                providers.push(Box::new(Aws::new(
+                    http.clone(),
+                    &a.iam_url,
+                    &a.region,
+                    &id,
+                    &secret,
+                    token,
+                    a.quarantine.then(|| a.quarantine_policy_arn.clone()),
+                )));
+            }
+            None => notes.push(
+                "no AWS credentials (providers.aws): AWS keys will be notified, not revoked".into(),
+            ),
+        }
         let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
         let r = Responder {
             verifier: Verifier::new(cfg.webhook_secrets()?),

@@ -479,3 +479,140 @@ async fn a_full_queue_answers_503_not_202() {
         "{statuses:?}"
     );
 }
+
+/// moto's IAM emulator (PyPI `moto[server]`), on a free port, killed on drop.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_moto() -> Moto {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server is needed for the AWS test: pip install 'moto[server]'");
+    let url = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    while reqwest::get(format!("{url}/moto-api/")).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "moto_server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Moto { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
+    use keyburn_responder::aws::Aws;
+    use keyburn_responder::http::Http;
+    use keyburn_responder::providers::{Provider, Validity};
+
+    let moto = start_moto().await;
+    let admin = Aws::new(
+        Http::new(Duration::from_secs(10)),
+        &moto.url,
+        "us-east-1",
+        "testing",
+        "testing",
+        None,
+        None,
+    );
+    assert_eq!(
+        admin
+            .call("CreateUser", &[("UserName", "leaky")])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let key = admin
+        .call("CreateAccessKey", &[("UserName", "leaky")])
+        .await
+        .unwrap();
+    let key_id = key.text("AccessKeyId").unwrap().to_string();
+    let doc =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+    let policy = admin
+        .call(
+            "CreatePolicy",
+            &[("PolicyName", "quarantine"), ("PolicyDocument", doc)],
+        )
+        .await
+        .unwrap();
+    let arn = policy.text("Arn").unwrap().to_string();
+    assert_eq!(admin.validate(&key_id).await.unwrap(), Validity::Active);
+    assert_eq!(
+        admin.validate("AKIAIOSFODNN7EXAMPL3").await.unwrap(),
+        Validity::Unknown
+    );
+
+    let (mock, murl) = start_mock().await;
+    mock.lock()
+        .unwrap()
+        .alerts
+        .insert("acme/app#4".into(), alert(4, "aws_access_key_id", &key_id));
+    std::env::set_var("KB_TEST_MOTO_ID", "testing");
+    std::env::set_var("KB_TEST_MOTO_SECRET", "testing");
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(
+        dir.path(),
+        &murl,
+        &format!(
+            "[policy]\ndefault = \"revoke\"\n[providers.aws]\niam_url = \"{}\"\n\
+             access_key_id = \"env:KB_TEST_MOTO_ID\"\nsecret_access_key = \"env:KB_TEST_MOTO_SECRET\"\n\
+             session_token = \"env:KB_TEST_UNSET\"\nquarantine = true\nquarantine_policy_arn = \"{arn}\"\n",
+            moto.url
+        ),
+    )
+    .await;
+    let res = r
+        .deliver(
+            "secret_scanning_alert",
+            "aws-1",
+            alert_event("created", 4),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    wait_for("the AWS alert to resolve", || {
+        mock.lock().unwrap().alerts["acme/app#4"]["state"] == "resolved"
+    })
+    .await;
+    assert_eq!(admin.validate(&key_id).await.unwrap(), Validity::Inactive);
+    let listed = admin
+        .call("ListAccessKeys", &[("UserName", "leaky")])
+        .await
+        .unwrap();
+    assert!(
+        listed.body.contains("<Status>Inactive</Status>"),
+        "{}",
+        listed.body
+    );
+    let attached = admin
+        .call("ListAttachedUserPolicies", &[("UserName", "leaky")])
+        .await
+        .unwrap();
+    assert!(attached.body.contains(&arn), "{}", attached.body);
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"provider\":\"aws\""), "{audit}");
+    assert!(
+        !audit.contains(&key_id),
+        "the key id is a secret too: only its HMAC is audited"
+    );
+}

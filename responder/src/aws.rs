@@ -1,0 +1,248 @@
+//! AWS access keys, through IAM with the responder's own credentials:
+//! `GetAccessKeyLastUsed` finds the key's user, `UpdateAccessKey` makes the
+//! key inactive, `ListAccessKeys` confirms its status, and optionally
+//! `AttachUserPolicy` attaches the quarantine policy AWS itself attaches to
+//! exposed keys. Requests use the IAM query protocol, signed with SigV4
+//! (the `aws-sigv4` crate).
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use reqwest::StatusCode;
+
+use crate::http::{CallError, Http};
+use crate::providers::{BoxFuture, Provider, Validity};
+
+/// AWS's own policy for compromised keys.
+pub const QUARANTINE_POLICY: &str = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
+
+pub struct Aws {
+    http: Http,
+    url: String,
+    region: String,
+    credentials: Credentials,
+    /// Attach this policy to the key's user after deactivating the key.
+    quarantine: Option<String>,
+}
+
+/// The answer of one IAM call: HTTP status and XML body.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    /// The text of the first `<tag>` element.
+    pub fn text(&self, tag: &str) -> Option<&str> {
+        xml_text(&self.body, tag)
+    }
+
+    /// The AWS error code (`<Code>`), for a failed call.
+    pub fn code(&self) -> Option<&str> {
+        (self.status >= 400).then(|| self.text("Code")).flatten()
+    }
+}
+
+impl Aws {
+    pub fn new(
+        http: Http,
+        iam_url: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+        session_token: Option<String>,
+        quarantine: Option<String>,
+    ) -> Aws {
+        Aws {
+            http,
+            url: iam_url.trim_end_matches('/').to_string() + "/",
+            region: region.to_string(),
+            credentials: Credentials::new(
+                access_key_id,
+                secret_access_key,
+                session_token,
+                None,
+                "keyburn-config",
+            ),
+            quarantine,
+        }
+    }
+
+    /// One IAM query-protocol call. 4xx answers are returned (they carry
+    /// the AWS error code); 5xx and transport errors are errors.
+    pub async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Reply, CallError> {
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action);
+            form.append_pair("Version", "2010-05-08");
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
+        let call = format!("AWS IAM {action}");
+        let signed = self
+            .sign(&body)
+            .map_err(|e| CallError::decode(&call, format!("cannot sign: {e}")))?;
+        let client_errors: Vec<StatusCode> = (400..500)
+            .filter_map(|s| StatusCode::from_u16(s).ok())
+            .collect();
+        let r = self
+            .http
+            .send(&call, &client_errors, |c| {
+                let mut rb = c
+                    .post(&self.url)
+                    .header(
+                        "content-type",
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    )
+                    .body(body.clone());
+                for (k, v) in &signed {
+                    rb = rb.header(k.as_str(), v.as_str());
+                }
+                rb
+            })
+            .await?;
+        let status = r.status().as_u16();
+        let body = r.text().await.map_err(|e| CallError::decode(&call, e))?;
+        Ok(Reply { status, body })
+    }
+
+    /// The SigV4 headers for a POST of `body` to the IAM endpoint.
+    fn sign(&self, body: &str) -> Result<Vec<(String, String)>, String> {
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("iam")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let headers = [(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )];
+        let req = SignableRequest::new(
+            "POST",
+            self.url.as_str(),
+            headers.into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(req, &params).map_err(|e| e.to_string())?.into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    /// The user owning `key_id`, or `None` when this account has no such
+    /// key.
+    async fn owner(&self, key_id: &str) -> Result<Option<String>, CallError> {
+        let r = self
+            .call("GetAccessKeyLastUsed", &[("AccessKeyId", key_id)])
+            .await?;
+        match r.code() {
+            None => Ok(r.text("UserName").map(str::to_string)),
+            Some("NoSuchEntity" | "AccessDenied" | "InvalidClientTokenId") => Ok(None),
+            Some(code) => Err(CallError::decode("AWS IAM GetAccessKeyLastUsed", code)),
+        }
+    }
+
+    fn ok(r: &Reply, action: &str) -> Result<(), CallError> {
+        match r.code() {
+            None => Ok(()),
+            Some(code) => Err(CallError::decode(&format!("AWS IAM {action}"), code)),
+        }
+    }
+}
+
+impl Provider for Aws {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn handles(&self, secret_type: &str) -> bool {
+        secret_type == "aws_access_key_id"
+    }
+
+    fn validate<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Validity, CallError>> {
+        Box::pin(async move {
+            let Some(user) = self.owner(key_id).await? else {
+                // Another account's key, or a deleted one: we cannot tell.
+                return Ok(Validity::Unknown);
+            };
+            let r = self.call("ListAccessKeys", &[("UserName", &user)]).await?;
+            Aws::ok(&r, "ListAccessKeys")?;
+            let status = r
+                .body
+                .split("<member>")
+                .skip(1)
+                .find(|m| xml_text(m, "AccessKeyId") == Some(key_id))
+                .and_then(|m| xml_text(m, "Status"));
+            Ok(match status {
+                Some("Active") => Validity::Active,
+                // Inactive, or deleted since: dead either way.
+                _ => Validity::Inactive,
+            })
+        })
+    }
+
+    fn revoke<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<(), CallError>> {
+        Box::pin(async move {
+            let user = self.owner(key_id).await?.ok_or_else(|| {
+                CallError::decode(
+                    "AWS IAM GetAccessKeyLastUsed",
+                    "the key does not belong to this account",
+                )
+            })?;
+            let r = self
+                .call(
+                    "UpdateAccessKey",
+                    &[
+                        ("UserName", &user),
+                        ("AccessKeyId", key_id),
+                        ("Status", "Inactive"),
+                    ],
+                )
+                .await?;
+            Aws::ok(&r, "UpdateAccessKey")?;
+            if let Some(policy) = &self.quarantine {
+                let r = self
+                    .call(
+                        "AttachUserPolicy",
+                        &[("UserName", &user), ("PolicyArn", policy)],
+                    )
+                    .await?;
+                Aws::ok(&r, "AttachUserPolicy")?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The text of the first `<tag>...</tag>` in `xml` (IAM answers are small
+/// and flat enough for this).
+fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))?;
+    Some(xml[start..start + end].trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xml_text;
+
+    #[test]
+    fn reads_flat_xml() {
+        let x = "<R><User><UserName>leaky</UserName></User><Code> NoSuchEntity </Code></R>";
+        assert_eq!(xml_text(x, "UserName"), Some("leaky"));
+        assert_eq!(xml_text(x, "Code"), Some("NoSuchEntity"));
+        assert_eq!(xml_text(x, "Status"), None);
+    }
+}
