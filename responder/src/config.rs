@@ -80,6 +80,18 @@ pub struct GitHub {
     /// Seconds between reconciliation passes (0: only at start).
     #[serde(default = "default_reconcile")]
     pub reconcile_interval_secs: u64,
+    /// Authenticate as a GitHub App instead of with `token`.
+    pub app: Option<GitHubApp>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubApp {
+    pub id: u64,
+    /// The app's private key (PEM), as downloaded from its settings page.
+    pub private_key_path: PathBuf,
+    /// The installation to act as (the organisation's installation).
+    pub installation_id: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

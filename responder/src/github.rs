@@ -2,12 +2,72 @@
 //! alert (the only place the secret itself is available: webhooks do not
 //! carry it), resolve it, and list open alerts for reconciliation.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{ACCEPT, AUTHORIZATION, LINK};
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::Mutex;
 
 use crate::http::{CallError, Http};
+
+/// How the responder authenticates to the GitHub API.
+pub enum Auth {
+    None,
+    Token(String),
+    App(AppAuth),
+}
+
+/// A GitHub App: a JWT signed with the app's key buys an installation
+/// token (valid one hour), cached until five minutes before it expires.
+pub struct AppAuth {
+    app_id: u64,
+    installation_id: u64,
+    key: EncodingKey,
+    cached: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl AppAuth {
+    /// `pem`: the app's RSA private key.
+    pub fn new(app_id: u64, installation_id: u64, pem: &[u8]) -> Result<AppAuth, String> {
+        let key = EncodingKey::from_rsa_pem(pem).map_err(|e| format!("GitHub App key: {e}"))?;
+        Ok(AppAuth {
+            app_id,
+            installation_id,
+            key,
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// The app's JWT: issued a minute in the past (clock drift), valid
+    /// nine minutes (GitHub allows ten).
+    fn jwt(&self) -> Result<String, CallError> {
+        #[derive(Serialize)]
+        struct Claims {
+            iat: u64,
+            exp: u64,
+            iss: String,
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims {
+            iat: now.saturating_sub(60),
+            exp: now + 540,
+            iss: self.app_id.to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| CallError::decode("GitHub App JWT", e))
+    }
+}
+
+#[derive(Deserialize)]
+struct InstallationToken {
+    token: String,
+    expires_at: String,
+}
 
 /// The fields of an alert the responder uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,19 +96,18 @@ pub struct Repository {
     pub full_name: String,
 }
 
-#[derive(Clone)]
 pub struct GitHub {
     http: Http,
     api: String,
-    token: Option<String>,
+    auth: Auth,
 }
 
 impl GitHub {
-    pub fn new(http: Http, api_url: &str, token: Option<String>) -> GitHub {
+    pub fn new(http: Http, api_url: &str, auth: Auth) -> GitHub {
         GitHub {
             http,
             api: api_url.trim_end_matches('/').to_string(),
-            token,
+            auth,
         }
     }
 
@@ -56,17 +115,39 @@ impl GitHub {
         &self.api
     }
 
-    fn get(&self, c: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
-        self.auth(c.get(url))
-    }
-
-    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let rb = rb
-            .header(ACCEPT, "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", "2022-11-28");
-        match &self.token {
-            Some(t) => rb.header(AUTHORIZATION, format!("Bearer {t}")),
-            None => rb,
+    /// The `Authorization` header value, fetching (or reusing) an
+    /// installation token for an app.
+    async fn credentials(&self) -> Result<Option<String>, CallError> {
+        match &self.auth {
+            Auth::None => Ok(None),
+            Auth::Token(t) => Ok(Some(format!("Bearer {t}"))),
+            Auth::App(app) => {
+                let mut cached = app.cached.lock().await;
+                let fresh = SystemTime::now() + Duration::from_secs(300);
+                if let Some((token, expiry)) = cached.as_ref() {
+                    if *expiry > fresh {
+                        return Ok(Some(format!("Bearer {token}")));
+                    }
+                }
+                let jwt = app.jwt()?;
+                let url = format!(
+                    "{}/app/installations/{}/access_tokens",
+                    self.api, app.installation_id
+                );
+                let call = "GitHub App installation token";
+                let r = self
+                    .http
+                    .send(call, &[], |c| {
+                        with_headers(c.post(&url), &Some(format!("Bearer {jwt}")))
+                    })
+                    .await?;
+                let t: InstallationToken =
+                    r.json().await.map_err(|e| CallError::decode(call, e))?;
+                let expiry = parse_rfc3339(&t.expires_at)
+                    .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(3000));
+                *cached = Some((t.token.clone(), expiry));
+                Ok(Some(format!("Bearer {}", t.token)))
+            }
         }
     }
 
@@ -74,7 +155,11 @@ impl GitHub {
     pub async fn alert(&self, repo: &str, number: u64) -> Result<Alert, CallError> {
         let url = format!("{}/repos/{repo}/secret-scanning/alerts/{number}", self.api);
         let call = "GitHub get alert";
-        let r = self.http.send(call, &[], |c| self.get(c, &url)).await?;
+        let auth = self.credentials().await?;
+        let r = self
+            .http
+            .send(call, &[], |c| with_headers(c.get(&url), &auth))
+            .await?;
         r.json().await.map_err(|e| CallError::decode(call, e))
     }
 
@@ -86,9 +171,10 @@ impl GitHub {
             "resolution": "revoked",
             "resolution_comment": comment,
         });
+        let auth = self.credentials().await?;
         self.http
             .send("GitHub resolve alert", &[], |c| {
-                self.auth(c.patch(&url)).json(&body)
+                with_headers(c.patch(&url), &auth).json(&body)
             })
             .await?;
         Ok(())
@@ -105,7 +191,11 @@ impl GitHub {
         let default_repo = scope.strip_prefix("repos/").map(str::to_string);
         let mut out = Vec::new();
         while let Some(u) = url.take() {
-            let r = self.http.send(call, &[], |c| self.get(c, &u)).await?;
+            let auth = self.credentials().await?;
+            let r = self
+                .http
+                .send(call, &[], |c| with_headers(c.get(&u), &auth))
+                .await?;
             url = r
                 .headers()
                 .get(LINK)
@@ -133,13 +223,42 @@ impl GitHub {
         let body = json!({ "credentials": tokens });
         self.http
             .send("GitHub revoke credentials", &[StatusCode::ACCEPTED], |c| {
-                c.post(&url)
-                    .header(ACCEPT, "application/vnd.github+json")
-                    .json(&body)
+                with_headers(c.post(&url), &None).json(&body)
             })
             .await?;
         Ok(())
     }
+}
+
+fn with_headers(rb: reqwest::RequestBuilder, auth: &Option<String>) -> reqwest::RequestBuilder {
+    let rb = rb
+        .header(ACCEPT, "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", "2022-11-28");
+    match auth {
+        Some(a) => rb.header(AUTHORIZATION, a),
+        None => rb,
+    }
+}
+
+/// `2026-11-22T10:00:00Z` as a time (GitHub's timestamps are UTC).
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// The `rel="next"` URL of a `Link` header.
@@ -160,7 +279,23 @@ fn next_link(header: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::next_link;
+    use super::{next_link, parse_rfc3339};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn github_timestamps_parse() {
+        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(
+            t("2023-11-14T22:13:20Z"),
+            Some(Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(
+            t("2000-02-29T00:00:00Z"),
+            Some(Duration::from_secs(951_782_400))
+        );
+        assert_eq!(t("yesterday"), None);
+    }
 
     #[test]
     fn link_header_next_page() {

@@ -44,6 +44,11 @@ pub struct Mock {
     /// While set, resolving an alert answers 503 (a GitHub outage between
     /// revocation and resolution).
     pub refuse_resolve: bool,
+    /// A GitHub App's public key (PEM): when set, alert calls need an
+    /// installation token that a JWT signed by the app's key bought.
+    pub app_public_key: Option<Vec<u8>>,
+    /// Installation tokens issued.
+    pub installation_tokens: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Mock>>;
@@ -56,11 +61,20 @@ fn bearer(h: &HeaderMap) -> String {
         .to_string()
 }
 
+/// With an app configured, only an issued installation token passes.
+fn authorized(m: &Mock, h: &HeaderMap) -> bool {
+    m.app_public_key.is_none() || m.installation_tokens.contains(&bearer(h))
+}
+
 async fn get_alert(
     State(m): State<Shared>,
     UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+    h: HeaderMap,
 ) -> Response {
     let mut m = m.lock().unwrap();
+    if !authorized(&m, &h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     if m.fail_fetches > 0 {
         m.fail_fetches -= 1;
         return StatusCode::BAD_GATEWAY.into_response();
@@ -74,9 +88,13 @@ async fn get_alert(
 async fn patch_alert(
     State(m): State<Shared>,
     UrlPath((o, r, n)): UrlPath<(String, String, u64)>,
+    h: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
     let mut m = m.lock().unwrap();
+    if !authorized(&m, &h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     if m.refuse_resolve {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -104,6 +122,31 @@ async fn list_org_alerts(State(m): State<Shared>, UrlPath(org): UrlPath<String>)
         })
         .collect();
     Json(open).into_response()
+}
+
+/// `POST /app/installations/{id}/access_tokens`: checks the app's JWT
+/// (RS256, issuer 42, not expired) and issues a one-hour token.
+async fn installation_token(State(m): State<Shared>, h: HeaderMap) -> Response {
+    let mut m = m.lock().unwrap();
+    let Some(pem) = m.app_public_key.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(&pem) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_issuer(&["42"]);
+    v.set_required_spec_claims(&["exp", "iat", "iss"]);
+    if jsonwebtoken::decode::<Value>(&bearer(&h), &key, &v).is_err() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let token = format!("ghs_mock{}", m.installation_tokens.len());
+    m.installation_tokens.push(token.clone());
+    (
+        StatusCode::CREATED,
+        Json(json!({"token": token, "expires_at": "2999-01-01T00:00:00Z"})),
+    )
+        .into_response()
 }
 
 async fn revoke(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
@@ -165,6 +208,10 @@ pub async fn start_mock() -> (Shared, String) {
         )
         .route("/orgs/{org}/secret-scanning/alerts", get(list_org_alerts))
         .route("/credentials/revoke", post(revoke))
+        .route(
+            "/app/installations/{id}/access_tokens",
+            post(installation_token),
+        )
         .route("/user", get(user))
         .route("/slack/{method}", post(slack))
         .route("/notify", post(notice))

@@ -54,7 +54,7 @@ pub struct GitHubTokens {
 impl GitHubTokens {
     pub fn new(http: Http, api_url: &str) -> GitHubTokens {
         GitHubTokens {
-            github: GitHub::new(http.clone(), api_url, None),
+            github: GitHub::new(http.clone(), api_url, crate::github::Auth::None),
             http,
         }
     }

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::aws::Aws;
 use crate::config::{Action, Config, ConfigError};
-use crate::github::{Alert, GitHub};
+use crate::github::{Alert, AppAuth, Auth, GitHub};
 use crate::http::Http;
 use crate::metrics::Metrics;
 use crate::notify::{mask, Notice, Notifier};
@@ -126,7 +126,21 @@ impl Responder {
             ));
         }
         let http = Http::new(Duration::from_millis(cfg.worker.http_timeout_ms));
-        let github = GitHub::new(http.clone(), &cfg.github.api_url, cfg.github_token()?);
+        let auth = match &cfg.github.app {
+            Some(app) => {
+                let pem =
+                    std::fs::read(&app.private_key_path).map_err(io(&app.private_key_path))?;
+                let a = AppAuth::new(app.id, app.installation_id, &pem).map_err(|message| {
+                    ConfigError::Value {
+                        key: "github.app.private_key_path".into(),
+                        message,
+                    }
+                })?;
+                Auth::App(a)
+            }
+            None => cfg.github_token()?.map_or(Auth::None, Auth::Token),
+        };
+        let github = GitHub::new(http.clone(), &cfg.github.api_url, auth);
         let gh_api = cfg
             .providers
             .github

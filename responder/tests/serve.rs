@@ -616,3 +616,64 @@ async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
         "the key id is a secret too: only its HMAC is audited"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_buys_one_installation_token_and_reuses_it() {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let public_pem = private
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let private_pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let (mock, murl) = start_mock().await;
+    let tokens = [fake_github_token(), fake_github_token()];
+    {
+        let mut m = mock.lock().unwrap();
+        m.app_public_key = Some(public_pem.into_bytes());
+        for (i, t) in tokens.iter().enumerate() {
+            let n = 10 + i as u64;
+            m.alerts.insert(
+                format!("acme/app#{n}"),
+                alert(n, "github_personal_access_token", t),
+            );
+            m.active.push(t.clone());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("app.pem");
+    std::fs::write(&key_path, private_pem.as_bytes()).unwrap();
+    // The [github.app] table follows the template's [github] table.
+    let r = start_responder(
+        dir.path(),
+        &murl,
+        &format!(
+            "[policy]\ndefault = \"revoke\"\n[github.app]\nid = 42\ninstallation_id = 7\nprivate_key_path = \"{}\"\n",
+            key_path.display()
+        ),
+    )
+    .await;
+    for n in [10, 11] {
+        let res = r
+            .deliver(
+                "secret_scanning_alert",
+                &format!("app-{n}"),
+                alert_event("created", n),
+                WEBHOOK_SECRET,
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    wait_for("both alerts to resolve", || {
+        let m = mock.lock().unwrap();
+        m.alerts["acme/app#10"]["state"] == "resolved"
+            && m.alerts["acme/app#11"]["state"] == "resolved"
+    })
+    .await;
+    assert_eq!(
+        mock.lock().unwrap().installation_tokens.len(),
+        1,
+        "the token is cached"
+    );
+}
