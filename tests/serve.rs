@@ -113,7 +113,7 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
             "acme/app#1".into(),
             alert(1, "github_personal_access_token", &token),
         );
-        m.active.push(token.clone());
+        m.active.insert(token.clone());
         m.refuse_resolve = true;
     }
     let dir = tempfile::tempdir().unwrap();

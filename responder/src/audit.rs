@@ -114,26 +114,36 @@ impl AuditLog {
     }
 
     /// Append one record (its `time` is set if empty) and sync it to disk.
-    pub fn append(&self, mut record: Record) -> Result<(), AuditError> {
-        if record.time.is_empty() {
-            record.time = now();
-        }
+    pub fn append(&self, record: Record) -> Result<(), AuditError> {
+        self.append_all(vec![record])
+    }
+
+    /// Append records in order with one sync for all of them.
+    pub fn append_all(&self, records: Vec<Record>) -> Result<(), AuditError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut obj = match serde_json::to_value(&record) {
-            Ok(Value::Object(o)) => o,
-            _ => Map::new(),
-        };
-        obj.insert("prev".into(), Value::String(inner.prev.clone()));
-        let mut line = serde_json::to_string(&obj).unwrap_or_default();
-        let hash = hex::encode(Sha256::digest(line.as_bytes()));
-        line.push('\n');
+        let mut text = String::new();
+        let mut prev = inner.prev.clone();
+        for mut record in records {
+            if record.time.is_empty() {
+                record.time = now();
+            }
+            let mut obj = match serde_json::to_value(&record) {
+                Ok(Value::Object(o)) => o,
+                _ => Map::new(),
+            };
+            obj.insert("prev".into(), Value::String(prev));
+            let line = serde_json::to_string(&obj).unwrap_or_default();
+            prev = hex::encode(Sha256::digest(line.as_bytes()));
+            text.push_str(&line);
+            text.push('\n');
+        }
         let io = |source| AuditError::Io {
             path: self.path.clone(),
             source,
         };
-        inner.file.write_all(line.as_bytes()).map_err(io)?;
+        inner.file.write_all(text.as_bytes()).map_err(io)?;
         inner.file.sync_data().map_err(io)?;
-        inner.prev = hash;
+        inner.prev = prev;
         Ok(())
     }
 }

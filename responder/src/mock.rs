@@ -31,7 +31,7 @@ pub struct Mock {
     /// "owner/repo#n" -> alert JSON (with the secret).
     pub alerts: HashMap<String, Value>,
     /// Tokens that still work, at GitHub or Slack.
-    pub active: Vec<String>,
+    pub active: std::collections::HashSet<String>,
     pub revoke_calls: usize,
     pub patches: Vec<Value>,
     pub notices: Vec<Value>,
@@ -200,6 +200,11 @@ async fn notice(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode 
 }
 
 pub async fn start_mock() -> (Shared, String) {
+    start_mock_on(0).await
+}
+
+/// The mock on a given port (0: any free port); returns its state and URL.
+pub async fn start_mock_on(port: u16) -> (Shared, String) {
     let m: Shared = Arc::default();
     let app = Router::new()
         .route(
@@ -216,7 +221,7 @@ pub async fn start_mock() -> (Shared, String) {
         .route("/slack/{method}", post(slack))
         .route("/notify", post(notice))
         .with_state(m.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (m, url)

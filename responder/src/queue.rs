@@ -224,57 +224,24 @@ impl Queue {
     /// Record a delivery and create its job, in one transaction: when this
     /// returns, the job is on disk.
     pub fn enqueue(&mut self, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
-        let tx = self.conn.transaction()?;
-        if let Some(d) = job.delivery {
-            let seen: Option<Option<i64>> = tx
-                .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if let Some(job_id) = seen {
-                return Ok(Enqueued::DuplicateDelivery(job_id));
-            }
-        }
-        let pending: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
-                 AND state IN ('queued', 'running') LIMIT 1",
-                params![job.repo, job.alert_number as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let outcome = match pending {
-            Some(id) => Enqueued::AlreadyPending(id),
-            None => {
-                tx.execute(
-                    "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
-                     next_run_at, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)",
-                    params![
-                        job.repo,
-                        job.alert_number as i64,
-                        job.source,
-                        job.delivery,
-                        job.payload,
-                        job.step,
-                        now
-                    ],
-                )?;
-                Enqueued::Created(tx.last_insert_rowid())
-            }
-        };
-        if let Some(d) = job.delivery {
-            let id = match outcome {
-                Enqueued::Created(id) | Enqueued::AlreadyPending(id) => id,
-                Enqueued::DuplicateDelivery(_) => unreachable!("returned above"),
-            };
-            tx.execute(
-                "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, ?2, ?3)",
-                params![d, id, now],
-            )?;
-        }
+        Ok(self.enqueue_all(std::slice::from_ref(job), now)?[0])
+    }
+
+    /// [`Queue::enqueue`] for many deliveries in one transaction: one
+    /// fsync for the lot (group commit). Later jobs see earlier ones, so a
+    /// delivery repeated within the batch is still a duplicate.
+    pub fn enqueue_all(&mut self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, QueueError> {
+        // IMMEDIATE: take the write lock first (waiting out the workers'
+        // connection) rather than fail to upgrade a read snapshot.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let outcomes = jobs
+            .iter()
+            .map(|job| enqueue_in(&tx, job, now))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Record a delivery that makes no job (a ping, an ignored event), so
@@ -446,6 +413,55 @@ impl Queue {
     }
 }
 
+fn enqueue_in(tx: &rusqlite::Transaction, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
+    if let Some(d) = job.delivery {
+        let seen: Option<Option<i64>> = tx
+            .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| r.get(0))
+            .optional()?;
+        if let Some(job_id) = seen {
+            return Ok(Enqueued::DuplicateDelivery(job_id));
+        }
+    }
+    let pending: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
+             AND state IN ('queued', 'running') LIMIT 1",
+            params![job.repo, job.alert_number as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let id = match pending {
+        Some(id) => id,
+        None => {
+            tx.execute(
+                "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
+                 next_run_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)",
+                params![
+                    job.repo,
+                    job.alert_number as i64,
+                    job.source,
+                    job.delivery,
+                    job.payload,
+                    job.step,
+                    now
+                ],
+            )?;
+            tx.last_insert_rowid()
+        }
+    };
+    if let Some(d) = job.delivery {
+        tx.execute(
+            "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, ?2, ?3)",
+            params![d, id, now],
+        )?;
+    }
+    Ok(match pending {
+        Some(id) => Enqueued::AlreadyPending(id),
+        None => Enqueued::Created(id),
+    })
+}
+
 fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
     Ok(Job {
         id: r.get(0)?,
@@ -511,6 +527,18 @@ mod tests {
         assert!(!q.record_delivery("ping-1", 6).unwrap());
         assert!(q.knows_alert("acme/app", 7).unwrap());
         assert!(!q.knows_alert("acme/app", 9).unwrap());
+    }
+
+    #[test]
+    fn a_batch_commits_together_and_sees_its_own_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let out = q
+            .enqueue_all(&[new_job(Some("a"), 1), new_job(Some("a"), 1), new_job(Some("b"), 2)], 0)
+            .unwrap();
+        let Enqueued::Created(first) = out[0] else { panic!("{out:?}") };
+        assert_eq!(out[1], Enqueued::DuplicateDelivery(Some(first)));
+        assert!(matches!(out[2], Enqueued::Created(_)));
     }
 
     #[test]

@@ -19,8 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audit::Record;
-use crate::queue::{now_ms, Enqueued, NewJob, State as JobState};
+use crate::queue::{now_ms, Enqueued, State as JobState};
 use crate::worker::Responder;
 
 /// The `secret_scanning_alert` actions that start a job.
@@ -174,57 +173,23 @@ async fn handle(
             Err(e) => unavailable(&e.to_string()),
         };
     }
-    let repo = ev.repository.full_name.clone();
     let number = ev.alert.number;
     let payload = String::from_utf8_lossy(&body).into_owned();
-    let d = delivery.clone();
-    let repo2 = repo.clone();
-    let enq = r
-        .db(move |q| {
-            let job = NewJob {
-                delivery: Some(&d),
-                repo: &repo2,
-                alert_number: number,
-                source: "webhook",
-                payload: &payload,
-                step: "fetch",
-            };
-            q.enqueue(&job, now_ms())
-        })
-        .await;
-    let alert = format!("{repo}#{number}");
-    match enq {
+    match r.submit(delivery, ev.repository.full_name, number, payload).await {
         Ok(Enqueued::Created(id)) => {
             r.wake.notify_one();
-            let rec = Record {
-                event: "webhook.accepted".into(),
-                actor: "github".into(),
-                delivery: Some(delivery),
-                alert: Some(alert),
-                outcome: "queued".into(),
-                ..Record::default()
-            };
-            if let Err(e) = r.audit.append(rec) {
-                tracing::error!("audit log: {e}");
-            }
             let resp = reply(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}));
             (StatusCode::ACCEPTED, "queued", resp)
         }
         Ok(Enqueued::AlreadyPending(id)) => {
-            let resp = reply(
-                StatusCode::ACCEPTED,
-                json!({"status": "already queued", "job": id}),
-            );
+            let resp = reply(StatusCode::ACCEPTED, json!({"status": "already queued", "job": id}));
             (StatusCode::ACCEPTED, "already_queued", resp)
         }
         Ok(Enqueued::DuplicateDelivery(job)) => {
-            let resp = reply(
-                StatusCode::OK,
-                json!({"status": "duplicate delivery", "job": job}),
-            );
+            let resp = reply(StatusCode::OK, json!({"status": "duplicate delivery", "job": job}));
             (StatusCode::OK, "duplicate", resp)
         }
-        Err(e) => unavailable(&e.to_string()),
+        Err(e) => unavailable(&e),
     }
 }
 

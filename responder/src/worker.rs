@@ -52,8 +52,13 @@ pub enum SetupError {
 /// Everything the server, the workers and the reconciler share.
 pub struct Responder {
     pub cfg: Config,
-    pub queue: Mutex<Queue>,
-    pub audit: AuditLog,
+    /// The queue's one connection: the workers and the intake thread take
+    /// turns on it (a mutex hands over at once, where two SQLite
+    /// connections would wait for each other in sleeping busy loops).
+    pub queue: Arc<Mutex<Queue>>,
+    /// Deliveries to commit, taken in batches by the intake thread.
+    intake: std::sync::mpsc::Sender<Delivery>,
+    pub audit: Arc<AuditLog>,
     pub verifier: Verifier,
     pub github: GitHub,
     pub providers: Vec<Box<dyn Provider>>,
@@ -61,6 +66,80 @@ pub struct Responder {
     pub metrics: Metrics,
     /// Signalled when a job is enqueued.
     pub wake: tokio::sync::Notify,
+}
+
+/// A delivery waiting for its group commit.
+pub struct Delivery {
+    pub id: String,
+    pub repo: String,
+    pub alert_number: u64,
+    pub payload: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<Enqueued, String>>,
+}
+
+/// Largest group commit.
+const BATCH: usize = 512;
+
+/// The intake thread: it owns a connection of its own and commits waiting
+/// deliveries together (one transaction, one fsync, one audit sync), so
+/// acknowledgements do not queue behind each other's fsyncs.
+fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Receiver<Delivery>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let jobs: Vec<NewJob> = batch
+            .iter()
+            .map(|d| NewJob {
+                delivery: Some(&d.id),
+                repo: &d.repo,
+                alert_number: d.alert_number,
+                source: "webhook",
+                payload: &d.payload,
+                step: "fetch",
+            })
+            .collect();
+        let result = q
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .enqueue_all(&jobs, now_ms());
+        drop(jobs);
+        match result {
+            Ok(outcomes) => {
+                let records = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| matches!(o, Enqueued::Created(_)))
+                    .map(|(d, _)| Record {
+                        event: "webhook.accepted".into(),
+                        actor: "github".into(),
+                        delivery: Some(d.id.clone()),
+                        alert: Some(format!("{}#{}", d.repo, d.alert_number)),
+                        outcome: "queued".into(),
+                        ..Record::default()
+                    })
+                    .collect::<Vec<_>>();
+                if !records.is_empty() {
+                    if let Err(e) = audit.append_all(records) {
+                        tracing::error!("audit log: {e}");
+                    }
+                }
+                for (d, o) in batch.into_iter().zip(outcomes) {
+                    let _ = d.reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for d in batch {
+                    let _ = d.reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// What earlier steps of a job found; stored with the job, never secret.
@@ -114,7 +193,7 @@ impl Responder {
                 k
             }
         };
-        let audit = AuditLog::open(&cfg.audit_path(), key.as_bytes())?;
+        let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key.as_bytes())?);
         let mut queue = Queue::open(&dir.join("queue.db"))?;
         if let Some(max) = cfg.server.queue_max_bytes {
             queue.limit_size(max)?;
@@ -125,6 +204,13 @@ impl Responder {
                 "{recovered} job(s) were running when the responder stopped; resuming them at their step"
             ));
         }
+        let queue = Arc::new(Mutex::new(queue));
+        let (intake_tx, intake_rx) = std::sync::mpsc::channel();
+        let (intake_q, intake_audit) = (Arc::clone(&queue), Arc::clone(&audit));
+        std::thread::Builder::new()
+            .name("keyburn-intake".into())
+            .spawn(move || intake(intake_q, intake_audit, intake_rx))
+            .map_err(io(dir))?;
         let http = Http::new(Duration::from_millis(cfg.worker.http_timeout_ms));
         let auth = match &cfg.github.app {
             Some(app) => {
@@ -177,7 +263,8 @@ impl Responder {
         let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
         let r = Responder {
             verifier: Verifier::new(cfg.webhook_secrets()?),
-            queue: Mutex::new(queue),
+            queue,
+            intake: intake_tx,
             audit,
             github,
             providers,
@@ -201,6 +288,30 @@ impl Responder {
         })
         .await
         .unwrap_or_else(|e| Err(QueueError::Worker(e.to_string())))
+    }
+
+    /// Commit a delivery's job (batched with others arriving meanwhile);
+    /// resolves once it is on disk.
+    pub async fn submit(
+        &self,
+        id: String,
+        repo: String,
+        alert_number: u64,
+        payload: String,
+    ) -> Result<Enqueued, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let d = Delivery {
+            id,
+            repo,
+            alert_number,
+            payload,
+            reply,
+        };
+        self.intake
+            .send(d)
+            .map_err(|_| "the intake thread stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the intake thread stopped".to_string())?
     }
 
     /// Write an audit record; a failure is logged (the action happened

@@ -54,7 +54,11 @@ http_timeout_ms = 1000
 
 /// A responder on 127.0.0.1, pointed at the mock.
 async fn start_responder(dir: &Path, mock: &str, extra: &str) -> Running {
-    let (responder, _) = Responder::new(config(dir, mock, extra)).unwrap();
+    start_with(config(dir, mock, extra)).await
+}
+
+async fn start_with(cfg: Config) -> Running {
+    let (responder, _) = Responder::new(cfg).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let r = responder.clone();
@@ -122,7 +126,7 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
             "acme/app#1".into(),
             alert(1, "github_personal_access_token", &token),
         );
-        m.active.push(token.clone());
+        m.active.insert(token.clone());
     }
     let dir = tempfile::tempdir().unwrap();
     let r = start_responder(
@@ -441,14 +445,10 @@ async fn policy_ignore_unknown_types_dry_run_and_reconciliation() {
 async fn a_full_queue_answers_503_not_202() {
     let (_mock, murl) = start_mock().await;
     let dir = tempfile::tempdir().unwrap();
-    let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"ignore\"\n").await;
-    // Fill the database up to a small cap with large payloads.
-    r.responder
-        .queue
-        .lock()
-        .unwrap()
-        .limit_size(64 * 1024)
-        .unwrap();
+    // A small cap on the database, filled with large payloads.
+    let mut cfg = config(dir.path(), &murl, "[policy]\ndefault = \"ignore\"\n");
+    cfg.server.queue_max_bytes = Some(64 * 1024);
+    let r = start_with(cfg).await;
     let pad = "x".repeat(8 * 1024);
     let mut statuses = Vec::new();
     for i in 0..40 {
@@ -638,7 +638,7 @@ async fn a_github_app_buys_one_installation_token_and_reuses_it() {
                 format!("acme/app#{n}"),
                 alert(n, "github_personal_access_token", t),
             );
-            m.active.push(t.clone());
+            m.active.insert(t.clone());
         }
     }
     let dir = tempfile::tempdir().unwrap();
