@@ -14,7 +14,10 @@ async fn main() {
         let mut m = mock.lock().unwrap();
         for n in 1..=alerts {
             let t = fake_github_token();
-            m.alerts.insert(format!("acme/app#{n}"), alert(n, "github_personal_access_token", &t));
+            m.alerts.insert(
+                format!("acme/app#{n}"),
+                alert(n, "github_personal_access_token", &t),
+            );
             m.active.insert(t);
         }
     }

@@ -163,6 +163,46 @@ impl GitHub {
         r.json().await.map_err(|e| CallError::decode(call, e))
     }
 
+    /// Where the secret was found: `path:line@commit` of each location
+    /// GitHub lists (commits; issues and the like by their type).
+    pub async fn locations(&self, repo: &str, number: u64) -> Result<Vec<String>, CallError> {
+        #[derive(Deserialize)]
+        struct Location {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            details: serde_json::Map<String, serde_json::Value>,
+        }
+        let url = format!(
+            "{}/repos/{repo}/secret-scanning/alerts/{number}/locations?per_page=100",
+            self.api
+        );
+        let call = "GitHub alert locations";
+        let auth = self.credentials().await?;
+        let r = self
+            .http
+            .send(call, &[], |c| with_headers(c.get(&url), &auth))
+            .await?;
+        let list: Vec<Location> = r.json().await.map_err(|e| CallError::decode(call, e))?;
+        Ok(list
+            .into_iter()
+            .map(|l| {
+                let d = &l.details;
+                match (
+                    d.get("path").and_then(|p| p.as_str()),
+                    d.get("commit_sha").and_then(|c| c.as_str()),
+                ) {
+                    (Some(path), Some(sha)) => format!(
+                        "{path}:{}@{}",
+                        d.get("start_line").and_then(|n| n.as_u64()).unwrap_or(0),
+                        &sha[..sha.len().min(12)]
+                    ),
+                    _ => l.kind,
+                }
+            })
+            .collect())
+    }
+
     /// `PATCH` the alert to resolved, resolution `revoked`, with a comment.
     pub async fn resolve(&self, repo: &str, number: u64, comment: &str) -> Result<(), CallError> {
         let url = format!("{}/repos/{repo}/secret-scanning/alerts/{number}", self.api);

@@ -49,6 +49,8 @@ pub struct Mock {
     pub app_public_key: Option<Vec<u8>>,
     /// Installation tokens issued.
     pub installation_tokens: Vec<String>,
+    /// Texts posted to the Slack incoming webhook at `/slack-hook`.
+    pub slack_messages: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Mock>>;
@@ -83,6 +85,27 @@ async fn get_alert(
         Some(a) => Json(a.clone()).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Every alert was found in one commit of `config/app.env`.
+async fn alert_locations(State(m): State<Shared>, h: HeaderMap) -> Response {
+    if !authorized(&m.lock().unwrap(), &h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    Json(json!([{"type": "commit", "details": {
+        "path": "config/app.env", "start_line": 3, "end_line": 3,
+        "commit_sha": "0123456789abcdef0123456789abcdef01234567"
+    }}]))
+    .into_response()
+}
+
+/// A Slack incoming webhook: keeps the message text.
+async fn slack_hook(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    m.lock()
+        .unwrap()
+        .slack_messages
+        .push(body["text"].as_str().unwrap_or("").to_string());
+    StatusCode::OK
 }
 
 async fn patch_alert(
@@ -212,6 +235,11 @@ pub async fn start_mock_on(port: u16) -> (Shared, String) {
             get(get_alert).patch(patch_alert),
         )
         .route("/orgs/{org}/secret-scanning/alerts", get(list_org_alerts))
+        .route(
+            "/repos/{o}/{r}/secret-scanning/alerts/{n}/locations",
+            get(alert_locations),
+        )
+        .route("/slack-hook", post(slack_hook))
         .route("/credentials/revoke", post(revoke))
         .route(
             "/app/installations/{id}/access_tokens",
@@ -221,7 +249,9 @@ pub async fn start_mock_on(port: u16) -> (Shared, String) {
         .route("/slack/{method}", post(slack))
         .route("/notify", post(notice))
         .with_state(m.clone());
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (m, url)

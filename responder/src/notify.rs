@@ -18,6 +18,8 @@ pub struct Notice {
     /// One sentence on what was done.
     pub summary: String,
     pub secret_masked: String,
+    /// `path:line@commit` of the first places the secret was found.
+    pub locations: Vec<String>,
 }
 
 /// The first four characters, then a fixed-length mask: enough to tell
@@ -52,10 +54,13 @@ impl Notifier {
                 .as_deref()
                 .map(|u| format!("<{u}|alert #{}>", n.alert_number))
                 .unwrap_or_else(|| format!("alert #{}", n.alert_number));
-            let text = format!(
+            let mut text = format!(
                 ":rotating_light: {} in `{}` ({link}), secret `{}`: {}",
                 n.secret_type, n.repository, n.secret_masked, n.summary
             );
+            if let Some(first) = n.locations.first() {
+                text.push_str(&format!(" (found at `{first}`)"));
+            }
             let body = json!({ "text": text });
             self.http
                 .send("Slack notification", &[], |c| c.post(url).json(&body))

@@ -416,7 +416,9 @@ impl Queue {
 fn enqueue_in(tx: &rusqlite::Transaction, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
     if let Some(d) = job.delivery {
         let seen: Option<Option<i64>> = tx
-            .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| r.get(0))
+            .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(job_id) = seen {
             return Ok(Enqueued::DuplicateDelivery(job_id));
@@ -534,9 +536,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = queue(&dir);
         let out = q
-            .enqueue_all(&[new_job(Some("a"), 1), new_job(Some("a"), 1), new_job(Some("b"), 2)], 0)
+            .enqueue_all(
+                &[
+                    new_job(Some("a"), 1),
+                    new_job(Some("a"), 1),
+                    new_job(Some("b"), 2),
+                ],
+                0,
+            )
             .unwrap();
-        let Enqueued::Created(first) = out[0] else { panic!("{out:?}") };
+        let Enqueued::Created(first) = out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(out[1], Enqueued::DuplicateDelivery(Some(first)));
         assert!(matches!(out[2], Enqueued::Created(_)));
     }

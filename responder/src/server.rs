@@ -175,18 +175,27 @@ async fn handle(
     }
     let number = ev.alert.number;
     let payload = String::from_utf8_lossy(&body).into_owned();
-    match r.submit(delivery, ev.repository.full_name, number, payload).await {
+    match r
+        .submit(delivery, ev.repository.full_name, number, payload)
+        .await
+    {
         Ok(Enqueued::Created(id)) => {
             r.wake.notify_one();
             let resp = reply(StatusCode::ACCEPTED, json!({"status": "queued", "job": id}));
             (StatusCode::ACCEPTED, "queued", resp)
         }
         Ok(Enqueued::AlreadyPending(id)) => {
-            let resp = reply(StatusCode::ACCEPTED, json!({"status": "already queued", "job": id}));
+            let resp = reply(
+                StatusCode::ACCEPTED,
+                json!({"status": "already queued", "job": id}),
+            );
             (StatusCode::ACCEPTED, "already_queued", resp)
         }
         Ok(Enqueued::DuplicateDelivery(job)) => {
-            let resp = reply(StatusCode::OK, json!({"status": "duplicate delivery", "job": job}));
+            let resp = reply(
+                StatusCode::OK,
+                json!({"status": "duplicate delivery", "job": job}),
+            );
             (StatusCode::OK, "duplicate", resp)
         }
         Err(e) => unavailable(&e),

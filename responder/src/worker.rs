@@ -156,6 +156,9 @@ struct Context {
     validity: Option<Validity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     note: Option<String>,
+    /// Where the secret was found (the first few locations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    locations: Vec<String>,
 }
 
 /// A failed step, with a message fit for logs (no secret).
@@ -475,6 +478,7 @@ impl Responder {
                                 "keyburn gave up after repeated failures ({msg}); see `keyburn jobs show {id}`"
                             ),
                             secret_masked: String::new(),
+                            locations: Vec::new(),
                         };
                         if let Err(e) = self.notifier.send(&notice).await {
                             tracing::error!("dead-letter notification: {e}");
@@ -505,11 +509,14 @@ impl Responder {
         loop {
             let next = match step.as_str() {
                 "fetch" => {
+                    let locations = self.github.locations(&job.repo, job.alert_number).await?;
+                    ctx.locations = locations.iter().take(5).cloned().collect();
                     self.record("alert.fetched", alert_ref, &alert.state, |r| {
                         r.secret = Some(secret_ref.clone());
                         r.delivery = job.delivery.clone();
                         r.detail
                             .insert("secret_type".into(), alert.secret_type.clone().into());
+                        r.detail.insert("locations".into(), json!(locations));
                     });
                     if alert.state != "open" {
                         return Ok(());
@@ -674,6 +681,7 @@ fn notice_for(job: &crate::queue::Job, alert: &Alert, ctx: &Context) -> Notice {
         outcome: outcome.into(),
         summary,
         secret_masked: mask(&alert.secret),
+        locations: ctx.locations.clone(),
     }
 }
 

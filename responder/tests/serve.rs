@@ -37,6 +37,7 @@ reconcile_interval_secs = 0
 api_url = "{mock}/slack"
 [notify]
 webhook = "{mock}/notify"
+slack_webhook = "{mock}/slack-hook"
 [worker]
 concurrency = 2
 backoff_base_ms = 50
@@ -174,6 +175,16 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
     let n = &m.notices[0];
     assert_eq!(n["outcome"], "revoked");
     assert_eq!(n["secret_masked"], "ghp_…");
+    assert_eq!(n["locations"][0], "config/app.env:3@0123456789ab");
+    let slack = &m.slack_messages[0];
+    assert!(
+        slack.contains("github_personal_access_token") && slack.contains("acme/app"),
+        "{slack}"
+    );
+    assert!(
+        slack.contains("config/app.env:3") && !slack.contains(&token),
+        "{slack}"
+    );
     assert!(!n.to_string().contains(&token));
     drop(m);
 
