@@ -213,6 +213,10 @@ pub struct ScanArgs {
     /// Scan what is staged for commit (added and changed lines only).
     #[arg(long, conflicts_with_all = ["history", "since", "range", "branch", "all_objects"])]
     pub staged: bool,
+    /// Leave out findings this file accepts: a previous `-f json`/`-f jsonl`
+    /// report or a list of fingerprints, one per line. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Vec<PathBuf>,
     /// Ignore files matching this regex (on the path). Repeatable.
     #[arg(long = "allow-path", value_name = "REGEX")]
     pub allow_paths: Vec<String>,

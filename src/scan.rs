@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use keyburn_scanner::engine::EngineKind;
-use keyburn_scanner::report::{self, Format, HumanOptions, Report};
+use keyburn_scanner::report::{self, Baseline, Format, HumanOptions, Report};
 use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
 
@@ -126,6 +126,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             args.paths.len()
         );
     }
+    let baseline = load_baseline(&args.baseline)?;
     let mut rules = load_rules(&args.selection)?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let engine = EngineBuilder::new(rules)
@@ -188,6 +189,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     }
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
+    report.subtract(&baseline);
     if cfg.redact {
         report.redact();
     }
@@ -246,6 +248,19 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
             }
         }
     }
+}
+
+/// The union of every `--baseline` file.
+fn load_baseline(files: &[PathBuf]) -> Result<Baseline> {
+    let mut all = Baseline::default();
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+        let one = Baseline::parse(&text)
+            .with_context(|| format!("{} is not a baseline", path.display()))?;
+        all.merge(one);
+    }
+    Ok(all)
 }
 
 fn progress_bar() -> ProgressBar {

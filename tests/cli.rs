@@ -624,3 +624,63 @@ fn auto_engine_does_not_build_hyperscan_for_one_file() {
         .stderr(predicate::str::contains("hyperscan").not());
     assert_eq!(fs::read_dir(cache.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_baseline_holds_back_known_findings_and_only_new_ones_fail() {
+    let dir = TempDir::new().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "old.py", format!("KEY = \"{}\"\n", aws_key_id()));
+    let out = keyburn()
+        .arg("scan")
+        .arg(&tree)
+        .args(["-f", "json", "--redact"])
+        .output()
+        .unwrap();
+    let report = dir.path().join("baseline.json");
+    fs::write(&report, &out.stdout).unwrap();
+
+    // The same tree against its own report: nothing new, exit 0, and the
+    // summary says what was held back.
+    keyburn()
+        .arg("scan")
+        .arg(&tree)
+        .arg("--baseline")
+        .arg(&report)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("1 known in the baseline"));
+
+    // A new leak fails the build; the known one stays out of the report.
+    write(&tree, "new.py", format!("S = \"{}\"\n", stripe_key()));
+    let doc = json_findings(&tree, &["--baseline", report.to_str().unwrap()]);
+    assert_eq!(rule_ids(&doc), ["stripe-secret-key"]);
+    assert_eq!(doc["stats"]["baselined"], 1);
+
+    // A plain list of fingerprints works the same, comments allowed.
+    let fp = doc["findings"][0]["fingerprint"].as_str().unwrap();
+    let list = dir.path().join("accepted.txt");
+    fs::write(&list, format!("# reviewed\n{fp}  # fixture\n")).unwrap();
+    let doc = json_findings(
+        &tree,
+        &[
+            "--baseline",
+            report.to_str().unwrap(),
+            "--baseline",
+            list.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(doc["stats"]["baselined"], 2);
+
+    // Garbage is an error naming the file and line, not an empty baseline.
+    fs::write(&list, "nope\n").unwrap();
+    keyburn()
+        .arg("scan")
+        .arg(&tree)
+        .arg("--baseline")
+        .arg(&list)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("accepted.txt is not a baseline"))
+        .stderr(predicate::str::contains("line 1"));
+}

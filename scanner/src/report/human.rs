@@ -88,12 +88,17 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -
     };
     writeln!(
         out,
-        "{head}; scanned {} files, {:.1} MB in {:.2} s{}",
+        "{head}; scanned {} files, {:.1} MB in {:.2} s{}{}",
         s.files_scanned,
         s.bytes_scanned as f64 / 1e6,
         s.duration_ms as f64 / 1e3,
         if s.files_skipped > 0 {
             format!(", skipped {}", s.files_skipped)
+        } else {
+            String::new()
+        },
+        if s.baselined > 0 {
+            format!("; {} known in the baseline", s.baselined)
         } else {
             String::new()
         }

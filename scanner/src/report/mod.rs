@@ -1,6 +1,7 @@
 //! Report writers: findings in, bytes out. Each format lives in its own
 //! module; adding one touches nothing else.
 
+mod baseline;
 mod human;
 mod json;
 mod sarif;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use crate::finding::Finding;
 use crate::rules::Rule;
 
+pub use baseline::{Baseline, BaselineError};
 pub use human::HumanOptions;
 
 /// What a scan did besides finding things.
@@ -21,6 +23,8 @@ pub struct Stats {
     pub bytes_scanned: u64,
     pub files_skipped: u64,
     pub errors: u64,
+    /// Findings a baseline accepted and the report leaves out.
+    pub baselined: u64,
     pub rules: usize,
     pub duration_ms: u64,
 }
