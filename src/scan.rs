@@ -155,9 +155,11 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             }
             if cfg.verbose {
                 eprintln!(
-                    "keyburn: history: {} commits, {} unique blobs (walk {:.2} s, tree diffs {:.2} s, blob scan {:.2} s)",
+                    "keyburn: history: {} commits, {} unique blobs, {} of them decoded pack by pack \
+                     (walk {:.2} s, tree diffs {:.2} s, blob scan {:.2} s)",
                     summary.commits,
                     summary.blobs,
+                    summary.blobs_from_packs,
                     summary.walk.as_secs_f64(),
                     summary.diff.as_secs_f64(),
                     summary.scan.as_secs_f64()

@@ -463,3 +463,90 @@ fn hook_install_writes_a_pre_commit_hook_and_respects_foreign_ones() {
     // Reinstalling over our own hook needs no --force.
     install().assert().success();
 }
+
+#[test]
+fn packed_and_loose_repositories_give_the_same_findings() {
+    let dir = repo();
+    let d = dir.path();
+    // Many versions of the same files, so that packing stores deltas.
+    let mut body = String::new();
+    for i in 0..40 {
+        body.push_str(&format!("setting_{i} = {}\n", i * 7));
+        let secret = match i {
+            5 => format!("aws_key = '{}'\n", key(0)),
+            17 => format!("backup_key = '{}'\n", key(1)),
+            _ => String::new(),
+        };
+        commit_file(
+            d,
+            "conf/settings.py",
+            &format!("{body}{secret}"),
+            &format!("v{i}"),
+        );
+        commit_file(
+            d,
+            &format!("notes/{}.txt", i % 5),
+            &body,
+            &format!("notes {i}"),
+        );
+    }
+    git(d, &["checkout", "-q", "-b", "side", "HEAD~30"]);
+    commit_file(d, "side.env", &format!("KEY={}\n", key(2)), "side");
+    git(d, &["checkout", "-q", "main"]);
+
+    let (loose, code, _) = scan_json(d, &[]);
+    assert_eq!(code, 1);
+    let mut expected = findings(&loose);
+    expected.sort();
+    assert_eq!(expected.len(), 3, "{expected:?}");
+
+    git(
+        d,
+        &[
+            "repack",
+            "-q",
+            "-a",
+            "-d",
+            "-f",
+            "--depth=50",
+            "--window=50",
+        ],
+    );
+    git(d, &["prune-packed"]);
+    assert!(git(d, &["count-objects", "-v"]).starts_with("count: 0\n"));
+    let out = Command::cargo_bin("keyburn")
+        .unwrap()
+        .args(["scan", "-v", "-f", "json"])
+        .arg(d)
+        .output()
+        .unwrap();
+    let packed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every blob came from decoding the pack whole.
+    let blobs = loose["stats"]["files_scanned"].as_u64().unwrap()
+        + loose["stats"]["files_skipped"].as_u64().unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{blobs} unique blobs, {blobs} of them decoded pack by pack"
+        )),
+        "{stderr}"
+    );
+    let mut got = findings(&packed);
+    got.sort();
+    assert_eq!(got, expected);
+    let lines = |doc: &Value| {
+        let mut l: Vec<_> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["fingerprint"].to_string(), f["line"].as_u64()))
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(lines(&packed), lines(&loose));
+    assert_eq!(
+        packed["stats"]["files_scanned"],
+        loose["stats"]["files_scanned"]
+    );
+}

