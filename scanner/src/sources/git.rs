@@ -332,8 +332,15 @@ pub fn scan_history(
         diff,
         ..Default::default()
     };
-    summary.blobs_from_packs =
-        scan_blobs(engine, &sync, &commits, blobs, opts, threads, &mut on_event);
+    summary.blobs_from_packs = scan_blobs(
+        engine,
+        (repo, sync, path),
+        &commits,
+        blobs,
+        opts,
+        threads,
+        &mut on_event,
+    );
     summary.scan = t0.elapsed() - walk - diff;
     Ok(summary)
 }
@@ -342,7 +349,7 @@ pub fn scan_history(
 const WALK_CACHE_BYTES: usize = 4 << 20;
 /// Delta-base cache per thread: most objects in a pack are deltas, and
 /// without a cache every object re-inflates its whole chain of bases.
-const PACK_CACHE_BYTES: usize = 64 << 20;
+const PACK_CACHE_BYTES: usize = 32 << 20;
 /// Decoded-object cache per thread: the same trees recur across commits.
 const OBJECT_CACHE_BYTES: usize = 16 << 20;
 
@@ -593,13 +600,34 @@ const BLOB_CHUNK: usize = 64;
 /// many blobs came from whole-pack decoding.
 fn scan_blobs(
     engine: &Engine,
-    sync: &gix::ThreadSafeRepository,
+    (repo, sync, path): (gix::Repository, gix::ThreadSafeRepository, &Path),
     commits: &[CommitNode],
     blobs: Vec<(ObjectId, Vec<Occurrence>)>,
     opts: &HistoryOptions,
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) -> usize {
+    let (packs, hash) = (pack_indexes(&repo), repo.object_hash());
+    // Decoding packs whole maps them anew; the handles' own mappings would
+    // hold the same pages a second time, so they go first. Findings wait
+    // for their commit details until the repository is open again.
+    drop((repo, sync));
+    let mut pending = Vec::new();
+    let done = scan_packs(engine, &packs, hash, &blobs, opts, threads, &mut |events| {
+        for (ev, commit) in events {
+            match ev {
+                Event::Finding(_) => pending.push((ev, commit)),
+                ev => on_event(ev),
+            }
+        }
+    });
+    let sync = match open(path) {
+        Ok(r) => r.into_sync(),
+        Err(e) => {
+            on_event(Event::error("", e.to_string()));
+            return 0;
+        }
+    };
     let main = sync.to_thread_local();
     let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
     let mut attribute = |events: Vec<(Event, Option<usize>)>| {
@@ -613,7 +641,7 @@ fn scan_blobs(
             on_event(ev);
         }
     };
-    let done = scan_packs(engine, &main, &blobs, opts, threads, &mut attribute);
+    attribute(pending);
     let total = blobs.len();
     let blobs: Vec<_> = blobs
         .into_iter()
@@ -628,7 +656,7 @@ fn scan_blobs(
         scan_one(engine, repo, id, occ, opts, buf, scratch, matches)
     };
     fan_out(
-        sync,
+        &sync,
         &blobs,
         (threads, BLOB_CHUNK),
         init,
@@ -659,7 +687,8 @@ impl<T: Default> Clone for Fresh<T> {
 /// caller.
 fn scan_packs(
     engine: &Engine,
-    repo: &gix::Repository,
+    packs: &[std::path::PathBuf],
+    hash: gix::hash::Kind,
     blobs: &[(ObjectId, Vec<Occurrence>)],
     opts: &HistoryOptions,
     threads: usize,
@@ -673,10 +702,9 @@ fn scan_packs(
         .enumerate()
         .map(|(i, (id, _))| (*id, i))
         .collect();
-    let hash = repo.object_hash();
-    for idx_path in pack_indexes(repo) {
+    for idx_path in packs {
         let (Ok(index), Ok(pack)) = (
-            gix::odb::pack::index::File::at(&idx_path, hash),
+            gix::odb::pack::index::File::at(idx_path, hash),
             gix::odb::pack::data::File::at(idx_path.with_extension("pack"), hash),
         ) else {
             // Its blobs are read one by one by the caller, which reports
