@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyburn_responder::mock::{alert, fake_github_token, start_mock};
+use keyburn_responder::mock::{alert, fake_github_token, start_mock, wait_for};
 use keyburn_responder::queue::Queue;
 use keyburn_responder::signature::sign;
 use serde_json::json;
@@ -55,17 +55,6 @@ async fn wait_ready(port: u16) {
             "serve did not start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -15,6 +15,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+/// Poll `cond` until it holds; fail the test after 20 s, naming `what`.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A fake classic GitHub token: right shape, random body, not a real one.
 pub fn fake_github_token() -> String {
     let body: String = (0..36)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyburn_responder::config::Config;
-use keyburn_responder::mock::{alert, fake_github_token, start_mock};
+use keyburn_responder::mock::{alert, fake_github_token, start_mock, wait_for};
 use keyburn_responder::signature::sign;
 use keyburn_responder::worker::Responder;
 use serde_json::json;
@@ -104,16 +104,19 @@ impl Running {
             .await
             .unwrap()
     }
-}
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    /// A correctly signed `secret_scanning_alert` delivery about alert
+    /// `number` of acme/app; the HTTP status it got.
+    async fn alert(&self, delivery: &str, action: &str, number: u64) -> u16 {
+        self.deliver(
+            "secret_scanning_alert",
+            delivery,
+            alert_event(action, number),
+            WEBHOOK_SECRET,
+        )
+        .await
+        .status()
+        .as_u16()
     }
 }
 
@@ -137,30 +140,14 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
     )
     .await;
 
-    let res = r
-        .deliver(
-            "secret_scanning_alert",
-            "d-1",
-            alert_event("created", 1),
-            WEBHOOK_SECRET,
-        )
-        .await;
-    assert_eq!(res.status(), 202);
+    assert_eq!(r.alert("d-1", "created", 1).await, 202);
     wait_for("the alert to be resolved and notified", || {
         let m = mock.lock().unwrap();
         m.alerts["acme/app#1"]["state"] == "resolved" && !m.notices.is_empty()
     })
     .await;
     // A redelivery of the same delivery does nothing new.
-    let again = r
-        .deliver(
-            "secret_scanning_alert",
-            "d-1",
-            alert_event("created", 1),
-            WEBHOOK_SECRET,
-        )
-        .await;
-    assert_eq!(again.status(), 200);
+    assert_eq!(r.alert("d-1", "created", 1).await, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let m = mock.lock().unwrap();
@@ -284,15 +271,7 @@ async fn bad_deliveries_are_refused_and_start_nothing() {
         .deliver("push", "f-6", b"{}".to_vec(), WEBHOOK_SECRET)
         .await;
     assert_eq!(other.status(), 204);
-    let resolved = r
-        .deliver(
-            "secret_scanning_alert",
-            "f-7",
-            alert_event("resolved", 5),
-            WEBHOOK_SECRET,
-        )
-        .await;
-    assert_eq!(resolved.status(), 204);
+    assert_eq!(r.alert("f-7", "resolved", 5).await, 204);
     let ping = r
         .deliver("ping", "f-8", b"{\"zen\":\"x\"}".to_vec(), WEBHOOK_SECRET)
         .await;
@@ -340,28 +319,8 @@ async fn github_5xx_slack_429_and_a_slow_provider_are_retried_until_done() {
     }
     let dir = tempfile::tempdir().unwrap();
     let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n").await;
-    assert_eq!(
-        r.deliver(
-            "secret_scanning_alert",
-            "r-2",
-            alert_event("created", 2),
-            WEBHOOK_SECRET
-        )
-        .await
-        .status(),
-        202
-    );
-    assert_eq!(
-        r.deliver(
-            "secret_scanning_alert",
-            "r-3",
-            alert_event("created", 3),
-            WEBHOOK_SECRET
-        )
-        .await
-        .status(),
-        202
-    );
+    assert_eq!(r.alert("r-2", "created", 2).await, 202);
+    assert_eq!(r.alert("r-3", "created", 3).await, 202);
     wait_for("the Slack alert to resolve", || {
         mock.lock().unwrap().alerts["acme/app#2"]["state"] == "resolved"
     })
@@ -597,15 +556,7 @@ async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
         ),
     )
     .await;
-    let res = r
-        .deliver(
-            "secret_scanning_alert",
-            "aws-1",
-            alert_event("created", 4),
-            WEBHOOK_SECRET,
-        )
-        .await;
-    assert_eq!(res.status(), 202);
+    assert_eq!(r.alert("aws-1", "created", 4).await, 202);
     wait_for("the AWS alert to resolve", || {
         mock.lock().unwrap().alerts["acme/app#4"]["state"] == "resolved"
     })
@@ -671,15 +622,7 @@ async fn a_github_app_buys_one_installation_token_and_reuses_it() {
     )
     .await;
     for n in [10, 11] {
-        let res = r
-            .deliver(
-                "secret_scanning_alert",
-                &format!("app-{n}"),
-                alert_event("created", n),
-                WEBHOOK_SECRET,
-            )
-            .await;
-        assert_eq!(res.status(), 202);
+        assert_eq!(r.alert(&format!("app-{n}"), "created", n).await, 202);
     }
     wait_for("both alerts to resolve", || {
         let m = mock.lock().unwrap();
