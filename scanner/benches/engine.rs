@@ -37,13 +37,9 @@ fn corpus(size: usize, with_secrets: bool) -> Vec<u8> {
 
 /// Every engine this build has, built on the built-in rules.
 fn engines() -> Vec<(&'static str, Engine)> {
-    let mut kinds = vec![EngineKind::Rust];
-    if EngineKind::HYPERSCAN_AVAILABLE {
-        kinds.push(EngineKind::Hyperscan);
-    }
-    kinds
-        .into_iter()
-        .map(|k| {
+    EngineKind::compiled_in()
+        .iter()
+        .map(|&k| {
             let e = EngineBuilder::new(RuleSet::builtin())
                 .kind(k)
                 .build()

@@ -30,13 +30,9 @@ fn every_builtin_rule_has_examples_and_counterexamples() {
 
 /// Every engine compiled into this build.
 fn engines() -> Vec<Engine> {
-    let mut kinds = vec![EngineKind::Rust];
-    if EngineKind::HYPERSCAN_AVAILABLE {
-        kinds.push(EngineKind::Hyperscan);
-    }
-    kinds
-        .into_iter()
-        .map(|k| {
+    EngineKind::compiled_in()
+        .iter()
+        .map(|&k| {
             EngineBuilder::new(RuleSet::builtin())
                 .kind(k)
                 .build()

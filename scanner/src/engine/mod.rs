@@ -68,6 +68,16 @@ impl EngineKind {
     /// Whether this build can run Hyperscan.
     pub const HYPERSCAN_AVAILABLE: bool = cfg!(feature = "hyperscan");
 
+    /// The engines this build can run on their own (not `Auto`), Rust
+    /// first.
+    pub fn compiled_in() -> &'static [EngineKind] {
+        if Self::HYPERSCAN_AVAILABLE {
+            &[EngineKind::Rust, EngineKind::Hyperscan]
+        } else {
+            &[EngineKind::Rust]
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Rust => "rust",
