@@ -151,15 +151,19 @@ impl GitHub {
         }
     }
 
+    /// An authenticated `GET`, through the shared retrying client.
+    async fn get(&self, call: &str, url: &str) -> Result<reqwest::Response, CallError> {
+        let auth = self.credentials().await?;
+        self.http
+            .send(call, &[], |c| with_headers(c.get(url), &auth))
+            .await
+    }
+
     /// `GET /repos/{repo}/secret-scanning/alerts/{number}`.
     pub async fn alert(&self, repo: &str, number: u64) -> Result<Alert, CallError> {
         let url = format!("{}/repos/{repo}/secret-scanning/alerts/{number}", self.api);
         let call = "GitHub get alert";
-        let auth = self.credentials().await?;
-        let r = self
-            .http
-            .send(call, &[], |c| with_headers(c.get(&url), &auth))
-            .await?;
+        let r = self.get(call, &url).await?;
         r.json().await.map_err(|e| CallError::decode(call, e))
     }
 
@@ -178,11 +182,7 @@ impl GitHub {
             self.api
         );
         let call = "GitHub alert locations";
-        let auth = self.credentials().await?;
-        let r = self
-            .http
-            .send(call, &[], |c| with_headers(c.get(&url), &auth))
-            .await?;
+        let r = self.get(call, &url).await?;
         let list: Vec<Location> = r.json().await.map_err(|e| CallError::decode(call, e))?;
         Ok(list
             .into_iter()
@@ -231,11 +231,7 @@ impl GitHub {
         let default_repo = scope.strip_prefix("repos/").map(str::to_string);
         let mut out = Vec::new();
         while let Some(u) = url.take() {
-            let auth = self.credentials().await?;
-            let r = self
-                .http
-                .send(call, &[], |c| with_headers(c.get(&u), &auth))
-                .await?;
+            let r = self.get(call, &u).await?;
             url = r
                 .headers()
                 .get(LINK)
