@@ -47,18 +47,20 @@ impl Baseline {
         } else {
             let mut set = HashSet::new();
             for (i, raw) in text.lines().enumerate() {
-                let line = raw.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
                 let syntax = |message: String| BaselineError::Syntax {
                     line: i + 1,
                     message,
                 };
-                if line.starts_with('{') {
-                    let f: JsonFinding = serde_json::from_str(line)
+                // A JSONL finding is taken whole: its strings may hold '#'.
+                if raw.trim_start().starts_with('{') {
+                    let f: JsonFinding = serde_json::from_str(raw)
                         .map_err(|e| syntax(format!("not a keyburn JSONL finding: {e}")))?;
                     set.insert(f.fingerprint);
+                    continue;
+                }
+                let line = raw.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
                 } else if is_fingerprint(line) {
                     set.insert(line.to_ascii_lowercase());
                 } else {
@@ -118,12 +120,12 @@ mod tests {
     const B: &str = "fedcba9876543210fedcba9876543210";
 
     #[test]
-    fn reads_reports_reports_by_line_and_plain_lists() {
+    fn reads_reports_jsonl_reports_and_plain_lists() {
         let json = format!(
             "{{\n  \"version\": 1,\n  \"findings\": [{{\"fingerprint\": \"{A}\", \"secret\": \"REDACTED\"}},\n {{\"fingerprint\": \"{B}\"}}],\n  \"stats\": {{}}\n}}\n"
         );
         let jsonl = format!(
-            "{{\"rule_id\": \"x\", \"fingerprint\": \"{A}\"}}\n{{\"fingerprint\": \"{B}\"}}\n"
+            "{{\"rule_id\": \"x\", \"fingerprint\": \"{A}\"}}\n{{\"fingerprint\": \"{B}\", \"commit\": {{\"message\": \"fix #12\"}}}}\n"
         );
         let list = format!(
             "# reviewed 2026-11-23\n{}  # test fixture\n\n{B}\n",
