@@ -323,7 +323,16 @@ pub fn scan_history(
     if opts.all_objects {
         add_unreachable_blobs(&repo, &mut blobs, &mut on_event);
     }
-    sort_by_pack_location(&repo, &mut blobs);
+    let packs = packs(&repo);
+    let per_pack = sort_by_pack_location(&packs, &mut blobs);
+    // Decoding a whole pack pays off only when much of it is wanted; a
+    // commit range wants a few blobs, which are cheaper looked up.
+    let whole: Vec<Pack> = packs
+        .into_iter()
+        .zip(per_pack)
+        .filter(|(p, n)| n * WHOLE_PACK_SHARE >= p.index.num_objects() as usize)
+        .map(|(p, _)| p)
+        .collect();
     let diff = t0.elapsed() - walk;
     let mut summary = HistorySummary {
         commits: commits.len(),
@@ -334,7 +343,7 @@ pub fn scan_history(
     };
     summary.blobs_from_packs = scan_blobs(
         engine,
-        (repo, sync, path),
+        (repo, sync, path, &whole),
         &commits,
         blobs,
         opts,
@@ -418,7 +427,8 @@ fn keyburnignore(repo: &gix::Repository) -> Option<ignore::gitignore::Gitignore>
     b.build().ok()
 }
 
-/// Commits handed to a diffing thread at a time.
+/// Commits handed to a diffing thread at a time: a commit's parent tree is
+/// usually its predecessor's tree, still in the same thread's caches.
 const DIFF_CHUNK: usize = 16;
 
 /// Phase one: which blobs each commit introduced, in parallel over commits.
@@ -437,8 +447,7 @@ fn collect_blobs(
     let mut submodules_seen = std::collections::HashSet::new();
     let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
     let mut order = Vec::new();
-    let diff_commit = |repo: &gix::Repository, bufs: &mut TreeBufs, &i: &usize| {
-        let c = &commits[i];
+    let diff_commit = |repo: &gix::Repository, bufs: &mut TreeBufs, c: &CommitNode| {
         // Parents outside the walk (hidden by --since, or cut by a shallow
         // boundary) are read from the object database.
         let olds: Vec<Option<ObjectId>> = c
@@ -465,19 +474,13 @@ fn collect_blobs(
         );
         (out, subs, res.err())
     };
-    // Newest first, in runs of consecutive commits per thread: packs store
-    // recent trees whole and older ones as deltas against them, and the
-    // delta cache keeps what was just decoded, so each older tree is one
-    // delta away from a cached base instead of a whole chain.
-    let newest_first: Vec<usize> = (0..commits.len()).rev().collect();
     fan_out(
         sync,
-        &newest_first,
+        commits,
         (threads, DIFF_CHUNK),
         TreeBufs::default,
         diff_commit,
-        |j, (out, subs, err)| {
-            let i = newest_first[j];
+        |i, (out, subs, err)| {
             for sub in subs {
                 let path = String::from_utf8_lossy(&sub).into_owned();
                 if submodules_seen.insert(path.clone()) {
@@ -558,8 +561,21 @@ fn add_unreachable_blobs(
     }
 }
 
-/// The pack index files of the repository, in name order.
-fn pack_indexes(repo: &gix::Repository) -> Vec<std::path::PathBuf> {
+/// A pack is decoded whole when at least 1 in this many of its objects is a
+/// wanted blob (in git/git's pack of 850k objects, a full history wants
+/// 262k).
+const WHOLE_PACK_SHARE: usize = 10;
+
+/// A pack of the repository: its index, opened once, and its data file.
+struct Pack {
+    index: gix::odb::pack::index::File,
+    data: std::path::PathBuf,
+}
+
+/// The repository's packs, in name order; a pack whose index cannot be
+/// read is left out (its objects are still found through the object
+/// database).
+fn packs(repo: &gix::Repository) -> Vec<Pack> {
     let dir = repo.common_dir().join("objects").join("pack");
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
@@ -571,61 +587,86 @@ fn pack_indexes(repo: &gix::Repository) -> Vec<std::path::PathBuf> {
         .unwrap_or_default();
     paths.sort();
     paths
+        .into_iter()
+        .filter_map(|p| {
+            let index = gix::odb::pack::index::File::at(&p, repo.object_hash()).ok()?;
+            Some(Pack {
+                index,
+                data: p.with_extension("pack"),
+            })
+        })
+        .collect()
 }
 
 /// Order blobs as they lie in their packs (loose objects first): reading in
 /// pack order lets consecutive deltas share their bases in the delta cache,
 /// where id order would make every read start its chain from scratch. Only
 /// the pack indexes are read (the object database's own location lookup
-/// inflates every entry to measure it).
-fn sort_by_pack_location(repo: &gix::Repository, blobs: &mut [(ObjectId, Vec<Occurrence>)]) {
-    let indexes: Vec<_> = pack_indexes(repo)
-        .iter()
-        .filter_map(|p| gix::odb::pack::index::File::at(p, repo.object_hash()).ok())
+/// inflates every entry to measure it). Returns how many of the blobs each
+/// pack holds.
+fn sort_by_pack_location(
+    packs: &[Pack],
+    blobs: &mut Vec<(ObjectId, Vec<Occurrence>)>,
+) -> Vec<usize> {
+    let mut per_pack = vec![0; packs.len()];
+    let mut keyed: Vec<_> = std::mem::take(blobs)
+        .into_iter()
+        .map(|b| {
+            let at = packs.iter().enumerate().find_map(|(n, p)| {
+                let e = p.index.lookup(b.0)?;
+                Some((n, p.index.pack_offset_at_index(e)))
+            });
+            if let Some((n, _)) = at {
+                per_pack[n] += 1;
+            }
+            (at.map_or((0, 0), |(n, offset)| (n + 1, offset)), b)
+        })
         .collect();
-    blobs.sort_by_cached_key(|(id, _)| {
-        indexes
-            .iter()
-            .enumerate()
-            .find_map(|(n, idx)| idx.lookup(id).map(|e| (n + 1, idx.pack_offset_at_index(e))))
-            .unwrap_or((0, 0))
-    });
+    keyed.sort_by_key(|(key, _)| *key);
+    *blobs = keyed.into_iter().map(|(_, b)| b).collect();
+    per_pack
 }
 
 /// Blobs handed to a scanning thread at a time: consecutive blobs (in pack
 /// order) share delta bases, so each thread keeps runs together.
 const BLOB_CHUNK: usize = 64;
 
-/// Phase two: scan each unique blob once, attribute findings. Returns how
-/// many blobs came from whole-pack decoding.
+/// Phase two: scan each unique blob once, attribute findings: first the
+/// blobs of the packs in `whole`, by decoding them whole, then the rest one
+/// by one. Returns how many blobs came from whole-pack decoding.
 fn scan_blobs(
     engine: &Engine,
-    (repo, sync, path): (gix::Repository, gix::ThreadSafeRepository, &Path),
+    (repo, sync, path, whole): (gix::Repository, gix::ThreadSafeRepository, &Path, &[Pack]),
     commits: &[CommitNode],
     blobs: Vec<(ObjectId, Vec<Occurrence>)>,
     opts: &HistoryOptions,
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) -> usize {
-    let (packs, hash) = (pack_indexes(&repo), repo.object_hash());
-    // Decoding packs whole maps them anew; the handles' own mappings would
-    // hold the same pages a second time, so they go first. Findings wait
-    // for their commit details until the repository is open again.
-    drop((repo, sync));
     let mut pending = Vec::new();
-    let done = scan_packs(engine, &packs, hash, &blobs, opts, threads, &mut |events| {
-        for (ev, commit) in events {
-            match ev {
-                Event::Finding(_) => pending.push((ev, commit)),
-                ev => on_event(ev),
+    let (done, sync) = if whole.is_empty() {
+        (Vec::new(), sync)
+    } else {
+        // Decoding packs whole maps them anew; the handles' own mappings
+        // would hold the same pages a second time, so they go first.
+        // Findings wait for their commit details until the repository is
+        // open again.
+        let hash = repo.object_hash();
+        drop((repo, sync));
+        let done = scan_packs(engine, whole, hash, &blobs, opts, threads, &mut |events| {
+            for (ev, commit) in events {
+                match ev {
+                    Event::Finding(_) => pending.push((ev, commit)),
+                    ev => on_event(ev),
+                }
             }
-        }
-    });
-    let sync = match open(path) {
-        Ok(r) => r.into_sync(),
-        Err(e) => {
-            on_event(Event::error("", e.to_string()));
-            return 0;
+        });
+        match open(path) {
+            Ok(r) => (done, r.into_sync()),
+            Err(e) => {
+                on_event(Event::error("", e.to_string()));
+                return 0;
+            }
         }
     };
     let main = sync.to_thread_local();
@@ -643,11 +684,15 @@ fn scan_blobs(
     };
     attribute(pending);
     let total = blobs.len();
-    let blobs: Vec<_> = blobs
-        .into_iter()
-        .zip(done)
-        .filter_map(|(b, d)| (!d.load(Ordering::Relaxed)).then_some(b))
-        .collect();
+    let blobs: Vec<_> = if done.is_empty() {
+        blobs
+    } else {
+        blobs
+            .into_iter()
+            .zip(done)
+            .filter_map(|(b, d)| (!d.load(Ordering::Relaxed)).then_some(b))
+            .collect()
+    };
     let from_packs = total - blobs.len();
     let init = || (Vec::new(), Scratch::default(), Vec::new());
     let work = |repo: &gix::Repository,
@@ -666,11 +711,6 @@ fn scan_blobs(
     from_packs
 }
 
-/// A pack is decoded whole when at least 1 in this many of its objects is a
-/// wanted blob (in git/git's pack of 850k objects, a full history wants
-/// 262k).
-const WHOLE_PACK_SHARE: usize = 10;
-
 /// Per-thread state that a cloned closure starts afresh.
 struct Fresh<T>(T);
 
@@ -680,14 +720,14 @@ impl<T: Default> Clone for Fresh<T> {
     }
 }
 
-/// Scan the wanted blobs that lie in packs by decoding each pack once,
+/// Scan the wanted blobs that lie in `packs` by decoding each pack once,
 /// every delta applied to a base decoded just before (gix's delta-tree
 /// traversal), instead of looking blobs up one by one. Returns which blobs
 /// were scanned; the rest (loose objects, decode errors) are left to the
 /// caller.
 fn scan_packs(
     engine: &Engine,
-    packs: &[std::path::PathBuf],
+    packs: &[Pack],
     hash: gix::hash::Kind,
     blobs: &[(ObjectId, Vec<Occurrence>)],
     opts: &HistoryOptions,
@@ -702,28 +742,15 @@ fn scan_packs(
         .enumerate()
         .map(|(i, (id, _))| (*id, i))
         .collect();
-    for idx_path in packs {
-        let (Ok(index), Ok(pack)) = (
-            gix::odb::pack::index::File::at(idx_path, hash),
-            gix::odb::pack::data::File::at(idx_path.with_extension("pack"), hash),
-        ) else {
+    for p in packs {
+        let Ok(pack) = gix::odb::pack::data::File::at(&p.data, hash) else {
             // Its blobs are read one by one by the caller, which reports
             // what cannot be read.
             continue;
         };
-        // Decoding a whole pack pays off only when much of it is wanted; a
-        // commit range wants a few blobs, which are cheaper looked up.
-        let in_pack = blobs
-            .iter()
-            .filter(|(id, _)| index.lookup(id).is_some())
-            .count();
-        if in_pack * WHOLE_PACK_SHARE < index.num_objects() as usize {
-            continue;
-        }
         let (tx, rx) = crossbeam_channel::bounded::<Vec<(Event, Option<usize>)>>(1024);
         let (wanted, done) = (&wanted, &done);
         let processor = {
-            let tx = tx.clone();
             let mut state = Fresh((Scratch::default(), Vec::new()));
             move |kind: Kind,
                   data: &[u8],
@@ -744,13 +771,12 @@ fn scan_packs(
                 Ok(())
             }
         };
-        drop(tx);
         std::thread::scope(|s| {
             s.spawn(|| {
                 // A failed traversal leaves its unscanned blobs to the
                 // caller's one-by-one reads, which report what is wrong.
                 let interrupt = AtomicBool::new(false);
-                let _ = index.traverse_with_index(
+                let _ = p.index.traverse_with_index(
                     &pack,
                     processor,
                     &mut gix::progress::Discard,
