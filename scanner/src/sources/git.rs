@@ -863,9 +863,7 @@ fn scan_bytes(
         )];
     }
     matches.clear();
-    if std::env::var_os("NOSCAN").is_none() {
-        engine.scan_blob(hay, scratch, matches);
-    }
+    engine.scan_blob(hay, scratch, matches);
     let mut events = Vec::new();
     if !matches.is_empty() {
         // collect_blobs left one occurrence per path (its oldest commit), or
