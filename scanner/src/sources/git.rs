@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
+use super::pack::{packs, Pack};
 use super::tree::{self, EntryKind};
 use super::{is_binary, Event, SkipReason};
 use crate::engine::{RawMatch, Scratch};
@@ -343,7 +344,8 @@ pub fn scan_history(
     };
     summary.blobs_from_packs = scan_blobs(
         engine,
-        (repo, sync, path, &whole),
+        &sync,
+        &whole,
         &commits,
         blobs,
         opts,
@@ -566,38 +568,6 @@ fn add_unreachable_blobs(
 /// 262k).
 const WHOLE_PACK_SHARE: usize = 10;
 
-/// A pack of the repository: its index, opened once, and its data file.
-struct Pack {
-    index: gix::odb::pack::index::File,
-    data: std::path::PathBuf,
-}
-
-/// The repository's packs, in name order; a pack whose index cannot be
-/// read is left out (its objects are still found through the object
-/// database).
-fn packs(repo: &gix::Repository) -> Vec<Pack> {
-    let dir = repo.common_dir().join("objects").join("pack");
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "idx"))
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
-    paths
-        .into_iter()
-        .filter_map(|p| {
-            let index = gix::odb::pack::index::File::at(&p, repo.object_hash()).ok()?;
-            Some(Pack {
-                index,
-                data: p.with_extension("pack"),
-            })
-        })
-        .collect()
-}
-
 /// Order blobs as they lie in their packs (loose objects first): reading in
 /// pack order lets consecutive deltas share their bases in the delta cache,
 /// where id order would make every read start its chain from scratch. Only
@@ -634,41 +604,17 @@ const BLOB_CHUNK: usize = 64;
 /// Phase two: scan each unique blob once, attribute findings: first the
 /// blobs of the packs in `whole`, by decoding them whole, then the rest one
 /// by one. Returns how many blobs came from whole-pack decoding.
+#[allow(clippy::too_many_arguments)]
 fn scan_blobs(
     engine: &Engine,
-    (repo, sync, path, whole): (gix::Repository, gix::ThreadSafeRepository, &Path, &[Pack]),
+    sync: &gix::ThreadSafeRepository,
+    whole: &[Pack],
     commits: &[CommitNode],
     blobs: Vec<(ObjectId, Vec<Occurrence>)>,
     opts: &HistoryOptions,
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) -> usize {
-    let mut pending = Vec::new();
-    let (done, sync) = if whole.is_empty() {
-        (Vec::new(), sync)
-    } else {
-        // Decoding packs whole maps them anew; the handles' own mappings
-        // would hold the same pages a second time, so they go first.
-        // Findings wait for their commit details until the repository is
-        // open again.
-        let hash = repo.object_hash();
-        drop((repo, sync));
-        let done = scan_packs(engine, whole, hash, &blobs, opts, threads, &mut |events| {
-            for (ev, commit) in events {
-                match ev {
-                    Event::Finding(_) => pending.push((ev, commit)),
-                    ev => on_event(ev),
-                }
-            }
-        });
-        match open(path) {
-            Ok(r) => (done, r.into_sync()),
-            Err(e) => {
-                on_event(Event::error("", e.to_string()));
-                return 0;
-            }
-        }
-    };
     let main = sync.to_thread_local();
     let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
     let mut attribute = |events: Vec<(Event, Option<usize>)>| {
@@ -682,17 +628,13 @@ fn scan_blobs(
             on_event(ev);
         }
     };
-    attribute(pending);
+    let done = scan_packs(engine, whole, &blobs, opts, threads, &mut attribute);
     let total = blobs.len();
-    let blobs: Vec<_> = if done.is_empty() {
-        blobs
-    } else {
-        blobs
-            .into_iter()
-            .zip(done)
-            .filter_map(|(b, d)| (!d.load(Ordering::Relaxed)).then_some(b))
-            .collect()
-    };
+    let blobs: Vec<_> = blobs
+        .into_iter()
+        .zip(done)
+        .filter_map(|(b, d)| (!d.load(Ordering::Relaxed)).then_some(b))
+        .collect();
     let from_packs = total - blobs.len();
     let init = || (Vec::new(), Scratch::default(), Vec::new());
     let work = |repo: &gix::Repository,
@@ -701,7 +643,7 @@ fn scan_blobs(
         scan_one(engine, repo, id, occ, opts, buf, scratch, matches)
     };
     fan_out(
-        &sync,
+        sync,
         &blobs,
         (threads, BLOB_CHUNK),
         init,
@@ -711,30 +653,18 @@ fn scan_blobs(
     from_packs
 }
 
-/// Per-thread state that a cloned closure starts afresh.
-struct Fresh<T>(T);
-
-impl<T: Default> Clone for Fresh<T> {
-    fn clone(&self) -> Self {
-        Fresh(T::default())
-    }
-}
-
-/// Scan the wanted blobs that lie in `packs` by decoding each pack once,
-/// every delta applied to a base decoded just before (gix's delta-tree
-/// traversal), instead of looking blobs up one by one. Returns which blobs
-/// were scanned; the rest (loose objects, decode errors) are left to the
-/// caller.
+/// Scan the wanted blobs that lie in `packs` by decoding each pack whole
+/// (see [`pack`]) instead of looking blobs up one by one. Returns which
+/// blobs were scanned; the rest (loose objects, decode errors) are left to
+/// the caller.
 fn scan_packs(
     engine: &Engine,
     packs: &[Pack],
-    hash: gix::hash::Kind,
     blobs: &[(ObjectId, Vec<Occurrence>)],
     opts: &HistoryOptions,
     threads: usize,
     on_events: &mut impl FnMut(Vec<(Event, Option<usize>)>),
 ) -> Vec<std::sync::atomic::AtomicBool> {
-    use gix::odb::pack::index::traverse::{with_index, SafetyCheck};
     use std::sync::atomic::AtomicBool;
     let done: Vec<AtomicBool> = blobs.iter().map(|_| AtomicBool::new(false)).collect();
     let wanted: HashMap<ObjectId, usize> = blobs
@@ -743,50 +673,23 @@ fn scan_packs(
         .map(|(i, (id, _))| (*id, i))
         .collect();
     for p in packs {
-        let Ok(pack) = gix::odb::pack::data::File::at(&p.data, hash) else {
-            // Its blobs are read one by one by the caller, which reports
-            // what cannot be read.
-            continue;
-        };
+        // A pack that cannot be laid out has its blobs read one by one by
+        // the caller, which reports what cannot be read.
+        let Ok(layout) = p.layout() else { continue };
         let (tx, rx) = crossbeam_channel::bounded::<Vec<(Event, Option<usize>)>>(1024);
         let (wanted, done) = (&wanted, &done);
-        let processor = {
-            let mut state = Fresh((Scratch::default(), Vec::new()));
-            move |kind: Kind,
-                  data: &[u8],
-                  entry: &gix::odb::pack::index::Entry,
-                  _: &dyn gix::progress::Progress| {
-                if kind == Kind::Blob {
-                    if let Some(&i) = wanted.get(&entry.oid) {
-                        if !done[i].swap(true, Ordering::Relaxed) {
-                            let st = &mut state;
-                            let (scratch, matches) = &mut st.0;
-                            let (id, occ) = &blobs[i];
-                            let events = scan_bytes(engine, id, occ, data, opts, scratch, matches);
-                            // The receiver outlives the traversal.
-                            let _ = tx.send(events);
-                        }
-                    }
-                }
-                Ok(())
-            }
-        };
         std::thread::scope(|s| {
-            s.spawn(|| {
-                // A failed traversal leaves its unscanned blobs to the
-                // caller's one-by-one reads, which report what is wrong.
-                let interrupt = AtomicBool::new(false);
-                let _ = p.index.traverse_with_index(
-                    &pack,
-                    processor,
-                    &mut gix::progress::Discard,
-                    &interrupt,
-                    with_index::Options {
-                        thread_limit: Some(threads),
-                        check: SafetyCheck::SkipFileAndObjectChecksumVerificationAndNoAbortOnDecodeError,
-                        alloc_limit_bytes: None,
-                    },
-                );
+            s.spawn(move || {
+                let init = || (Scratch::default(), Vec::new());
+                layout.traverse(Kind::Blob, threads, init, |(scratch, matches), v| {
+                    let Some(&i) = wanted.get(v.id) else { return };
+                    if !done[i].swap(true, Ordering::Relaxed) {
+                        let (id, occ) = &blobs[i];
+                        let events = scan_bytes(engine, id, occ, v.data, opts, scratch, matches);
+                        // The receiver outlives the traversal.
+                        let _ = tx.send(events);
+                    }
+                });
             });
             for events in rx {
                 on_events(events);

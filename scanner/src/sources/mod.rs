@@ -5,6 +5,7 @@
 
 mod fs;
 mod git;
+mod pack;
 mod tree;
 
 use std::io::Read;

@@ -1,0 +1,631 @@
+//! Packs decoded whole: every object once, each delta applied to a base
+//! decoded just before it.
+//!
+//! A pack stores most objects as deltas against another object of the same
+//! kind, in chains up to 50 deep. Reading objects one by one re-inflates a
+//! chain for every object unless a cache happens to hold its base; reading
+//! them in delta-tree order (a base, then each of its deltas, depth first)
+//! applies every delta exactly once, with only the bases on the current path
+//! in memory. Compressed bytes are read with positioned reads rather than a
+//! mapping, so what the process holds stays bounded by those paths whatever
+//! the size of the pack.
+//!
+//! Each visited object also says which of its bytes its delta inserted
+//! ("fresh" bytes): everything else was copied from its base, which was
+//! visited before it.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gix::objs::Kind;
+use gix::ObjectId;
+
+/// A pack that cannot be used at all (its objects are then read one by one).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub(super) struct PackError {
+    path: String,
+    message: String,
+}
+
+/// A pack of the repository: its index, opened once, and its data file.
+pub(super) struct Pack {
+    pub index: gix::odb::pack::index::File,
+    pub data: PathBuf,
+}
+
+/// The repository's packs, in name order; a pack whose index cannot be
+/// read is left out (its objects are still found through the object
+/// database).
+pub(super) fn packs(repo: &gix::Repository) -> Vec<Pack> {
+    let dir = repo.common_dir().join("objects").join("pack");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let index = gix::odb::pack::index::File::at(&p, repo.object_hash()).ok()?;
+            Some(Pack {
+                index,
+                data: p.with_extension("pack"),
+            })
+        })
+        .collect()
+}
+
+/// Where each object of a pack lies in its data file, with its kind and
+/// delta base, read from the entry headers.
+pub(super) struct Layout<'p> {
+    pack: &'p Pack,
+    file: File,
+    /// Objects in pack order.
+    nodes: Vec<Node>,
+    /// Children of node `i`: `children[child_start[i]..child_start[i + 1]]`.
+    child_start: Vec<u32>,
+    children: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+/// Entry types in a pack header.
+const OFS_DELTA: u8 = 6;
+const REF_DELTA: u8 = 7;
+
+#[derive(Clone, Copy)]
+struct Node {
+    offset: u64,
+    /// Where the compressed data starts and ends.
+    data: u64,
+    end: u64,
+    /// Inflated size of the entry's data (the delta's, for a delta).
+    size: u64,
+    /// Pack type: 1-4 for whole objects, 6 or 7 for deltas.
+    kind: u8,
+    /// The node this one is a delta of.
+    base: u32,
+    /// The object's position in the index (its id).
+    index: u32,
+}
+
+fn kind_of(code: u8) -> Option<Kind> {
+    match code {
+        1 => Some(Kind::Commit),
+        2 => Some(Kind::Tree),
+        3 => Some(Kind::Blob),
+        4 => Some(Kind::Tag),
+        _ => None,
+    }
+}
+
+/// Bytes read at once while parsing entry headers.
+const HEADER_CHUNK: usize = 1 << 20;
+/// Longest entry header: type and size (up to 10 bytes), and a base offset
+/// (up to 10) or id.
+const MAX_HEADER: usize = 10 + 32;
+
+impl Pack {
+    /// Read every entry's header (one sequential pass over the data file).
+    pub fn layout(&self) -> Result<Layout<'_>, PackError> {
+        let fail = |message: String| PackError {
+            path: self.data.display().to_string(),
+            message,
+        };
+        let index = &self.index;
+        let hash = index.object_hash();
+        let file = File::open(&self.data).map_err(|e| fail(e.to_string()))?;
+        let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        let trailer = hash.len_in_bytes() as u64;
+        let mut nodes: Vec<Node> = index
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Node {
+                offset: e.pack_offset,
+                data: 0,
+                end: 0,
+                size: 0,
+                kind: 0,
+                base: NONE,
+                index: i as u32,
+            })
+            .collect();
+        nodes.sort_unstable_by_key(|n| n.offset);
+        if nodes.len() >= NONE as usize {
+            return Err(fail("too many objects".into()));
+        }
+        if nodes.last().is_some_and(|n| n.offset + trailer > len) || len < 12 + trailer {
+            return Err(fail("the data file is shorter than its index says".into()));
+        }
+        for i in 0..nodes.len() {
+            nodes[i].end = nodes.get(i + 1).map_or(len - trailer, |n| n.offset);
+        }
+        let mut buf = vec![0u8; HEADER_CHUNK];
+        let (mut at, mut filled) = (0u64, 0usize);
+        let mut ref_bases = Vec::new();
+        for i in 0..nodes.len() {
+            let n = nodes[i];
+            if n.offset < at || n.offset + MAX_HEADER as u64 > at + filled as u64 {
+                at = n.offset;
+                let want = HEADER_CHUNK.min((len - at) as usize);
+                read_at(&file, &mut buf[..want], at).map_err(|e| fail(e.to_string()))?;
+                filled = want;
+            }
+            let start = (n.offset - at) as usize;
+            let avail = &buf[start..filled.min(start + (n.end - n.offset) as usize)];
+            let corrupt = || fail(format!("corrupt entry header at offset {}", n.offset));
+            let h = parse_header(avail, hash.len_in_bytes()).ok_or_else(corrupt)?;
+            let node = &mut nodes[i];
+            node.kind = h.kind;
+            node.size = h.size;
+            node.data = n.offset + h.len as u64;
+            match h.base {
+                Base::None => {}
+                Base::Offset(back) => {
+                    let target = n.offset.checked_sub(back).ok_or_else(corrupt)?;
+                    let b = nodes
+                        .binary_search_by_key(&target, |n| n.offset)
+                        .map_err(|_| corrupt())?;
+                    nodes[i].base = b as u32;
+                }
+                Base::Id(id) => ref_bases.push((i, id)),
+            }
+        }
+        for (i, id) in ref_bases {
+            // A base outside this pack (a thin pack) leaves the object to
+            // one-by-one reads.
+            if let Some(e) = index.lookup(id) {
+                let target = index.pack_offset_at_index(e);
+                if let Ok(b) = nodes.binary_search_by_key(&target, |n| n.offset) {
+                    nodes[i].base = b as u32;
+                }
+            }
+        }
+        let mut child_start = vec![0u32; nodes.len() + 1];
+        for n in &nodes {
+            if n.base != NONE {
+                child_start[n.base as usize + 1] += 1;
+            }
+        }
+        for i in 0..nodes.len() {
+            child_start[i + 1] += child_start[i];
+        }
+        let mut fill = child_start.clone();
+        let mut children = vec![0u32; child_start[nodes.len()] as usize];
+        for (i, n) in nodes.iter().enumerate() {
+            if n.base != NONE {
+                let slot = &mut fill[n.base as usize];
+                children[*slot as usize] = i as u32;
+                *slot += 1;
+            }
+        }
+        Ok(Layout {
+            pack: self,
+            file,
+            nodes,
+            child_start,
+            children,
+        })
+    }
+}
+
+impl Layout<'_> {
+    fn children(&self, i: u32) -> &[u32] {
+        let i = i as usize;
+        &self.children[self.child_start[i] as usize..self.child_start[i + 1] as usize]
+    }
+
+    fn roots(&self, kind: Kind) -> Vec<u32> {
+        (0..self.nodes.len() as u32)
+            .filter(|&i| kind_of(self.nodes[i as usize].kind) == Some(kind))
+            .collect()
+    }
+
+    fn subtree_size(&self, root: u32) -> usize {
+        let mut stack = vec![root];
+        let mut n = 0;
+        while let Some(i) = stack.pop() {
+            n += 1;
+            stack.extend_from_slice(self.children(i));
+        }
+        n
+    }
+
+    /// Objects that no traversal reaches: deltas whose base is missing or
+    /// forms a cycle, and entries of unknown type. They are left to
+    /// one-by-one reads, which report what is wrong with them.
+    pub fn unreachable(&self) -> Vec<ObjectId> {
+        let mut seen = vec![false; self.nodes.len()];
+        for root in (0..self.nodes.len() as u32).filter(|&i| self.nodes[i as usize].base == NONE) {
+            if kind_of(self.nodes[root as usize].kind).is_none() {
+                continue;
+            }
+            let mut stack = vec![root];
+            while let Some(i) = stack.pop() {
+                seen[i as usize] = true;
+                stack.extend_from_slice(self.children(i));
+            }
+        }
+        self.nodes
+            .iter()
+            .zip(seen)
+            .filter(|(_, s)| !s)
+            .map(|(n, _)| self.pack.index.oid_at_index(n.index).to_owned())
+            .collect()
+    }
+
+    /// Visit every object of `kind` in delta-tree order on `threads`
+    /// threads, each with its own state from `init`; returns the states and
+    /// the objects that could not be decoded (with why), for one-by-one
+    /// reads to retry and report.
+    pub fn traverse<S: Send>(
+        &self,
+        kind: Kind,
+        threads: usize,
+        init: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, Visit<'_>) + Sync,
+    ) -> (Vec<S>, Vec<(ObjectId, String)>) {
+        let mut roots = self.roots(kind);
+        // Biggest delta trees first, so that no thread is left with a
+        // long one at the end while the others idle.
+        let mut sized: Vec<(usize, u32)> =
+            roots.iter().map(|&r| (self.subtree_size(r), r)).collect();
+        sized.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        roots = sized.into_iter().map(|(_, r)| r).collect();
+        let next = AtomicUsize::new(0);
+        let failures = std::sync::Mutex::new(Vec::new());
+        let states = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut state = init();
+                        let mut w = Walker::default();
+                        loop {
+                            let at = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&root) = roots.get(at) else { break };
+                            let failed = w.walk(self, kind, root, &mut |v| visit(&mut state, v));
+                            if !failed.is_empty() {
+                                failures
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .extend(failed);
+                            }
+                        }
+                        state
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        (
+            states,
+            failures.into_inner().unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+/// An object handed to a traversal's visitor.
+pub(super) struct Visit<'a> {
+    pub id: &'a gix::oid,
+    pub data: &'a [u8],
+    /// Byte ranges of `data` its delta inserted (all of it for an object
+    /// stored whole); the rest was copied from its base.
+    pub fresh: &'a [Range<usize>],
+}
+
+/// One thread's buffers for depth-first decoding.
+#[derive(Default)]
+struct Walker {
+    /// Decoded object at each depth of the current path.
+    levels: Vec<Vec<u8>>,
+    compressed: Vec<u8>,
+    delta: Vec<u8>,
+    fresh: Vec<Range<usize>>,
+    stack: Vec<(u32, usize)>,
+}
+
+impl Walker {
+    /// Decode `root` and all its deltas, depth first. Returns the objects
+    /// that could not be decoded (a failed base takes its deltas along).
+    fn walk(
+        &mut self,
+        pack: &Layout,
+        kind: Kind,
+        root: u32,
+        visit: &mut dyn FnMut(Visit<'_>),
+    ) -> Vec<(ObjectId, String)> {
+        let mut failed = Vec::new();
+        self.stack.clear();
+        self.stack.push((root, 0));
+        while let Some((i, depth)) = self.stack.pop() {
+            if self.levels.len() <= depth {
+                self.levels.resize_with(depth + 1, Vec::new);
+            }
+            let node = pack.nodes[i as usize];
+            let id = pack.pack.index.oid_at_index(node.index);
+            let res = if depth == 0 {
+                let mut out = std::mem::take(&mut self.levels[0]);
+                let r = self.inflate(pack, &node, &mut out);
+                self.levels[0] = out;
+                self.fresh.clear();
+                self.fresh.push(0..self.levels[0].len());
+                r
+            } else {
+                let mut delta = std::mem::take(&mut self.delta);
+                let r = self.inflate(pack, &node, &mut delta).and_then(|()| {
+                    let (done, rest) = self.levels.split_at_mut(depth);
+                    apply_delta(&done[depth - 1], &delta, &mut rest[0], &mut self.fresh)
+                });
+                self.delta = delta;
+                r
+            };
+            match res {
+                Ok(()) => {
+                    visit(Visit {
+                        id,
+                        data: &self.levels[depth],
+                        fresh: &self.fresh,
+                    });
+                    self.stack
+                        .extend(pack.children(i).iter().map(|&c| (c, depth + 1)));
+                }
+                Err(message) => {
+                    let mut lost = vec![i];
+                    while let Some(l) = lost.pop() {
+                        let id = pack.pack.index.oid_at_index(pack.nodes[l as usize].index);
+                        let why = if l == i {
+                            message.clone()
+                        } else {
+                            format!("its delta base {} cannot be decoded", id)
+                        };
+                        failed.push((
+                            id.to_owned(),
+                            format!("{kind} in {}: {why}", pack.pack.data.display()),
+                        ));
+                        lost.extend_from_slice(pack.children(l));
+                    }
+                }
+            }
+        }
+        failed
+    }
+
+    /// Inflate a node's data into `out`.
+    fn inflate(&mut self, pack: &Layout, node: &Node, out: &mut Vec<u8>) -> Result<(), String> {
+        let len = node
+            .end
+            .checked_sub(node.data)
+            .ok_or("entry overlaps the next one")? as usize;
+        self.compressed.resize(len, 0);
+        read_at(&pack.file, &mut self.compressed, node.data).map_err(|e| e.to_string())?;
+        let size = usize::try_from(node.size).map_err(|_| "object too large")?;
+        out.clear();
+        out.resize(size, 0);
+        let (got, code) =
+            zlib_rs::decompress_slice(out, &self.compressed, zlib_rs::InflateConfig::default());
+        if code != zlib_rs::ReturnCode::Ok || got.len() != size {
+            return Err(format!(
+                "cannot inflate the entry at offset {} ({code:?})",
+                node.offset
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(file, buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Base {
+    None,
+    /// Distance back from the entry.
+    Offset(u64),
+    Id(ObjectId),
+}
+
+struct Header {
+    kind: u8,
+    size: u64,
+    len: usize,
+    base: Base,
+}
+
+/// Parse an entry header: type and inflated size, then the delta base.
+fn parse_header(b: &[u8], hash_len: usize) -> Option<Header> {
+    let mut c = *b.first()?;
+    let kind = (c >> 4) & 7;
+    let mut size = u64::from(c & 15);
+    let (mut i, mut shift) = (1, 4);
+    while c & 0x80 != 0 {
+        c = *b.get(i)?;
+        i += 1;
+        if shift > 57 {
+            return None;
+        }
+        size |= u64::from(c & 0x7f) << shift;
+        shift += 7;
+    }
+    let base = match kind {
+        OFS_DELTA => {
+            c = *b.get(i)?;
+            i += 1;
+            let mut back = u64::from(c & 0x7f);
+            while c & 0x80 != 0 {
+                c = *b.get(i)?;
+                i += 1;
+                back = back.checked_add(1)?.checked_mul(128)? | u64::from(c & 0x7f);
+            }
+            Base::Offset(back)
+        }
+        REF_DELTA => {
+            let id = ObjectId::try_from(b.get(i..i + hash_len)?).ok()?;
+            i += hash_len;
+            Base::Id(id)
+        }
+        1..=4 => Base::None,
+        _ => return None,
+    };
+    Some(Header {
+        kind,
+        size,
+        len: i,
+        base,
+    })
+}
+
+/// A little-endian base-128 size at the start of a delta.
+fn delta_size(d: &[u8], pos: &mut usize) -> Result<usize, String> {
+    let (mut v, mut shift) = (0usize, 0);
+    loop {
+        let c = *d.get(*pos).ok_or("truncated delta")?;
+        *pos += 1;
+        if shift > 56 {
+            return Err("delta size overflows".into());
+        }
+        v |= usize::from(c & 0x7f) << shift;
+        shift += 7;
+        if c & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+}
+
+/// Apply git delta `delta` to `base` into `out`; `fresh` receives the
+/// ranges of `out` the delta inserted (adjacent inserts merged).
+pub(super) fn apply_delta(
+    base: &[u8],
+    delta: &[u8],
+    out: &mut Vec<u8>,
+    fresh: &mut Vec<Range<usize>>,
+) -> Result<(), String> {
+    let mut pos = 0;
+    if delta_size(delta, &mut pos)? != base.len() {
+        return Err("delta does not fit its base".into());
+    }
+    let size = delta_size(delta, &mut pos)?;
+    out.clear();
+    out.reserve(size);
+    fresh.clear();
+    while pos < delta.len() {
+        let op = delta[pos];
+        pos += 1;
+        if op & 0x80 != 0 {
+            let mut arg = [0u32; 2];
+            for (bit, (slot, shift)) in [(0, 0), (0, 8), (0, 16), (0, 24), (1, 0), (1, 8), (1, 16)]
+                .into_iter()
+                .enumerate()
+            {
+                if op & (1 << bit) != 0 {
+                    let b = *delta.get(pos).ok_or("truncated delta")?;
+                    pos += 1;
+                    arg[slot] |= u32::from(b) << shift;
+                }
+            }
+            let (from, mut len) = (arg[0] as usize, arg[1] as usize);
+            if len == 0 {
+                len = 0x10000;
+            }
+            let src = base
+                .get(from..from.checked_add(len).ok_or("bad delta copy")?)
+                .ok_or("delta copies past the end of its base")?;
+            out.extend_from_slice(src);
+        } else if op != 0 {
+            let n = usize::from(op);
+            let src = delta.get(pos..pos + n).ok_or("truncated delta")?;
+            pos += n;
+            let at = out.len();
+            match fresh.last_mut() {
+                Some(last) if last.end == at => last.end = at + n,
+                _ => fresh.push(at..at + n),
+            }
+            out.extend_from_slice(src);
+        } else {
+            return Err("reserved delta opcode 0".into());
+        }
+        if out.len() > size {
+            return Err("delta writes past its declared size".into());
+        }
+    }
+    if out.len() != size {
+        return Err("delta result is shorter than declared".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_copy_and_insert_and_report_inserted_ranges() {
+        let base = b"0123456789abcdef";
+        // size 16 -> 11: copy 4 bytes from 2, insert "XY", copy 5 from 10.
+        let delta = [16, 11, 0x91, 2, 4, 2, b'X', b'Y', 0x91, 10, 5];
+        let (mut out, mut fresh) = (Vec::new(), Vec::new());
+        apply_delta(base, &delta, &mut out, &mut fresh).unwrap();
+        assert_eq!(out, b"2345XYabcde");
+        assert_eq!(fresh, [4..6]);
+    }
+
+    #[test]
+    fn broken_deltas_are_errors_not_panics() {
+        let base = b"0123456789";
+        let (mut out, mut fresh) = (Vec::new(), Vec::new());
+        for delta in [
+            &[11u8, 4, 0x91, 0, 4][..], // wrong base size
+            &[10, 4, 0x91, 8, 4],       // copy past the base's end
+            &[10, 4, 5, b'a'],          // insert past the delta's end
+            &[10, 4, 0],                // reserved opcode
+            &[10, 9, 0x91, 0, 4],       // shorter than declared
+            &[10, 2, 0x91, 0, 4],       // longer than declared
+            &[10],                      // no result size
+            &[
+                0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1,
+            ],
+        ] {
+            assert!(
+                apply_delta(base, delta, &mut out, &mut fresh).is_err(),
+                "{delta:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_headers_give_type_size_and_base() {
+        // A blob of 300 bytes: type 3, size 300 = 0b1_0010_1100.
+        let h = parse_header(&[0x80 | 0x30 | 0xc, 0x12], 20).unwrap();
+        assert_eq!((h.kind, h.size, h.len), (3, 300, 2));
+        // An offset delta 200 bytes back: 200 = ((0 + 1) << 7) | 72.
+        let h = parse_header(&[0x60 | 5, 0x80, 72], 20).unwrap();
+        assert!(matches!(h.base, Base::Offset(200)));
+        assert_eq!((h.kind, h.size, h.len), (OFS_DELTA, 5, 3));
+        assert!(parse_header(&[0x50], 20).is_none(), "type 5 is reserved");
+        assert!(parse_header(&[0xb0], 20).is_none(), "truncated size");
+        assert!(
+            parse_header(&[0x70, 1, 2], 20).is_none(),
+            "truncated base id"
+        );
+    }
+}
