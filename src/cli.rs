@@ -210,6 +210,19 @@ pub struct ScanArgs {
     /// History: also scan blobs that no ref reaches (dangling objects).
     #[arg(long)]
     pub all_objects: bool,
+    /// History: how to find what each commit introduced: `packs` scans
+    /// every stored blob, then looks up where the few with findings were
+    /// introduced (fastest for a whole history); `diff` compares each
+    /// commit's trees with its parents' (fastest for a range); `auto`
+    /// picks packs unless --since or --range is given. Same findings.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        default_value = "auto",
+        env = "KEYBURN_HISTORY_STRATEGY"
+    )]
+    pub history_strategy: StrategyChoice,
     /// Scan what is staged for commit (added and changed lines only).
     #[arg(long, conflicts_with_all = ["history", "since", "range", "branch", "all_objects"])]
     pub staged: bool,
@@ -252,6 +265,13 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyChoice {
+    Auto,
+    Packs,
+    Diff,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use keyburn_scanner::engine::EngineKind;
 use keyburn_scanner::report::{self, Baseline, Format, HumanOptions, Report};
-use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, WalkOptions};
+use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, Strategy, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
 
-use crate::cli::{ColorChoice, EngineChoice, OutputFormat, ScanArgs};
+use crate::cli::{ColorChoice, EngineChoice, OutputFormat, ScanArgs, StrategyChoice};
 use crate::rules_cmd::load_rules;
 use crate::EXIT_ERROR;
 
@@ -84,6 +84,11 @@ impl ScanConfig {
                         range: a.range.clone(),
                         all_commits: a.all_commits,
                         all_objects: a.all_objects,
+                        strategy: match a.history_strategy {
+                            StrategyChoice::Auto => Strategy::Auto,
+                            StrategyChoice::Packs => Strategy::Packs,
+                            StrategyChoice::Diff => Strategy::Diff,
+                        },
                         max_file_size: a.max_file_size,
                         threads: a.threads,
                     },
@@ -155,12 +160,17 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             }
             if cfg.verbose {
                 eprintln!(
-                    "keyburn: history: {} commits, {} unique blobs, {} of them decoded pack by pack \
-                     (walk {:.2} s, tree diffs {:.2} s, blob scan {:.2} s)",
+                    "keyburn: history ({} strategy): {} commits, {} unique blobs, {} of them \
+                     decoded pack by pack (walk {:.2} s, {} {:.2} s, blob scan {:.2} s)",
+                    summary.strategy.as_str(),
                     summary.commits,
                     summary.blobs,
                     summary.blobs_from_packs,
                     summary.walk.as_secs_f64(),
+                    match summary.strategy {
+                        Strategy::Packs => "trees and attribution",
+                        _ => "tree diffs",
+                    },
                     summary.diff.as_secs_f64(),
                     summary.scan.as_secs_f64()
                 );

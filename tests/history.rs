@@ -57,21 +57,49 @@ fn commit_file(dir: &Path, rel: &str, content: &str, msg: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// Scan `dir` with the default history strategy, checking that both
+/// strategies report exactly the same (findings, warnings, exit status).
 fn scan_json(dir: &Path, args: &[&str]) -> (Value, i32, String) {
-    let out = Command::cargo_bin("keyburn")
-        .unwrap()
-        .arg("scan")
-        .arg(dir)
-        .args(["-f", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        doc,
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = |strategy: &str| {
+        let out = Command::cargo_bin("keyburn")
+            .unwrap()
+            .arg("scan")
+            .arg(dir)
+            .args(["-f", "json"])
+            .args(args)
+            .env("KEYBURN_HISTORY_STRATEGY", strategy)
+            .output()
+            .unwrap();
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            doc,
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let comparable = |(doc, code, stderr): &(Value, i32, String)| {
+        let mut found: Vec<String> = doc["findings"]
+            .as_array()
+            .map(|a| a.iter().map(Value::to_string).collect())
+            .unwrap_or_default();
+        found.sort();
+        // All but the -v summary, which names the strategy.
+        let mut lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.starts_with("keyburn: history ("))
+            .collect();
+        lines.sort();
+        (found, *code, lines.join("\n"))
+    };
+    let auto = run("auto");
+    for strategy in ["diff", "packs"] {
+        assert_eq!(
+            comparable(&run(strategy)),
+            comparable(&auto),
+            "{strategy} and auto differ on {args:?}"
+        );
+    }
+    auto
 }
 
 fn findings(doc: &Value) -> Vec<(String, String, String)> {

@@ -21,6 +21,7 @@ use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
 use super::pack::{packs, Pack};
+use super::packed;
 use super::tree::{self, EntryKind};
 use super::{is_binary, Event, SkipReason};
 use crate::engine::{RawMatch, Scratch};
@@ -60,6 +61,32 @@ pub struct HistoryOptions {
     pub max_file_size: u64,
     /// Worker threads; 0 picks one per core.
     pub threads: usize,
+    pub strategy: Strategy,
+}
+
+/// How a history scan finds what each commit introduced. Both strategies
+/// give the same findings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Packs for a whole history (every ref, or a branch), diffs for
+    /// `since` and `range`.
+    #[default]
+    Auto,
+    /// Compare each commit's trees with its parents' (see [`tree`]).
+    Diff,
+    /// Scan every stored blob, then find where the few that matter were
+    /// introduced (see [`packed`]).
+    Packs,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Diff => "diff",
+            Strategy::Packs => "packs",
+        }
+    }
 }
 
 /// What a history scan walked, and how long each phase took.
@@ -70,8 +97,11 @@ pub struct HistorySummary {
     /// Blobs read by decoding whole packs rather than one by one.
     pub blobs_from_packs: usize,
     pub walk: std::time::Duration,
+    /// Tree diffs, or (packs) the tree phase and attribution.
     pub diff: std::time::Duration,
     pub scan: std::time::Duration,
+    /// The strategy that ran.
+    pub strategy: Strategy,
 }
 
 fn open(path: &Path) -> Result<gix::Repository, GitError> {
@@ -145,10 +175,10 @@ fn tips(
     Ok((tips, hidden))
 }
 
-struct CommitNode {
-    id: ObjectId,
-    tree: ObjectId,
-    parents: Vec<ObjectId>,
+pub(super) struct CommitNode {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
     time: i64,
 }
 
@@ -247,10 +277,10 @@ fn introduced(
 }
 
 /// An occurrence of a blob in history.
-struct Occurrence {
+pub(super) struct Occurrence {
     /// Interned: the same path string is shared by all its occurrences.
-    path: std::sync::Arc<str>,
-    commit: usize,
+    pub path: std::sync::Arc<str>,
+    pub commit: usize,
 }
 
 /// Scan the history of the repository at `path`, calling `on_event` on the
@@ -308,19 +338,33 @@ pub fn scan_history(
         opts.threads
     };
     let walk = t0.elapsed();
+    let packs_first = match opts.strategy {
+        Strategy::Auto => opts.since.is_none() && opts.range.is_none(),
+        Strategy::Packs => true,
+        Strategy::Diff => false,
+    };
+    if packs_first && packed::applicable(&repo) {
+        match packed::scan(engine, &repo, &commits, opts, threads, &mut on_event) {
+            Ok(out) => {
+                return Ok(HistorySummary {
+                    commits: commits.len(),
+                    blobs: out.blobs,
+                    blobs_from_packs: out.from_packs,
+                    walk,
+                    diff: out.tree_phase,
+                    scan: out.blob_phase,
+                    strategy: Strategy::Packs,
+                })
+            }
+            Err(e) => on_event(Event::error(
+                "",
+                format!("{e}; reading objects one by one instead"),
+            )),
+        }
+    }
     let sync = repo.clone().into_sync();
     let mut blobs = collect_blobs(&sync, &commits, threads, opts.all_commits, &mut on_event);
-    if let Some(ignore) = keyburnignore(&repo) {
-        // Paths the project excludes from scans stay excluded in history.
-        for (_, occ) in blobs.iter_mut() {
-            occ.retain(|o| {
-                !ignore
-                    .matched_path_or_any_parents(&*o.path, false)
-                    .is_ignore()
-            });
-        }
-        blobs.retain(|(_, occ)| !occ.is_empty());
-    }
+    drop_ignored(&repo, &mut blobs);
     if opts.all_objects {
         add_unreachable_blobs(&repo, &mut blobs, &mut on_event);
     }
@@ -340,6 +384,7 @@ pub fn scan_history(
         blobs: blobs.len(),
         walk,
         diff,
+        strategy: Strategy::Diff,
         ..Default::default()
     };
     summary.blobs_from_packs = scan_blobs(
@@ -417,16 +462,25 @@ fn fan_out<T: Sync, S, R: Send>(
     });
 }
 
-/// The `.keyburnignore` at the root of the work tree, if any.
-fn keyburnignore(repo: &gix::Repository) -> Option<ignore::gitignore::Gitignore> {
-    let root = repo.workdir()?;
+/// Paths the project excludes from scans (the `.keyburnignore` at the root
+/// of the work tree) stay excluded in history.
+pub(super) fn drop_ignored(repo: &gix::Repository, blobs: &mut Vec<(ObjectId, Vec<Occurrence>)>) {
+    let Some(root) = repo.workdir() else { return };
     let file = root.join(".keyburnignore");
     if !file.is_file() {
-        return None;
+        return;
     }
     let mut b = ignore::gitignore::GitignoreBuilder::new(root);
     b.add(&file);
-    b.build().ok()
+    let Ok(ignore) = b.build() else { return };
+    for (_, occ) in blobs.iter_mut() {
+        occ.retain(|o| {
+            !ignore
+                .matched_path_or_any_parents(&*o.path, false)
+                .is_ignore()
+        });
+    }
+    blobs.retain(|(_, occ)| !occ.is_empty());
 }
 
 /// Commits handed to a diffing thread at a time: a commit's parent tree is
@@ -442,13 +496,7 @@ fn collect_blobs(
     on_event: &mut impl FnMut(Event),
 ) -> Vec<(ObjectId, Vec<Occurrence>)> {
     let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
-    // Occurrences are folded in as commits finish, so memory holds one
-    // entry per (blob, path) (per commit with `all_commits`), with paths
-    // interned, rather than every commit's full change list.
-    let mut paths: HashMap<Vec<u8>, std::sync::Arc<str>> = HashMap::new();
-    let mut submodules_seen = std::collections::HashSet::new();
-    let mut by_blob: HashMap<ObjectId, Vec<Occurrence>> = HashMap::new();
-    let mut order = Vec::new();
+    let mut intro = Introductions::new(all_commits);
     let diff_commit = |repo: &gix::Repository, bufs: &mut TreeBufs, c: &CommitNode| {
         // Parents outside the walk (hidden by --since, or cut by a shallow
         // boundary) are read from the object database.
@@ -483,51 +531,94 @@ fn collect_blobs(
         TreeBufs::default,
         diff_commit,
         |i, (out, subs, err)| {
-            for sub in subs {
-                let path = String::from_utf8_lossy(&sub).into_owned();
-                if submodules_seen.insert(path.clone()) {
-                    on_event(Event::Skipped {
-                        path,
-                        reason: SkipReason::Submodule,
-                    });
-                }
-            }
             if let Some(message) = err {
                 on_event(Event::error(format!("commit {}", commits[i].id), message));
             }
-            for (blob, path) in out {
-                let path = match paths.get(&path) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p: std::sync::Arc<str> = String::from_utf8_lossy(&path).into();
-                        paths.insert(path, p.clone());
-                        p
-                    }
-                };
-                let occ = by_blob.entry(blob).or_insert_with(|| {
-                    order.push(blob);
-                    Vec::new()
-                });
-                match occ.iter_mut().find(|o| o.path == path) {
-                    // Commits finish out of order: keep the oldest per path.
-                    Some(o) if !all_commits => o.commit = o.commit.min(i),
-                    _ => occ.push(Occurrence { path, commit: i }),
-                }
-            }
+            intro.add(i, out, subs, on_event);
         },
     );
-    order
-        .into_iter()
-        .map(|b| {
-            let mut occ = by_blob.remove(&b).unwrap_or_default();
-            occ.sort_by(|a, b| (&a.path, a.commit).cmp(&(&b.path, b.commit)));
-            (b, occ)
-        })
-        .collect()
+    intro.finish()
+}
+
+/// Where blobs were introduced, folded in commit by commit: memory holds
+/// one entry per (blob, path) (per commit with `all_commits`), with paths
+/// interned, rather than every commit's full change list.
+pub(super) struct Introductions {
+    all_commits: bool,
+    paths: HashMap<Vec<u8>, std::sync::Arc<str>>,
+    submodules_seen: std::collections::HashSet<String>,
+    by_blob: HashMap<ObjectId, Vec<Occurrence>>,
+    order: Vec<ObjectId>,
+}
+
+impl Introductions {
+    pub fn new(all_commits: bool) -> Introductions {
+        Introductions {
+            all_commits,
+            paths: HashMap::new(),
+            submodules_seen: Default::default(),
+            by_blob: HashMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// What commit `commit` (an index into the oldest-first commit list)
+    /// introduced: blobs with their paths, and submodules (reported once
+    /// per path).
+    pub fn add(
+        &mut self,
+        commit: usize,
+        blobs: Vec<(ObjectId, Vec<u8>)>,
+        submodules: Vec<Vec<u8>>,
+        on_event: &mut impl FnMut(Event),
+    ) {
+        for sub in submodules {
+            let path = String::from_utf8_lossy(&sub).into_owned();
+            if self.submodules_seen.insert(path.clone()) {
+                on_event(Event::Skipped {
+                    path,
+                    reason: SkipReason::Submodule,
+                });
+            }
+        }
+        for (blob, path) in blobs {
+            let path = match self.paths.get(&path) {
+                Some(p) => p.clone(),
+                None => {
+                    let p: std::sync::Arc<str> = String::from_utf8_lossy(&path).into();
+                    self.paths.insert(path, p.clone());
+                    p
+                }
+            };
+            let order = &mut self.order;
+            let occ = self.by_blob.entry(blob).or_insert_with(|| {
+                order.push(blob);
+                Vec::new()
+            });
+            match occ.iter_mut().find(|o| o.path == path) {
+                // Commits may finish out of order: keep the oldest per path.
+                Some(o) if !self.all_commits => o.commit = o.commit.min(commit),
+                _ => occ.push(Occurrence { path, commit }),
+            }
+        }
+    }
+
+    /// Every introduced blob with its occurrences, sorted by path and
+    /// commit, in the order blobs were first seen.
+    pub fn finish(mut self) -> Vec<(ObjectId, Vec<Occurrence>)> {
+        self.order
+            .into_iter()
+            .map(|b| {
+                let mut occ = self.by_blob.remove(&b).unwrap_or_default();
+                occ.sort_by(|a, b| (&a.path, a.commit).cmp(&(&b.path, b.commit)));
+                (b, occ)
+            })
+            .collect()
+    }
 }
 
 /// Marks an occurrence with no commit (an unreachable blob).
-const NO_COMMIT: usize = usize::MAX;
+pub(super) const NO_COMMIT: usize = usize::MAX;
 
 /// Every blob in the object database that no walked commit introduced,
 /// reported under a pseudo-path naming its id.
@@ -615,19 +706,8 @@ fn scan_blobs(
     threads: usize,
     on_event: &mut impl FnMut(Event),
 ) -> usize {
-    let main = sync.to_thread_local();
-    let mut infos: HashMap<usize, CommitInfo> = HashMap::new();
-    let mut attribute = |events: Vec<(Event, Option<usize>)>| {
-        for (mut ev, commit) in events {
-            if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
-                let info = infos
-                    .entry(c)
-                    .or_insert_with(|| commit_info(&main, &commits[c].id));
-                f.commit = Some(info.clone());
-            }
-            on_event(ev);
-        }
-    };
+    let mut commit_details = CommitDetails::new(sync.to_thread_local(), commits);
+    let mut attribute = |events| commit_details.attach(events, on_event);
     let done = scan_packs(engine, whole, &blobs, opts, threads, &mut attribute);
     let total = blobs.len();
     let blobs: Vec<_> = blobs
@@ -742,47 +822,12 @@ fn scan_bytes(
     scratch: &mut Scratch,
     matches: &mut Vec<RawMatch>,
 ) -> Vec<(Event, Option<usize>)> {
-    let first = occ.first().map(|o| &*o.path).unwrap_or("");
-    if hay.len() as u64 > opts.max_file_size {
-        let reason = SkipReason::TooLarge {
-            size: hay.len() as u64,
-            limit: opts.max_file_size,
-        };
-        return vec![(
-            Event::Skipped {
-                path: format!("{first} (blob {id})"),
-                reason,
-            },
-            None,
-        )];
-    }
-    if is_binary(hay) {
-        return vec![(
-            Event::Skipped {
-                path: format!("{first} (blob {id})"),
-                reason: SkipReason::Binary,
-            },
-            None,
-        )];
+    if let Some(reason) = skip_reason(hay, opts) {
+        return vec![(skipped(id, occ, reason), None)];
     }
     matches.clear();
     engine.scan_blob(hay, scratch, matches);
-    let mut events = Vec::new();
-    if !matches.is_empty() {
-        // collect_blobs left one occurrence per path (its oldest commit), or
-        // one per commit with `all_commits`.
-        for o in occ {
-            let mut lines = LineIndex::new();
-            for m in matches
-                .iter()
-                .filter(|m| engine.applies_to(m.rule, &o.path))
-            {
-                let f = Finding::new(&engine.rules()[m.rule], &o.path, hay, m, &mut lines);
-                let commit = (o.commit != NO_COMMIT).then_some(o.commit);
-                events.push((Event::Finding(Box::new(f)), commit));
-            }
-        }
-    }
+    let mut events = finding_events(engine, occ, hay, matches);
     events.push((
         Event::Scanned {
             bytes: hay.len() as u64,
@@ -790,6 +835,92 @@ fn scan_bytes(
         None,
     ));
     events
+}
+
+/// Why a blob is not scanned, if it is not.
+pub(super) fn skip_reason(hay: &[u8], opts: &HistoryOptions) -> Option<SkipReason> {
+    if hay.len() as u64 > opts.max_file_size {
+        Some(SkipReason::TooLarge {
+            size: hay.len() as u64,
+            limit: opts.max_file_size,
+        })
+    } else if is_binary(hay) {
+        Some(SkipReason::Binary)
+    } else {
+        None
+    }
+}
+
+/// The event for a blob left unscanned, named by its first path.
+pub(super) fn skipped(id: &ObjectId, occ: &[Occurrence], reason: SkipReason) -> Event {
+    let first = occ.first().map(|o| &*o.path).unwrap_or("");
+    Event::Skipped {
+        path: format!("{first} (blob {id})"),
+        reason,
+    }
+}
+
+/// The findings of blob `hay` at each of its occurrences (one per path, its
+/// oldest commit, or one per commit with `all_commits`), where each rule
+/// applies to the path.
+pub(super) fn finding_events(
+    engine: &Engine,
+    occ: &[Occurrence],
+    hay: &[u8],
+    matches: &[RawMatch],
+) -> Vec<(Event, Option<usize>)> {
+    let mut events = Vec::new();
+    if matches.is_empty() {
+        return events;
+    }
+    for o in occ {
+        let mut lines = LineIndex::new();
+        for m in matches
+            .iter()
+            .filter(|m| engine.applies_to(m.rule, &o.path))
+        {
+            let f = Finding::new(&engine.rules()[m.rule], &o.path, hay, m, &mut lines);
+            let commit = (o.commit != NO_COMMIT).then_some(o.commit);
+            events.push((Event::Finding(Box::new(f)), commit));
+        }
+    }
+    events
+}
+
+/// Commit details for findings, read once per commit.
+pub(super) struct CommitDetails<'c> {
+    repo: gix::Repository,
+    commits: &'c [CommitNode],
+    infos: HashMap<usize, CommitInfo>,
+}
+
+impl<'c> CommitDetails<'c> {
+    pub fn new(repo: gix::Repository, commits: &'c [CommitNode]) -> CommitDetails<'c> {
+        CommitDetails {
+            repo,
+            commits,
+            infos: HashMap::new(),
+        }
+    }
+
+    /// Pass `events` on, each finding with the details of its commit (an
+    /// index into the commit list).
+    pub fn attach(
+        &mut self,
+        events: Vec<(Event, Option<usize>)>,
+        on_event: &mut impl FnMut(Event),
+    ) {
+        for (mut ev, commit) in events {
+            if let (Event::Finding(f), Some(c)) = (&mut ev, commit) {
+                let info = self
+                    .infos
+                    .entry(c)
+                    .or_insert_with(|| commit_info(&self.repo, &self.commits[c].id));
+                f.commit = Some(info.clone());
+            }
+            on_event(ev);
+        }
+    }
 }
 
 fn commit_info(repo: &gix::Repository, id: &ObjectId) -> CommitInfo {

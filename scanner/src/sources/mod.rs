@@ -6,6 +6,7 @@
 mod fs;
 mod git;
 mod pack;
+mod packed;
 mod tree;
 
 use std::io::Read;
@@ -14,7 +15,9 @@ use crate::engine::{Engine, RawMatch, Scratch};
 use crate::finding::{Finding, LineIndex};
 
 pub use fs::{walk, WalkOptions};
-pub use git::{is_repository, scan_history, scan_staged, GitError, HistoryOptions, HistorySummary};
+pub use git::{
+    is_repository, scan_history, scan_staged, GitError, HistoryOptions, HistorySummary, Strategy,
+};
 
 /// Why a file was not scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
