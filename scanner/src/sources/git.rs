@@ -344,6 +344,10 @@ pub fn scan_history(
         Strategy::Diff => false,
     };
     if packs_first && packed::applicable(&repo) {
+        // The walk mapped the packs' commit pages; a fresh handle starts
+        // with none mapped (packs are read with positioned reads).
+        drop(repo);
+        repo = open(path)?;
         match packed::scan(engine, &repo, &commits, opts, threads, &mut on_event) {
             Ok(out) => {
                 return Ok(HistorySummary {

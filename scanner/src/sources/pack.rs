@@ -322,13 +322,23 @@ pub(super) struct Visit<'a> {
 /// One thread's buffers for depth-first decoding.
 #[derive(Default)]
 struct Walker {
-    /// Decoded object at each depth of the current path.
+    /// Decoded objects on the current path that still have deltas to
+    /// apply: a base is kept only while a sibling of the object decoded
+    /// from it waits, so a chain of single deltas needs two buffers.
     levels: Vec<Vec<u8>>,
+    spare: Vec<u8>,
     compressed: Vec<u8>,
     delta: Vec<u8>,
     fresh: Vec<Range<usize>>,
+    /// Objects to decode, with the level holding their base.
     stack: Vec<(u32, usize)>,
 }
+
+/// The stack's mark for an object stored whole.
+const NO_BASE: usize = usize::MAX;
+/// Buffers that grew past this are freed after their delta tree, so one
+/// huge object does not pin its size for the rest of the pack.
+const KEEP_CAPACITY: usize = 8 << 20;
 
 impl Walker {
     /// Decode `root` and all its deltas, depth first. Returns the objects
@@ -342,14 +352,20 @@ impl Walker {
     ) -> Vec<(ObjectId, String)> {
         let mut failed = Vec::new();
         self.stack.clear();
-        self.stack.push((root, 0));
-        while let Some((i, depth)) = self.stack.pop() {
-            if self.levels.len() <= depth {
-                self.levels.resize_with(depth + 1, Vec::new);
+        self.stack.push((root, NO_BASE));
+        while let Some((i, base)) = self.stack.pop() {
+            // The last delta of a base takes the base's level: the base is
+            // no longer needed once it is applied.
+            let level = match base {
+                NO_BASE => 0,
+                b if self.stack.last().map(|t| t.1) != Some(b) => b,
+                b => b + 1,
+            };
+            if self.levels.len() <= level {
+                self.levels.resize_with(level + 1, Vec::new);
             }
             let node = pack.nodes[i as usize];
-            let id = pack.pack.index.oid_at_index(node.index);
-            let res = if depth == 0 {
+            let res = if base == NO_BASE {
                 let mut out = std::mem::take(&mut self.levels[0]);
                 let r = self.inflate(pack, &node, &mut out);
                 self.levels[0] = out;
@@ -359,30 +375,33 @@ impl Walker {
             } else {
                 let mut delta = std::mem::take(&mut self.delta);
                 let r = self.inflate(pack, &node, &mut delta).and_then(|()| {
-                    let (done, rest) = self.levels.split_at_mut(depth);
-                    apply_delta(&done[depth - 1], &delta, &mut rest[0], &mut self.fresh)
+                    apply_delta(&self.levels[base], &delta, &mut self.spare, &mut self.fresh)
                 });
                 self.delta = delta;
+                if r.is_ok() {
+                    std::mem::swap(&mut self.levels[level], &mut self.spare);
+                }
                 r
             };
             match res {
                 Ok(()) => {
                     visit(Visit {
-                        id,
-                        data: &self.levels[depth],
+                        id: pack.pack.index.oid_at_index(node.index),
+                        data: &self.levels[level],
                         fresh: &self.fresh,
                     });
                     self.stack
-                        .extend(pack.children(i).iter().map(|&c| (c, depth + 1)));
+                        .extend(pack.children(i).iter().map(|&c| (c, level)));
                 }
                 Err(message) => {
+                    let own = pack.pack.index.oid_at_index(node.index);
                     let mut lost = vec![i];
                     while let Some(l) = lost.pop() {
                         let id = pack.pack.index.oid_at_index(pack.nodes[l as usize].index);
                         let why = if l == i {
                             message.clone()
                         } else {
-                            format!("its delta base {} cannot be decoded", id)
+                            format!("its delta base {own} cannot be decoded")
                         };
                         failed.push((
                             id.to_owned(),
@@ -391,6 +410,11 @@ impl Walker {
                         lost.extend_from_slice(pack.children(l));
                     }
                 }
+            }
+        }
+        for buf in self.levels.iter_mut().chain([&mut self.spare, &mut self.delta]) {
+            if buf.capacity() > KEEP_CAPACITY {
+                *buf = Vec::new();
             }
         }
         failed

@@ -400,18 +400,23 @@ impl Bits {
 }
 
 /// A tree entry kept in the table.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Kept {
     name: u32,
     kind: EntryKind,
     id: ObjectId,
 }
 
-/// Trees recorded by one thread: entries kept, names interned.
+/// Trees recorded by one thread, with names and entries interned: the same
+/// subtree under the same name recurs in thousands of trees (git/git's
+/// 382k trees hold 10M subtree entries, 0.4M of them distinct).
 #[derive(Default)]
 struct Part {
     trees: Vec<(ObjectId, u32, u32)>,
-    entries: Vec<Kept>,
+    /// Each tree's kept entries, as indexes into `kept`.
+    entries: Vec<u32>,
+    kept: Vec<Kept>,
+    kept_ids: std::collections::HashMap<Kept, u32>,
     names: Vec<Box<[u8]>>,
     name_ids: std::collections::HashMap<Box<[u8]>, u32>,
     errors: Vec<String>,
@@ -458,11 +463,21 @@ impl Part {
                         n
                     }
                 };
-                self.entries.push(Kept {
+                let kept = Kept {
                     name,
                     kind: e.kind,
                     id: ObjectId::from_bytes_or_panic(e.id),
-                });
+                };
+                let n = match self.kept_ids.get(&kept) {
+                    Some(&n) => n,
+                    None => {
+                        let n = self.kept.len() as u32;
+                        self.kept.push(kept);
+                        self.kept_ids.insert(kept, n);
+                        n
+                    }
+                };
+                self.entries.push(n);
             }
         }
         self.trees.push((
@@ -511,6 +526,7 @@ impl<'r> Tables<'r> {
                 self.at.insert(id, (p as u32, start, len));
             }
             part.trees = Vec::new();
+            part.kept_ids = Default::default();
         }
         self.parts.push(Part::default());
     }
@@ -518,8 +534,9 @@ impl<'r> Tables<'r> {
     /// Tree `id`'s kept entries, reading the tree if no pack gave it.
     fn entries(&mut self, id: &ObjectId) -> Result<Entries, String> {
         if let Some(&(p, start, len)) = self.at.get(id) {
-            let e = &self.parts[p as usize].entries[start as usize..(start + len) as usize];
-            return Ok((p, e.to_vec()));
+            let part = &self.parts[p as usize];
+            let e = &part.entries[start as usize..(start + len) as usize];
+            return Ok((p, e.iter().map(|&k| part.kept[k as usize]).collect()));
         }
         let data = match self.repo.objects.try_find(id, &mut self.buf) {
             Ok(Some(d)) if d.kind == Kind::Tree => d.data,

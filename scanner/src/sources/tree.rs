@@ -10,7 +10,7 @@
 use std::cmp::Ordering;
 
 /// What a tree entry points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum EntryKind {
     Tree,
     /// A file or a symlink: content to scan.
