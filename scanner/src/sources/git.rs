@@ -179,7 +179,8 @@ pub(super) struct CommitNode {
     pub id: ObjectId,
     pub tree: ObjectId,
     pub parents: Vec<ObjectId>,
-    time: i64,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
 }
 
 /// Buffers for tree objects, reused across commits so that reading a tree
@@ -293,63 +294,39 @@ pub fn scan_history(
 ) -> Result<HistorySummary, GitError> {
     let t0 = std::time::Instant::now();
     let mut repo = open(path)?;
-    // The walk reads each commit, and `info.object()` reads it again: keep
-    // the walk's reads in a small cache so the second is a copy.
-    repo.object_cache_size(WALK_CACHE_BYTES);
     let (tips, hidden) = tips(&repo, opts)?;
-    let mut commits = Vec::new();
-    if !tips.is_empty() {
-        let walk = repo
-            .rev_walk(tips)
-            .with_hidden(hidden)
-            .all()
-            .map_err(|e| GitError::Walk(e.to_string()))?;
-        for info in walk {
-            let info = match info {
-                Ok(i) => i,
-                Err(e) => {
-                    on_event(Event::error("", format!("history walk stopped early: {e}")));
-                    break;
-                }
-            };
-            let node = info.object().ok().and_then(|c| {
-                Some(CommitNode {
-                    id: info.id,
-                    tree: c.tree_id().ok()?.detach(),
-                    parents: info.parent_ids.iter().copied().collect(),
-                    time: c.time().map(|t| t.seconds).unwrap_or(0),
-                })
-            });
-            match node {
-                Some(n) => commits.push(n),
-                None => on_event(Event::error(
-                    format!("commit {}", info.id),
-                    "cannot read commit",
-                )),
-            }
-        }
-    }
-    // Oldest first: the first commit to introduce a blob at a path is the
-    // one a finding names.
-    commits.sort_by_key(|c| c.time);
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
         opts.threads
     };
-    let walk = t0.elapsed();
     let packs_first = match opts.strategy {
         Strategy::Auto => opts.since.is_none() && opts.range.is_none(),
         Strategy::Packs => true,
         Strategy::Diff => false,
     };
     if packs_first && packed::applicable(&repo) {
-        // The walk mapped the packs' commit pages; a fresh handle starts
-        // with none mapped (packs are read with positioned reads).
-        drop(repo);
-        repo = open(path)?;
-        match packed::scan(engine, &repo, &commits, opts, threads, &mut on_event) {
-            Ok(out) => {
+        let packs = packs(&repo);
+        match packs
+            .iter()
+            .map(Pack::layout)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(layouts) => {
+                let commits = if hidden.is_empty() {
+                    packed::walk(&repo, &layouts, &tips, threads, &mut on_event)
+                } else {
+                    walk(&repo, tips, hidden, &mut on_event)?
+                };
+                let walk = t0.elapsed();
+                let out = packed::scan(
+                    engine,
+                    (&repo, &packs, &layouts),
+                    &commits,
+                    opts,
+                    threads,
+                    &mut on_event,
+                );
                 return Ok(HistorySummary {
                     commits: commits.len(),
                     blobs: out.blobs,
@@ -358,7 +335,7 @@ pub fn scan_history(
                     diff: out.tree_phase,
                     scan: out.blob_phase,
                     strategy: Strategy::Packs,
-                })
+                });
             }
             Err(e) => on_event(Event::error(
                 "",
@@ -366,6 +343,11 @@ pub fn scan_history(
             )),
         }
     }
+    // The walk reads each commit, and `info.object()` reads it again: keep
+    // the walk's reads in a small cache so the second is a copy.
+    repo.object_cache_size(WALK_CACHE_BYTES);
+    let commits = walk(&repo, tips, hidden, &mut on_event)?;
+    let walk = t0.elapsed();
     let sync = repo.clone().into_sync();
     let mut blobs = collect_blobs(&sync, &commits, threads, opts.all_commits, &mut on_event);
     drop_ignored(&repo, &mut blobs);
@@ -403,6 +385,53 @@ pub fn scan_history(
     );
     summary.scan = t0.elapsed() - walk - diff;
     Ok(summary)
+}
+
+/// The commits reachable from `tips` and not from `hidden`, oldest first
+/// (ties by id, so that the order does not depend on the walk).
+fn walk(
+    repo: &gix::Repository,
+    tips: Vec<ObjectId>,
+    hidden: Vec<ObjectId>,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Vec<CommitNode>, GitError> {
+    let mut commits = Vec::new();
+    if tips.is_empty() {
+        return Ok(commits);
+    }
+    let walk = repo
+        .rev_walk(tips)
+        .with_hidden(hidden)
+        .all()
+        .map_err(|e| GitError::Walk(e.to_string()))?;
+    for info in walk {
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => {
+                on_event(Event::error("", format!("history walk stopped early: {e}")));
+                break;
+            }
+        };
+        let node = info.object().ok().and_then(|c| {
+            Some(CommitNode {
+                id: info.id,
+                tree: c.tree_id().ok()?.detach(),
+                parents: info.parent_ids.iter().copied().collect(),
+                time: c.time().map(|t| t.seconds).unwrap_or(0),
+            })
+        });
+        match node {
+            Some(n) => commits.push(n),
+            None => on_event(Event::error(
+                format!("commit {}", info.id),
+                "cannot read commit",
+            )),
+        }
+    }
+    // Oldest first: the first commit to introduce a blob at a path is the
+    // one a finding names.
+    commits.sort_by_key(|c| (c.time, c.id));
+    Ok(commits)
 }
 
 /// Object cache of the walking thread (commits are read twice).

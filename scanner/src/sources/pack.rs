@@ -412,7 +412,11 @@ impl Walker {
                 }
             }
         }
-        for buf in self.levels.iter_mut().chain([&mut self.spare, &mut self.delta]) {
+        for buf in self
+            .levels
+            .iter_mut()
+            .chain([&mut self.spare, &mut self.delta])
+        {
             if buf.capacity() > KEEP_CAPACITY {
                 *buf = Vec::new();
             }

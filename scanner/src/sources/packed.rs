@@ -37,7 +37,7 @@ use super::git::{
     drop_ignored, finding_events, skip_reason, skipped, CommitDetails, CommitNode, HistoryOptions,
     Introductions, Occurrence, NO_COMMIT,
 };
-use super::pack::{packs, Layout, Pack, PackError};
+use super::pack::{Layout, Pack};
 use super::tree::{entry_at, EntryKind};
 use super::Event;
 use crate::engine::{RawMatch, Scratch};
@@ -100,20 +100,17 @@ impl BlobState {
     }
 }
 
-/// Scan the history of `repo` whose commits (oldest first) are `commits`.
-/// Fails only when a pack cannot be laid out at all, before anything was
-/// reported; the caller then takes the diff strategy.
+/// Scan the history of `repo` whose commits (oldest first) are `commits`,
+/// stored in `packs` (laid out in `layouts`) and loose objects.
 pub(super) fn scan(
     engine: &Engine,
-    repo: &gix::Repository,
+    (repo, packs, layouts): (&gix::Repository, &[Pack], &[Layout]),
     commits: &[CommitNode],
     opts: &HistoryOptions,
     threads: usize,
     on_event: &mut impl FnMut(Event),
-) -> Result<Outcome, PackError> {
+) -> Outcome {
     let t0 = Instant::now();
-    let packs = packs(repo);
-    let layouts: Vec<Layout> = packs.iter().map(Pack::layout).collect::<Result<_, _>>()?;
 
     // Phase 1: blobs.
     let mut hits: HashMap<ObjectId, Hit> = HashMap::default();
@@ -187,7 +184,7 @@ pub(super) fn scan(
     // Phase 2: trees, and phase 3: commits over them.
     let watch = Watch::new(hits.keys().copied().collect(), known);
     let mut table = Tables::new(repo, &watch);
-    for layout in &layouts {
+    for layout in layouts {
         let (parts, failed) = layout.traverse(Kind::Tree, threads, Part::default, |part, v| {
             part.record(v.id, v.data, v.fresh, &watch)
         });
@@ -284,11 +281,98 @@ pub(super) fn scan(
             )),
         }
     }
-    Ok(Outcome {
+    Outcome {
         blobs: watch.known.len(),
         from_packs,
         blob_phase,
         tree_phase: t0.elapsed() - blob_phase,
+    }
+}
+
+/// The commits reachable from `tips`, oldest first (ties by id), decoded
+/// from the packs in one pass (loose ones are read one by one) and walked
+/// in memory. Commits listed as shallow have their parents cut, as git
+/// does.
+pub(super) fn walk(
+    repo: &gix::Repository,
+    layouts: &[Layout],
+    tips: &[ObjectId],
+    threads: usize,
+    on_event: &mut impl FnMut(Event),
+) -> Vec<CommitNode> {
+    let mut stored: HashMap<ObjectId, CommitNode> = HashMap::default();
+    for layout in layouts {
+        let (parts, _) = layout.traverse(Kind::Commit, threads, Vec::new, |found, c| {
+            found.extend(parse_commit(c.id, c.data));
+        });
+        for n in parts.into_iter().flatten() {
+            stored.entry(n.id).or_insert(n);
+        }
+    }
+    let shallow: HashSet<ObjectId> = repo
+        .shallow_commits()
+        .ok()
+        .flatten()
+        .map(|c| c.iter().copied().collect())
+        .unwrap_or_default();
+    let mut seen: HashSet<ObjectId> = HashSet::default();
+    let mut stack = tips.to_vec();
+    let mut commits = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        // Not in a pack (loose, or undecodable there): read it alone.
+        let node = stored
+            .remove(&id)
+            .or_else(|| match repo.objects.try_find(&id, &mut buf) {
+                Ok(Some(d)) if d.kind == Kind::Commit => parse_commit(&id, d.data),
+                _ => None,
+            });
+        let Some(mut node) = node else {
+            on_event(Event::error(format!("commit {id}"), "cannot read commit"));
+            continue;
+        };
+        if shallow.contains(&id) {
+            node.parents.clear();
+        }
+        stack.extend(node.parents.iter().copied());
+        commits.push(node);
+    }
+    commits.sort_by_key(|c| (c.time, c.id));
+    commits
+}
+
+/// Tree, parents and committer time from a commit's bytes.
+fn parse_commit(id: &gix::oid, data: &[u8]) -> Option<CommitNode> {
+    let hex = |l: &[u8], field: &[u8]| {
+        l.strip_prefix(field)
+            .and_then(|h| ObjectId::from_hex(h).ok())
+    };
+    let mut lines = data.split(|&b| b == b'\n');
+    let tree = hex(lines.next()?, b"tree ")?;
+    let mut parents = Vec::new();
+    let mut time = 0;
+    for l in lines {
+        if let Some(p) = hex(l, b"parent ") {
+            parents.push(p);
+        } else if let Some(c) = l.strip_prefix(b"committer ") {
+            // "Name <email> 1700000000 +0100"
+            let mut fields = c.rsplit(|&b| b == b' ');
+            time = fields
+                .nth(1)
+                .and_then(|t| std::str::from_utf8(t).ok()?.parse().ok())
+                .unwrap_or(0);
+        } else if l.is_empty() {
+            break;
+        }
+    }
+    Some(CommitNode {
+        id: id.to_owned(),
+        tree,
+        parents,
+        time,
     })
 }
 
@@ -636,5 +720,28 @@ impl<'r> Tables<'r> {
             r?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_give_tree_parents_and_committer_time() {
+        let id = ObjectId::from_hex(b"1111111111111111111111111111111111111111").unwrap();
+        let data = b"tree 2222222222222222222222222222222222222222\n\
+            parent 3333333333333333333333333333333333333333\n\
+            parent 4444444444444444444444444444444444444444\n\
+            author A U Thor <a@example.org> 1000 +0000\n\
+            committer C O Mitter <c@example.org> 1700000000 -0130\n\
+            \n\
+            parent 5555555555555555555555555555555555555555 in the message\n";
+        let c = parse_commit(&id, data).unwrap();
+        assert_eq!(c.tree.to_string(), "2".repeat(40));
+        let parents: Vec<String> = c.parents.iter().map(|p| p.to_string()).collect();
+        assert_eq!(parents, ["3".repeat(40), "4".repeat(40)]);
+        assert_eq!(c.time, 1_700_000_000);
+        assert!(parse_commit(&id, b"not a commit").is_none());
     }
 }
