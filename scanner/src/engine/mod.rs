@@ -17,6 +17,7 @@ mod filters;
 mod hyperscan;
 mod prefilter;
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -24,6 +25,7 @@ use regex_automata::meta;
 use regex_automata::util::captures::Captures;
 use regex_automata::Input;
 
+pub use prefilter::Hit as KeywordHit;
 use prefilter::KeywordSearcher;
 
 use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
@@ -184,6 +186,8 @@ pub struct Engine {
     #[cfg(feature = "hyperscan")]
     keywords: Vec<String>,
     prefilter: Option<KeywordSearcher>,
+    /// Length of the longest keyword, in bytes.
+    longest_keyword: usize,
     /// Set once the Hyperscan database is ready (or failed to build).
     #[cfg(feature = "hyperscan")]
     hyperscan: std::sync::Arc<OnceLock<Result<hyperscan::Matcher, String>>>,
@@ -275,9 +279,11 @@ impl Engine {
             })
             .collect();
         let compiled = rules.iter().map(|_| OnceLock::new()).collect();
+        let longest_keyword = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
             rules,
             compiled,
+            longest_keyword,
             #[cfg(feature = "hyperscan")]
             keywords: patterns,
             prefilter,
@@ -414,14 +420,51 @@ impl Engine {
         if path.is_some_and(|p| self.path_ignored(p)) {
             return;
         }
-        self.scan_filtered(hay, scratch, out, |c| path_allowed(c, path));
+        self.scan_filtered(hay, None, scratch, out, |c| path_allowed(c, path));
     }
 
     /// Scan content that lives at several paths (a git blob): every rule
     /// runs, whatever its path filters; check each path with
     /// [`Engine::applies_to`] before reporting a match there.
     pub fn scan_blob(&self, hay: &[u8], scratch: &mut Scratch, out: &mut Vec<RawMatch>) {
-        self.scan_filtered(hay, scratch, out, |_| true);
+        self.scan_filtered(hay, None, scratch, out, |_| true);
+    }
+
+    /// [`Engine::scan_blob`] with stage one done by the caller: `hits` must
+    /// hold every keyword occurrence in `hay` (as [`Engine::keyword_hits`]
+    /// finds them); the findings are then exactly `scan_blob`'s. A caller
+    /// that knows most of `hay` is a copy of an already scanned buffer (a
+    /// git delta) can take that part's hits from it.
+    pub fn scan_blob_with_hits(
+        &self,
+        hay: &[u8],
+        hits: &[KeywordHit],
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+    ) {
+        self.scan_filtered(hay, Some(hits), scratch, out, |_| true);
+    }
+
+    /// Every keyword occurrence lying wholly inside `hay[range]`, with
+    /// offsets into `hay`, appended to `out` (ASCII case-insensitive,
+    /// overlapping occurrences included).
+    pub fn keyword_hits(&self, hay: &[u8], range: Range<usize>, out: &mut Vec<KeywordHit>) {
+        if let Some(searcher) = &self.prefilter {
+            let base = range.start;
+            searcher.for_each_hit(&hay[range], |h| {
+                out.push(KeywordHit {
+                    pattern: h.pattern,
+                    start: h.start + base,
+                    end: h.end + base,
+                })
+            });
+        }
+    }
+
+    /// The length of the longest keyword, in bytes: an occurrence that
+    /// touches byte `i` lies within `longest_keyword() - 1` bytes of it.
+    pub fn longest_keyword(&self) -> usize {
+        self.longest_keyword
     }
 
     /// Whether matches of rule `rule` count at `path` (global and rule path
@@ -440,11 +483,12 @@ impl Engine {
     fn scan_filtered(
         &self,
         hay: &[u8],
+        hits: Option<&[KeywordHit]>,
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: impl Fn(&CompiledRule) -> bool,
     ) {
-        self.collect_windows(hay, scratch);
+        self.collect_windows(hay, hits, scratch);
         let windows = std::mem::take(&mut scratch.windows);
         let mut found = std::mem::take(&mut scratch.matches);
         found.clear();
@@ -480,8 +524,9 @@ impl Engine {
         scratch.matches = found;
     }
 
-    /// Stage one: keyword hits become per-rule windows, merged and sorted.
-    fn collect_windows(&self, hay: &[u8], scratch: &mut Scratch) {
+    /// Stage one: keyword hits (found here, or `given`) become per-rule
+    /// windows, merged and sorted.
+    fn collect_windows(&self, hay: &[u8], given: Option<&[KeywordHit]>, scratch: &mut Scratch) {
         let wins = &mut scratch.windows;
         wins.clear();
         scratch.last.clear();
@@ -513,12 +558,17 @@ impl Engine {
             }
         };
         #[cfg(feature = "hyperscan")]
-        let hs_ran = self
-            .matcher()
-            .is_some_and(|m| m.scan(hay, &mut scratch.hyperscan));
+        let hs_ran = given.is_none()
+            && self
+                .matcher()
+                .is_some_and(|m| m.scan(hay, &mut scratch.hyperscan));
         #[cfg(not(feature = "hyperscan"))]
         let hs_ran = false;
-        if hs_ran {
+        if let Some(hits) = given {
+            for h in hits {
+                on_hit(h.pattern, h.start, h.end);
+            }
+        } else if hs_ran {
             #[cfg(feature = "hyperscan")]
             for &(p, s, e) in &scratch.hyperscan.hits {
                 on_hit(p as usize, s, e);

@@ -315,8 +315,25 @@ pub(super) struct Visit<'a> {
     pub id: &'a gix::oid,
     pub data: &'a [u8],
     /// Byte ranges of `data` its delta inserted (all of it for an object
-    /// stored whole); the rest was copied from its base.
+    /// stored whole).
     pub fresh: &'a [Range<usize>],
+    /// The rest: ranges copied from the base, in order.
+    pub copied: &'a [Copied],
+    /// Where the object sits on the decoding path, and its base (visited
+    /// before it): a visitor can keep what it learnt about each level's
+    /// object for the deltas applied to it. A level is reused once its
+    /// object is no longer needed, possibly by that object's last delta.
+    pub level: usize,
+    pub base: Option<usize>,
+}
+
+/// `len` bytes of an object copied from its base: `data[to..to + len]` is
+/// `base[from..from + len]`. Copies that continue each other are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Copied {
+    pub to: usize,
+    pub from: usize,
+    pub len: usize,
 }
 
 /// One thread's buffers for depth-first decoding.
@@ -330,6 +347,7 @@ struct Walker {
     compressed: Vec<u8>,
     delta: Vec<u8>,
     fresh: Vec<Range<usize>>,
+    copied: Vec<Copied>,
     /// Objects to decode, with the level holding their base.
     stack: Vec<(u32, usize)>,
 }
@@ -371,11 +389,13 @@ impl Walker {
                 self.levels[0] = out;
                 self.fresh.clear();
                 self.fresh.push(0..self.levels[0].len());
+                self.copied.clear();
                 r
             } else {
                 let mut delta = std::mem::take(&mut self.delta);
                 let r = self.inflate(pack, &node, &mut delta).and_then(|()| {
-                    apply_delta(&self.levels[base], &delta, &mut self.spare, &mut self.fresh)
+                    let out = (&mut self.spare, &mut self.fresh, &mut self.copied);
+                    apply_delta(&self.levels[base], &delta, out)
                 });
                 self.delta = delta;
                 if r.is_ok() {
@@ -389,6 +409,9 @@ impl Walker {
                         id: pack.pack.index.oid_at_index(node.index),
                         data: &self.levels[level],
                         fresh: &self.fresh,
+                        copied: &self.copied,
+                        level,
+                        base: (base != NO_BASE).then_some(base),
                     });
                     self.stack
                         .extend(pack.children(i).iter().map(|&c| (c, level)));
@@ -541,12 +564,12 @@ fn delta_size(d: &[u8], pos: &mut usize) -> Result<usize, String> {
 }
 
 /// Apply git delta `delta` to `base` into `out`; `fresh` receives the
-/// ranges of `out` the delta inserted (adjacent inserts merged).
+/// ranges of `out` the delta inserted and `copied` those it copied
+/// (adjacent ones merged).
 pub(super) fn apply_delta(
     base: &[u8],
     delta: &[u8],
-    out: &mut Vec<u8>,
-    fresh: &mut Vec<Range<usize>>,
+    (out, fresh, copied): (&mut Vec<u8>, &mut Vec<Range<usize>>, &mut Vec<Copied>),
 ) -> Result<(), String> {
     let mut pos = 0;
     if delta_size(delta, &mut pos)? != base.len() {
@@ -556,6 +579,7 @@ pub(super) fn apply_delta(
     out.clear();
     out.reserve(size);
     fresh.clear();
+    copied.clear();
     while pos < delta.len() {
         let op = delta[pos];
         pos += 1;
@@ -578,6 +602,11 @@ pub(super) fn apply_delta(
             let src = base
                 .get(from..from.checked_add(len).ok_or("bad delta copy")?)
                 .ok_or("delta copies past the end of its base")?;
+            let to = out.len();
+            match copied.last_mut() {
+                Some(c) if c.to + c.len == to && c.from + c.len == from => c.len += len,
+                _ => copied.push(Copied { to, from, len }),
+            }
             out.extend_from_slice(src);
         } else if op != 0 {
             let n = usize::from(op);
@@ -610,17 +639,24 @@ mod tests {
     fn deltas_copy_and_insert_and_report_inserted_ranges() {
         let base = b"0123456789abcdef";
         // size 16 -> 11: copy 4 bytes from 2, insert "XY", copy 5 from 10.
-        let delta = [16, 11, 0x91, 2, 4, 2, b'X', b'Y', 0x91, 10, 5];
-        let (mut out, mut fresh) = (Vec::new(), Vec::new());
-        apply_delta(base, &delta, &mut out, &mut fresh).unwrap();
-        assert_eq!(out, b"2345XYabcde");
+        // Then copies of 2 bytes from 14 and 1 from 0: a new copied range
+        // each (not continuing the previous one), and 3 from 1, which
+        // continues the last and is merged into it.
+        let delta = [
+            16, 17, 0x91, 2, 4, 2, b'X', b'Y', 0x91, 10, 5, 0x91, 14, 2, 0x90, 1, 0x91, 1, 3,
+        ];
+        let (mut out, mut fresh, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+        apply_delta(base, &delta, (&mut out, &mut fresh, &mut copied)).unwrap();
+        assert_eq!(out, b"2345XYabcdeef0123");
         assert_eq!(fresh, [4..6]);
+        let c = |to, from, len| Copied { to, from, len };
+        assert_eq!(copied, [c(0, 2, 4), c(6, 10, 5), c(11, 14, 2), c(13, 0, 4)]);
     }
 
     #[test]
     fn broken_deltas_are_errors_not_panics() {
         let base = b"0123456789";
-        let (mut out, mut fresh) = (Vec::new(), Vec::new());
+        let (mut out, mut fresh, mut copied) = (Vec::new(), Vec::new(), Vec::new());
         for delta in [
             &[11u8, 4, 0x91, 0, 4][..], // wrong base size
             &[10, 4, 0x91, 8, 4],       // copy past the base's end
@@ -634,7 +670,7 @@ mod tests {
             ],
         ] {
             assert!(
-                apply_delta(base, delta, &mut out, &mut fresh).is_err(),
+                apply_delta(base, delta, (&mut out, &mut fresh, &mut copied)).is_err(),
                 "{delta:?}"
             );
         }

@@ -37,10 +37,10 @@ use super::git::{
     drop_ignored, finding_events, skip_reason, skipped, CommitDetails, CommitNode, HistoryOptions,
     Introductions, Occurrence, NO_COMMIT,
 };
-use super::pack::{Layout, Pack};
+use super::pack::{Layout, Pack, Visit};
 use super::tree::{entry_at, EntryKind};
 use super::Event;
-use crate::engine::{RawMatch, Scratch};
+use crate::engine::{KeywordHit, RawMatch, Scratch};
 use crate::Engine;
 
 /// What became of the scan, for the summary.
@@ -75,21 +75,72 @@ struct BlobState {
     ids: Vec<ObjectId>,
     /// `Scanned` events not yet handed to the calling thread.
     events: Vec<Event>,
+    /// The keyword hits of the blob at each level of the decoding path
+    /// (`None`: not known, the blob was not scanned), for its deltas.
+    levels: Vec<Option<Vec<KeywordHit>>>,
+    keywords: Vec<KeywordHit>,
+    regions: Vec<Range<usize>>,
 }
 
 /// Scanned events handed over at a time.
 const EVENT_BATCH: usize = 512;
 
 impl BlobState {
+    /// Scan a blob read alone.
     fn scan(&mut self, engine: &Engine, id: &gix::oid, data: &[u8], opts: &HistoryOptions) {
+        self.scan_at(engine, id, data, None, opts);
+    }
+
+    /// Scan a blob visited in a pack: stage one's keyword search runs only
+    /// where its delta inserted bytes or joined copies; the hits in copied
+    /// bytes are its base's (see [`delta_hits`]).
+    fn scan_visited(&mut self, engine: &Engine, v: &Visit<'_>, opts: &HistoryOptions) {
+        self.scan_at(engine, v.id, v.data, Some(v), opts);
+    }
+
+    fn scan_at(
+        &mut self,
+        engine: &Engine,
+        id: &gix::oid,
+        data: &[u8],
+        visit: Option<&Visit<'_>>,
+        opts: &HistoryOptions,
+    ) {
         let id = id.to_owned();
         self.ids.push(id);
-        if let Some(reason) = skip_reason(data, opts) {
+        let skip = skip_reason(data, opts);
+        let mut keywords = std::mem::take(&mut self.keywords);
+        keywords.clear();
+        let base = visit
+            .and_then(|v| v.base)
+            .and_then(|b| self.levels.get(b)?.as_ref());
+        match (&skip, visit, base) {
+            (Some(_), _, _) => {}
+            (None, Some(v), Some(base)) => {
+                delta_hits(engine, base, v, &mut keywords, &mut self.regions);
+            }
+            (None, _, _) => engine.keyword_hits(data, 0..data.len(), &mut keywords),
+        }
+        let skipped = skip.is_some();
+        if let Some(reason) = skip {
             self.hits.push((id, Hit::Skipped(reason)));
+        } else {
+            self.matches.clear();
+            let (scratch, matches) = (&mut self.scratch, &mut self.matches);
+            engine.scan_blob_with_hits(data, &keywords, scratch, matches);
+        }
+        if let Some(v) = visit {
+            if self.levels.len() <= v.level {
+                self.levels.resize_with(v.level + 1, || None);
+            }
+            let known = (!skipped).then_some(keywords);
+            let old = std::mem::replace(&mut self.levels[v.level], known);
+            keywords = old.unwrap_or_default();
+        }
+        self.keywords = keywords;
+        if skipped {
             return;
         }
-        self.matches.clear();
-        engine.scan_blob(data, &mut self.scratch, &mut self.matches);
         if !self.matches.is_empty() {
             self.hits
                 .push((id, Hit::Matches(std::mem::take(&mut self.matches))));
@@ -98,6 +149,77 @@ impl BlobState {
             bytes: data.len() as u64,
         });
     }
+}
+
+/// The keyword hits of the delta `v` (every occurrence, sorted), from
+/// those of its base (`base`, sorted by start): an occurrence lying wholly
+/// in a copied range is one of the base's, moved; any other touches an
+/// inserted byte or spans a join between two copies, so it lies within
+/// `longest_keyword - 1` bytes of one, where the search runs.
+fn delta_hits(
+    engine: &Engine,
+    base: &[KeywordHit],
+    v: &Visit<'_>,
+    out: &mut Vec<KeywordHit>,
+    regions: &mut Vec<Range<usize>>,
+) {
+    for c in v.copied {
+        let first = base.partition_point(|h| h.start < c.from);
+        for h in base[first..]
+            .iter()
+            .take_while(|h| h.start < c.from + c.len)
+        {
+            if h.end <= c.from + c.len {
+                out.push(KeywordHit {
+                    pattern: h.pattern,
+                    start: h.start - c.from + c.to,
+                    end: h.end - c.from + c.to,
+                });
+            }
+        }
+    }
+    let margin = engine.longest_keyword().saturating_sub(1);
+    let len = v.data.len();
+    regions.clear();
+    let joins = v
+        .copied
+        .windows(2)
+        .filter(|w| w[0].to + w[0].len == w[1].to)
+        .map(|w| w[1].to..w[1].to);
+    for r in v.fresh.iter().cloned().chain(joins) {
+        regions.push(r.start.saturating_sub(margin)..(r.end + margin).min(len));
+    }
+    regions.sort_unstable_by_key(|r| r.start);
+    let mut kept = 0;
+    for i in 0..regions.len() {
+        let r = regions[i].clone();
+        if kept > 0 && r.start <= regions[kept - 1].end {
+            regions[kept - 1].end = regions[kept - 1].end.max(r.end);
+        } else {
+            regions[kept] = r;
+            kept += 1;
+        }
+    }
+    regions.truncate(kept);
+    let moved = out.len();
+    for r in regions.iter() {
+        engine.keyword_hits(v.data, r.clone(), out);
+    }
+    let copied = v.copied;
+    let mut i = moved;
+    for j in moved..out.len() {
+        let h = out[j];
+        let c = copied.partition_point(|c| c.to + c.len <= h.start);
+        let inside_copy = copied
+            .get(c)
+            .is_some_and(|c| c.to <= h.start && h.end <= c.to + c.len);
+        if !inside_copy {
+            out[i] = h;
+            i += 1;
+        }
+    }
+    out.truncate(i);
+    out.sort_unstable_by_key(|h| (h.start, h.end, h.pattern));
 }
 
 /// Scan the history of `repo` whose commits (oldest first) are `commits`,
@@ -126,7 +248,7 @@ pub(super) fn scan(
                     if earlier.iter().any(|p| p.index.lookup(v.id).is_some()) {
                         return;
                     }
-                    st.scan(engine, v.id, v.data, opts);
+                    st.scan_visited(engine, &v, opts);
                     if st.events.len() >= EVENT_BATCH {
                         let _ = tx.send(std::mem::take(&mut st.events));
                     }
@@ -726,6 +848,97 @@ impl<'r> Tables<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::RuleSet;
+    use proptest::prelude::*;
+
+    /// Text made of pieces that start, end or are keywords of the builtin
+    /// rules, so that occurrences straddle every kind of delta boundary.
+    const PIECES: [&str; 12] = [
+        "key",
+        "pass",
+        "word",
+        "PASSWORD=",
+        "tok",
+        "en",
+        "AKIA",
+        "ghp_",
+        "secret",
+        " x\n",
+        "ap",
+        "i_key",
+    ];
+
+    fn text(pieces: &[usize]) -> Vec<u8> {
+        pieces.iter().flat_map(|&i| PIECES[i].bytes()).collect()
+    }
+
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    /// A git delta from `base`: each op copies `len` bytes from `at`
+    /// (clamped to the base) or inserts the text of some pieces.
+    fn delta(base: &[u8], ops: &[(bool, usize, usize, Vec<usize>)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        let mut size = 0;
+        for (copy, at, len, pieces) in ops {
+            if *copy && !base.is_empty() {
+                let from = at % base.len();
+                let len = (*len).min(base.len() - from);
+                body.push(0x80 | 0x01 | 0x02 | 0x10);
+                body.extend_from_slice(&[from as u8, (from >> 8) as u8, len as u8]);
+                size += len;
+            } else {
+                let ins = text(pieces);
+                body.push(ins.len() as u8);
+                body.extend_from_slice(&ins);
+                size += ins.len();
+            }
+        }
+        let mut d = Vec::new();
+        varint(base.len(), &mut d);
+        varint(size, &mut d);
+        d.extend_from_slice(&body);
+        d
+    }
+
+    fn all_hits(engine: &Engine, hay: &[u8]) -> Vec<KeywordHit> {
+        let mut hits = Vec::new();
+        engine.keyword_hits(hay, 0..hay.len(), &mut hits);
+        hits.sort_unstable_by_key(|h| (h.start, h.end, h.pattern));
+        hits
+    }
+
+    proptest! {
+        #[test]
+        fn a_deltas_keyword_hits_are_those_of_a_full_search(
+            base in proptest::collection::vec(0..PIECES.len(), 0..80),
+            ops in proptest::collection::vec(
+                (any::<bool>(), 0usize..600, 1usize..60, proptest::collection::vec(0..PIECES.len(), 1..4)),
+                1..24,
+            ),
+        ) {
+            let engine = Engine::new(RuleSet::builtin()).unwrap();
+            let base = text(&base);
+            let (mut data, mut fresh, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+            super::super::pack::apply_delta(&base, &delta(&base, &ops), (&mut data, &mut fresh, &mut copied)).unwrap();
+            let id = ObjectId::null(gix::hash::Kind::Sha1);
+            let v = Visit { id: &id, data: &data, fresh: &fresh, copied: &copied, level: 1, base: Some(0) };
+            let (mut got, mut regions) = (Vec::new(), Vec::new());
+            delta_hits(&engine, &all_hits(&engine, &base), &v, &mut got, &mut regions);
+            prop_assert_eq!(got, all_hits(&engine, &data));
+        }
+    }
+
+    #[test]
+    fn the_property_text_holds_keywords() {
+        let engine = Engine::new(RuleSet::builtin()).unwrap();
+        assert!(all_hits(&engine, &text(&[3, 0, 6, 7, 8, 9])).len() >= 4);
+    }
 
     #[test]
     fn commits_give_tree_parents_and_committer_time() {
