@@ -36,6 +36,8 @@ pub enum KeywordSearcher {
 pub struct Fingerprint {
     /// Lowercased keywords.
     patterns: Vec<Box<[u8]>>,
+    /// Ids of the keywords shorter than three bytes.
+    short: Box<[u32]>,
     /// Offset of each keyword's fingerprint run within it.
     offsets_in_pattern: Vec<usize>,
     table: Box<[u64]>,
@@ -123,6 +125,9 @@ impl KeywordSearcher {
             offsets[h + 1] += offsets[h];
         }
         Ok(KeywordSearcher::Fingerprint(Fingerprint {
+            short: (0..patterns.len() as u32)
+                .filter(|&i| patterns[i as usize].len() < 3)
+                .collect(),
             offsets,
             ids: entries.iter().map(|&(_, id)| id).collect(),
             offsets_in_pattern,
@@ -207,14 +212,10 @@ impl Fingerprint {
         }
     }
 
-    #[cold]
     fn verify_short_tail(&self, hay: &[u8], at: usize, f: &mut impl FnMut(Hit)) {
-        for (id, p) in self
-            .patterns
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.len() < 3)
-        {
+        for &id in self.short.iter() {
+            let id = id as usize;
+            let p = &self.patterns[id];
             let end = at + p.len();
             if end <= hay.len() && hay[at..end].eq_ignore_ascii_case(p) {
                 f(Hit {

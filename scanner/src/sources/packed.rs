@@ -599,6 +599,7 @@ impl Bits {
         self.0[w].fetch_or(b, Ordering::Relaxed);
     }
 
+    #[inline]
     fn maybe(&self, id: &[u8]) -> bool {
         let (w, b) = Bits::slot(id);
         self.0[w].load(Ordering::Relaxed) & b != 0

@@ -34,8 +34,19 @@ pub(super) struct RawEntry<'a> {
 pub(super) fn entry_at(data: &[u8], pos: usize, hash_len: usize) -> Result<RawEntry<'_>, String> {
     let rest = &data[pos..];
     let corrupt = || format!("corrupt tree entry at byte {pos}");
-    let space = memchr::memchr(b' ', rest).ok_or_else(corrupt)?;
-    let nul = space + 1 + memchr::memchr(0, &rest[space + 1..]).ok_or_else(corrupt)?;
+    // Modes are five or six octal digits and names are short: plain loops
+    // beat memchr's set-up here (this runs once per entry of every tree).
+    let space = rest
+        .iter()
+        .take(8)
+        .position(|&b| b == b' ')
+        .ok_or_else(corrupt)?;
+    let nul = space
+        + 1
+        + rest[space + 1..]
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or_else(corrupt)?;
     let end = nul + 1 + hash_len;
     if end > rest.len() || space == 0 || nul == space + 1 {
         return Err(corrupt());
