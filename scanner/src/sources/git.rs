@@ -319,9 +319,13 @@ pub fn scan_history(
                     walk(&repo, tips, hidden, &mut on_event)?
                 };
                 let walk = t0.elapsed();
+                // Resolving refs mapped pack and index pages through the
+                // object database; a fresh handle starts with none.
+                drop(repo);
+                let repo = open(path)?;
                 let out = packed::scan(
                     engine,
-                    (&repo, &packs, &layouts),
+                    (&repo, &packs, layouts),
                     &commits,
                     opts,
                     threads,

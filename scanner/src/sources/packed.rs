@@ -226,7 +226,7 @@ fn delta_hits(
 /// stored in `packs` (laid out in `layouts`) and loose objects.
 pub(super) fn scan(
     engine: &Engine,
-    (repo, packs, layouts): (&gix::Repository, &[Pack], &[Layout]),
+    (repo, packs, layouts): (&gix::Repository, &[Pack], Vec<Layout>),
     commits: &[CommitNode],
     opts: &HistoryOptions,
     threads: usize,
@@ -302,10 +302,13 @@ pub(super) fn scan(
     known.extend(one.ids);
     hits.extend(one.hits);
     let blob_phase = t0.elapsed();
+    release_freed_memory();
 
     // Phase 2: trees, and phase 3: commits over them.
     let watch = Watch::new(hits.keys().copied().collect(), known);
     let mut table = Tables::new(repo, &watch);
+    // Each layout goes once its trees are read: the walk over commits
+    // needs only the table.
     for layout in layouts {
         let (parts, failed) = layout.traverse(Kind::Tree, threads, Part::default, |part, v| {
             part.record(v.id, v.data, v.fresh, &watch)
@@ -316,6 +319,7 @@ pub(super) fn scan(
         drop(failed);
     }
     table.index();
+    release_freed_memory();
     let mut intro = Introductions::new(opts.all_commits);
     let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
     let mut prefix = Vec::new();
@@ -496,6 +500,18 @@ fn parse_commit(id: &gix::oid, data: &[u8]) -> Option<CommitNode> {
         parents,
         time,
     })
+}
+
+/// Hand memory freed by a finished phase back to the system. glibc keeps
+/// freed blocks in per-thread arenas, where the next phase's allocations
+/// (of other sizes, on other threads) often cannot reuse them, and the
+/// process's footprint grows phase after phase.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Ids of the loose objects (`objects/xx/yyyy…`).
