@@ -294,18 +294,31 @@ pub fn scan_history(
 ) -> Result<HistorySummary, GitError> {
     let t0 = std::time::Instant::now();
     let mut repo = open(path)?;
+    // A revision walk reads each commit, and `info.object()` reads it
+    // again: keep the walk's reads in a small cache so the second is a copy.
+    repo.object_cache_size(WALK_CACHE_BYTES);
     let (tips, hidden) = tips(&repo, opts)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
         opts.threads
     };
-    let packs_first = match opts.strategy {
-        Strategy::Auto => opts.since.is_none() && opts.range.is_none(),
-        Strategy::Packs => true,
-        Strategy::Diff => false,
-    };
-    if packs_first && packed::applicable(&repo) {
+    // A range is walked first: a small one is diffed, a large one (a
+    // --since over many refs) is cheaper pack first.
+    let mut walked = None;
+    let packs_first = packed::applicable(&repo)
+        && match opts.strategy {
+            Strategy::Packs => true,
+            Strategy::Diff => false,
+            Strategy::Auto if hidden.is_empty() => true,
+            Strategy::Auto => {
+                let commits = walk(&repo, tips.clone(), hidden.clone(), &mut on_event)?;
+                let large = commits.len() >= PACKS_MIN_COMMITS;
+                walked = Some(commits);
+                large
+            }
+        };
+    if packs_first {
         let packs = packs(&repo);
         match packs
             .iter()
@@ -313,10 +326,12 @@ pub fn scan_history(
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(layouts) => {
-                let commits = if hidden.is_empty() {
-                    packed::walk(&repo, &layouts, &tips, threads, &mut on_event)
-                } else {
-                    walk(&repo, tips, hidden, &mut on_event)?
+                let commits = match walked {
+                    Some(c) => c,
+                    None if hidden.is_empty() => {
+                        packed::walk(&repo, &layouts, &tips, threads, &mut on_event)
+                    }
+                    None => walk(&repo, tips, hidden, &mut on_event)?,
                 };
                 let walk = t0.elapsed();
                 // Resolving refs mapped pack and index pages through the
@@ -347,10 +362,10 @@ pub fn scan_history(
             )),
         }
     }
-    // The walk reads each commit, and `info.object()` reads it again: keep
-    // the walk's reads in a small cache so the second is a copy.
-    repo.object_cache_size(WALK_CACHE_BYTES);
-    let commits = walk(&repo, tips, hidden, &mut on_event)?;
+    let commits = match walked {
+        Some(c) => c,
+        None => walk(&repo, tips, hidden, &mut on_event)?,
+    };
     let walk = t0.elapsed();
     let sync = repo.clone().into_sync();
     let mut blobs = collect_blobs(&sync, &commits, threads, opts.all_commits, &mut on_event);
@@ -437,6 +452,11 @@ fn walk(
     commits.sort_by_key(|c| (c.time, c.id));
     Ok(commits)
 }
+
+/// From how many commits a range is scanned pack first: the packs
+/// strategy costs about the same whatever the range (git/git: 9 s), the
+/// diff strategy about 0.1 ms per commit.
+const PACKS_MIN_COMMITS: usize = 20_000;
 
 /// Object cache of the walking thread (commits are read twice).
 const WALK_CACHE_BYTES: usize = 4 << 20;
