@@ -283,6 +283,47 @@ fn a_corrupt_object_is_reported_and_the_scan_goes_on() {
 }
 
 #[test]
+fn a_blob_missing_from_a_pack_is_reported_with_its_path() {
+    let dir = repo();
+    let d = dir.path();
+    commit_file(d, "keep.txt", &format!("{}\n", key(0)), "keep");
+    commit_file(d, "lost/gone.txt", "this blob will be left out\n", "gone");
+    commit_file(d, "more.txt", "more\n", "more");
+    let lost = git(d, &["rev-parse", "HEAD:lost/gone.txt"]);
+    // Pack every object but that blob (as a partial clone would), then
+    // drop the loose copies.
+    let all = git(d, &["rev-list", "--objects", "--all"]);
+    let ids: String = all
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .filter(|id| *id != lost)
+        .map(|id| format!("{id}\n"))
+        .collect();
+    let mut pack = Std::new("git")
+        .arg("-C")
+        .arg(d)
+        .args(["pack-objects", "-q", ".git/objects/pack/pack"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    pack.stdin.take().unwrap().write_all(ids.as_bytes()).unwrap();
+    assert!(pack.wait().unwrap().success());
+    git(d, &["prune-packed"]);
+    fs::remove_file(d.join(".git/objects").join(&lost[..2]).join(&lost[2..])).unwrap();
+    let (doc, code, stderr) = scan_json(d, &[]);
+    assert!(
+        stderr.contains(&format!(
+            "lost/gone.txt: blob {lost} is missing from the object database"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc)[0].1, key(0));
+}
+
+#[test]
 fn all_objects_finds_blobs_no_ref_reaches() {
     let dir = repo();
     commit_file(dir.path(), "README", "hi\n", "init");
