@@ -308,7 +308,11 @@ fn a_blob_missing_from_a_pack_is_reported_with_its_path() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    pack.stdin.take().unwrap().write_all(ids.as_bytes()).unwrap();
+    pack.stdin
+        .take()
+        .unwrap()
+        .write_all(ids.as_bytes())
+        .unwrap();
     assert!(pack.wait().unwrap().success());
     git(d, &["prune-packed"]);
     fs::remove_file(d.join(".git/objects").join(&lost[..2]).join(&lost[2..])).unwrap();
