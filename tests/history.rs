@@ -282,6 +282,77 @@ fn a_corrupt_object_is_reported_and_the_scan_goes_on() {
     assert_eq!(findings(&doc)[0].1, key(0));
 }
 
+/// `git pack-objects` of the objects `rev-list` lists for `revs`, written
+/// as `.git/objects/pack/<name>-<hash>.pack`; returns the pack's hash.
+fn pack_objects(d: &Path, revs: &[&str], name: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut args = vec!["rev-list", "--objects"];
+    args.extend_from_slice(revs);
+    let ids: String = git(d, &args)
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .filter(|id| keep(id))
+        .map(|id| format!("{id}\n"))
+        .collect();
+    let mut pack = Std::new("git")
+        .arg("-C")
+        .arg(d)
+        .args(["pack-objects", "-q", "--window=50", "--depth=50"])
+        .arg(format!(".git/objects/pack/{name}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    pack.stdin
+        .take()
+        .unwrap()
+        .write_all(ids.as_bytes())
+        .unwrap();
+    let out = pack.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn objects_stored_in_two_packs_give_the_same_findings() {
+    let dir = repo();
+    let d = dir.path();
+    // A file that shrinks, so that git stores newer versions as deltas of
+    // older (larger) ones, with a secret from version 5 on; and a larger
+    // file full of keywords, whose delta tree is decoded first.
+    let mut notes = String::new();
+    for i in 0..30 {
+        let lines: String = (i..40)
+            .map(|n| format!("option_{n} = {}\n", n * 3))
+            .collect();
+        let secret = if i >= 5 {
+            format!("aws_key = '{}'\n", key(1))
+        } else {
+            String::new()
+        };
+        notes.push_str(&format!("key token secret api_key password line {i}\n").repeat(20));
+        fs::write(d.join("notes.txt"), &notes).unwrap();
+        commit_file(
+            d,
+            "app/config.py",
+            &format!("{secret}{lines}"),
+            &format!("v{i}"),
+        );
+    }
+    let (loose, code, _) = scan_json(d, &["-j", "1"]);
+    assert_eq!((findings(&loose).len(), code), (25, 1));
+    // The first pack (by name) holds the first 20 versions; the second
+    // holds everything again, its newer versions as deltas of objects the
+    // first pack already has.
+    pack_objects(d, &["HEAD~10"], "pack-0", |_| true);
+    pack_objects(d, &["--all"], "pack-1", |_| true);
+    git(d, &["prune-packed"]);
+    assert!(git(d, &["count-objects", "-v"]).starts_with("count: 0\n"));
+    let (packed, code, _) = scan_json(d, &["-j", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&packed), findings(&loose));
+}
+
 #[test]
 fn a_blob_missing_from_a_pack_is_reported_with_its_path() {
     let dir = repo();
@@ -292,28 +363,7 @@ fn a_blob_missing_from_a_pack_is_reported_with_its_path() {
     let lost = git(d, &["rev-parse", "HEAD:lost/gone.txt"]);
     // Pack every object but that blob (as a partial clone would), then
     // drop the loose copies.
-    let all = git(d, &["rev-list", "--objects", "--all"]);
-    let ids: String = all
-        .lines()
-        .filter_map(|l| l.split(' ').next())
-        .filter(|id| *id != lost)
-        .map(|id| format!("{id}\n"))
-        .collect();
-    let mut pack = Std::new("git")
-        .arg("-C")
-        .arg(d)
-        .args(["pack-objects", "-q", ".git/objects/pack/pack"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    pack.stdin
-        .take()
-        .unwrap()
-        .write_all(ids.as_bytes())
-        .unwrap();
-    assert!(pack.wait().unwrap().success());
+    pack_objects(d, &["--all"], "pack", |id| id != lost);
     git(d, &["prune-packed"]);
     fs::remove_file(d.join(".git/objects").join(&lost[..2]).join(&lost[2..])).unwrap();
     let (doc, code, stderr) = scan_json(d, &[]);

@@ -98,6 +98,13 @@ impl BlobState {
         self.scan_at(engine, v.id, v.data, Some(v), opts);
     }
 
+    /// Nothing is known of the blob at `level`.
+    fn forget(&mut self, level: usize) {
+        if let Some(l) = self.levels.get_mut(level) {
+            *l = None;
+        }
+    }
+
     fn scan_at(
         &mut self,
         engine: &Engine,
@@ -244,8 +251,10 @@ pub(super) fn scan(
         let (states, failed) = std::thread::scope(|s| {
             let work = s.spawn(move || {
                 layout.traverse(Kind::Blob, threads, BlobState::default, |st, v| {
-                    // An object stored twice is scanned from the first pack.
+                    // An object stored twice is scanned from the first pack
+                    // (its deltas here then search for keywords in full).
                     if earlier.iter().any(|p| p.index.lookup(v.id).is_some()) {
+                        st.forget(v.level);
                         return;
                     }
                     st.scan_visited(engine, &v, opts);
@@ -864,6 +873,7 @@ impl<'r> Tables<'r> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pack::Copied;
     use super::*;
     use crate::rules::RuleSet;
     use proptest::prelude::*;
@@ -949,6 +959,44 @@ mod tests {
             delta_hits(&engine, &all_hits(&engine, &base), &v, &mut got, &mut regions);
             prop_assert_eq!(got, all_hits(&engine, &data));
         }
+    }
+
+    #[test]
+    fn a_skipped_duplicate_leaves_its_deltas_a_full_search() {
+        let engine = Engine::new(RuleSet::builtin()).unwrap();
+        let opts = HistoryOptions {
+            max_file_size: 1 << 20,
+            ..Default::default()
+        };
+        let id = ObjectId::null(gix::hash::Kind::Sha1);
+        let visit = |data: &'static [u8], copied: &'static [Copied], level, base| Visit {
+            id: &id,
+            data,
+            fresh: &[],
+            copied,
+            level,
+            base,
+        };
+        let mut st = BlobState::default();
+        // A blob at level 0 with no keyword...
+        let plain: &'static [u8] = b"nothing to see here\n";
+        st.scan_visited(&engine, &visit(plain, &[], 0, None), &opts);
+        // ...then, at the same level, a blob an earlier pack holds (not
+        // scanned), and a delta copying its line with an AWS key id.
+        st.forget(0);
+        let secret = format!("aws_key = '{}{}'\n", "AKIA", "M3ZQ7KX2P4TB6RVN");
+        let secret: &'static [u8] = secret.into_bytes().leak();
+        let copied: &'static [Copied] = vec![Copied {
+            to: 0,
+            from: 0,
+            len: secret.len(),
+        }]
+        .leak();
+        st.scan_visited(&engine, &visit(secret, copied, 1, Some(0)), &opts);
+        assert!(
+            matches!(st.hits.as_slice(), [(_, Hit::Matches(m))] if !m.is_empty()),
+            "the delta's hits must not come from the blob scanned before"
+        );
     }
 
     #[test]
