@@ -68,8 +68,9 @@ pub struct HistoryOptions {
 /// give the same findings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Strategy {
-    /// Packs for a whole history (every ref, or a branch), diffs for
-    /// `since` and `range`.
+    /// Packs for a whole history (every ref, or a branch) of a packed
+    /// repository (1 MB of packs or more) and for a range of 20,000
+    /// commits or more; diffs otherwise.
     #[default]
     Auto,
     /// Compare each commit's trees with its parents' (see [`tree`]).
@@ -310,7 +311,9 @@ pub fn scan_history(
         && match opts.strategy {
             Strategy::Packs => true,
             Strategy::Diff => false,
-            Strategy::Auto if hidden.is_empty() => true,
+            // A small repository (a fresh one is all loose objects) is
+            // diffed in no time, reading only reachable, unignored blobs.
+            Strategy::Auto if hidden.is_empty() => packed_bytes(&repo) >= PACKS_MIN_BYTES,
             Strategy::Auto => {
                 let commits = walk(&repo, tips.clone(), hidden.clone(), &mut on_event)?;
                 let large = commits.len() >= PACKS_MIN_COMMITS;
@@ -457,6 +460,22 @@ fn walk(
 /// strategy costs about the same whatever the range (git/git: 9 s), the
 /// diff strategy about 0.1 ms per commit.
 const PACKS_MIN_COMMITS: usize = 20_000;
+
+/// From how many bytes of packs a whole history is scanned pack first.
+const PACKS_MIN_BYTES: u64 = 1 << 20;
+
+/// The size of the repository's pack files.
+fn packed_bytes(repo: &gix::Repository) -> u64 {
+    std::fs::read_dir(repo.common_dir().join("objects").join("pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
 
 /// Object cache of the walking thread (commits are read twice).
 const WALK_CACHE_BYTES: usize = 4 << 20;
