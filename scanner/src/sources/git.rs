@@ -571,23 +571,10 @@ fn collect_blobs(
     all_commits: bool,
     on_event: &mut impl FnMut(Event),
 ) -> Vec<(ObjectId, Vec<Occurrence>)> {
-    let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
+    let trees = CommitTrees::new(commits);
     let mut intro = Introductions::new(all_commits);
     let diff_commit = |repo: &gix::Repository, bufs: &mut TreeBufs, c: &CommitNode| {
-        // Parents outside the walk (hidden by --since, or cut by a shallow
-        // boundary) are read from the object database.
-        let olds: Vec<Option<ObjectId>> = c
-            .parents
-            .iter()
-            .map(|p| {
-                trees.get(p).copied().or_else(|| {
-                    repo.find_commit(*p)
-                        .ok()
-                        .and_then(|p| p.tree_id().ok())
-                        .map(|t| t.detach())
-                })
-            })
-            .collect();
+        let olds = trees.of_parents(repo, c);
         let (mut out, mut subs) = (Vec::new(), Vec::new());
         let res = introduced(
             &repo.objects,
@@ -614,6 +601,33 @@ fn collect_blobs(
         },
     );
     intro.finish()
+}
+
+/// The root tree of each walked commit, for comparing a commit with its
+/// parents.
+pub(super) struct CommitTrees(HashMap<ObjectId, ObjectId>);
+
+impl CommitTrees {
+    pub fn new(commits: &[CommitNode]) -> CommitTrees {
+        CommitTrees(commits.iter().map(|c| (c.id, c.tree)).collect())
+    }
+
+    /// The trees of `c`'s parents. Parents outside the walk (hidden by
+    /// --since) are read from the object database; those it lacks (cut by a
+    /// shallow boundary) have none.
+    pub fn of_parents(&self, repo: &gix::Repository, c: &CommitNode) -> Vec<Option<ObjectId>> {
+        c.parents
+            .iter()
+            .map(|p| {
+                self.0.get(p).copied().or_else(|| {
+                    repo.find_commit(*p)
+                        .ok()
+                        .and_then(|p| p.tree_id().ok())
+                        .map(|t| t.detach())
+                })
+            })
+            .collect()
+    }
 }
 
 /// Where blobs were introduced, folded in commit by commit: memory holds

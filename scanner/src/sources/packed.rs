@@ -34,8 +34,8 @@ use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
 use super::git::{
-    drop_ignored, finding_events, skip_reason, skipped, CommitDetails, CommitNode, HistoryOptions,
-    Introductions, Occurrence, NO_COMMIT,
+    drop_ignored, finding_events, skip_reason, skipped, CommitDetails, CommitNode, CommitTrees,
+    HistoryOptions, Introductions, Occurrence, NO_COMMIT,
 };
 use super::pack::{Layout, Pack, Visit};
 use super::tree::{entry_at, EntryKind};
@@ -330,21 +330,10 @@ pub(super) fn scan(
     table.index();
     release_freed_memory();
     let mut intro = Introductions::new(opts.all_commits);
-    let trees: HashMap<ObjectId, ObjectId> = commits.iter().map(|c| (c.id, c.tree)).collect();
+    let trees = CommitTrees::new(commits);
     let mut prefix = Vec::new();
     for (i, c) in commits.iter().enumerate() {
-        let olds: Vec<Option<ObjectId>> = c
-            .parents
-            .iter()
-            .map(|p| {
-                trees.get(p).copied().or_else(|| {
-                    repo.find_commit(*p)
-                        .ok()
-                        .and_then(|p| p.tree_id().ok())
-                        .map(|t| t.detach())
-                })
-            })
-            .collect();
+        let olds = trees.of_parents(repo, c);
         let (mut out, mut subs) = (Vec::new(), Vec::new());
         prefix.clear();
         if let Err(message) = table.introduced(&olds, c.tree, &mut prefix, &mut out, &mut subs) {
