@@ -512,31 +512,13 @@ fn release_freed_memory() {
     }
 }
 
-/// Ids of the loose objects (`objects/xx/yyyy…`).
+/// Ids of the loose objects.
 fn loose_objects(repo: &gix::Repository) -> Vec<ObjectId> {
     let dir = repo.common_dir().join("objects");
-    let mut ids = Vec::new();
-    let Ok(fans) = std::fs::read_dir(&dir) else {
-        return ids;
-    };
-    for fan in fans.flatten() {
-        let name = fan.file_name();
-        let Some(prefix) = name.to_str().filter(|n| n.len() == 2) else {
-            continue;
-        };
-        let Ok(files) = std::fs::read_dir(fan.path()) else {
-            continue;
-        };
-        for f in files.flatten() {
-            let rest = f.file_name();
-            if let Some(rest) = rest.to_str() {
-                if let Ok(id) = ObjectId::from_hex(format!("{prefix}{rest}").as_bytes()) {
-                    ids.push(id);
-                }
-            }
-        }
-    }
-    ids
+    gix::odb::loose::Store::at(dir, repo.object_hash())
+        .iter()
+        .filter_map(Result::ok)
+        .collect()
 }
 
 /// What the tree phase keeps and looks for.
