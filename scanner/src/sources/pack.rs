@@ -227,13 +227,18 @@ impl Layout<'_> {
             .collect()
     }
 
-    fn subtree_size(&self, root: u32) -> usize {
+    /// Call `f` on `root` and every object decoded from it.
+    fn for_each_in_tree(&self, root: u32, mut f: impl FnMut(u32)) {
         let mut stack = vec![root];
-        let mut n = 0;
         while let Some(i) = stack.pop() {
-            n += 1;
+            f(i);
             stack.extend_from_slice(self.children(i));
         }
+    }
+
+    fn subtree_size(&self, root: u32) -> usize {
+        let mut n = 0;
+        self.for_each_in_tree(root, |_| n += 1);
         n
     }
 
@@ -246,11 +251,7 @@ impl Layout<'_> {
             if kind_of(self.nodes[root as usize].kind).is_none() {
                 continue;
             }
-            let mut stack = vec![root];
-            while let Some(i) = stack.pop() {
-                seen[i as usize] = true;
-                stack.extend_from_slice(self.children(i));
-            }
+            self.for_each_in_tree(root, |i| seen[i as usize] = true);
         }
         self.nodes
             .iter()
