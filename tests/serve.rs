@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyburn_responder::mock::{alert, fake_github_token, start_mock, wait_for};
+use keyburn_responder::mock::{fake_github_token, start_mock, wait_for};
 use keyburn_responder::queue::Queue;
 use keyburn_responder::signature::sign;
 use serde_json::json;
@@ -98,11 +98,7 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
     let token = fake_github_token();
     {
         let mut m = mock.lock().unwrap();
-        m.alerts.insert(
-            "acme/app#1".into(),
-            alert(1, "github_personal_access_token", &token),
-        );
-        m.active.insert(token.clone());
+        m.leak("acme/app", 1, "github_personal_access_token", &token);
         m.refuse_resolve = true;
     }
     let dir = tempfile::tempdir().unwrap();

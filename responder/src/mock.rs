@@ -65,6 +65,17 @@ pub struct Mock {
     pub slack_messages: Vec<String>,
 }
 
+impl Mock {
+    /// An open alert `repo#number` on `secret`, which still works.
+    pub fn leak(&mut self, repo: &str, number: u64, secret_type: &str, secret: &str) {
+        self.alerts.insert(
+            format!("{repo}#{number}"),
+            alert(number, secret_type, secret),
+        );
+        self.active.insert(secret.to_string());
+    }
+}
+
 pub type Shared = Arc<Mutex<Mock>>;
 
 fn bearer(h: &HeaderMap) -> String {

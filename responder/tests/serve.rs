@@ -126,11 +126,7 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
     let token = fake_github_token();
     {
         let mut m = mock.lock().unwrap();
-        m.alerts.insert(
-            "acme/app#1".into(),
-            alert(1, "github_personal_access_token", &token),
-        );
-        m.active.insert(token.clone());
+        m.leak("acme/app", 1, "github_personal_access_token", &token);
     }
     let dir = tempfile::tempdir().unwrap();
     let r = start_responder(
@@ -304,15 +300,8 @@ async fn github_5xx_slack_429_and_a_slow_provider_are_retried_until_done() {
     let gh_token = fake_github_token();
     {
         let mut m = mock.lock().unwrap();
-        m.alerts.insert(
-            "acme/app#2".into(),
-            alert(2, "slack_api_token", &slack_token),
-        );
-        m.alerts.insert(
-            "acme/app#3".into(),
-            alert(3, "github_personal_access_token", &gh_token),
-        );
-        m.active.extend([slack_token.clone(), gh_token.clone()]);
+        m.leak("acme/app", 2, "slack_api_token", &slack_token);
+        m.leak("acme/app", 3, "github_personal_access_token", &gh_token);
         m.fail_fetches = 6; // both jobs' first fetch fails, own retries included
         m.throttle_slack = 1;
         m.user_delay = Duration::from_millis(1500); // over the 1 s timeout
@@ -347,19 +336,12 @@ async fn policy_ignore_unknown_types_dry_run_and_reconciliation() {
     let dry = fake_github_token();
     {
         let mut m = mock.lock().unwrap();
-        m.alerts.insert(
-            "acme/sandbox#1".into(),
-            alert(1, "github_personal_access_token", &ignored),
-        );
+        m.leak("acme/sandbox", 1, "github_personal_access_token", &ignored);
         m.alerts.insert(
             "acme/app#7".into(),
             alert(7, "stripe_api_key", "sk_live_fake"),
         );
-        m.alerts.insert(
-            "acme/tools#9".into(),
-            alert(9, "github_personal_access_token", &dry),
-        );
-        m.active.extend([ignored.clone(), dry.clone()]);
+        m.leak("acme/tools", 9, "github_personal_access_token", &dry);
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(
@@ -601,11 +583,7 @@ async fn a_github_app_buys_one_installation_token_and_reuses_it() {
         m.app_public_key = Some(public_pem.into_bytes());
         for (i, t) in tokens.iter().enumerate() {
             let n = 10 + i as u64;
-            m.alerts.insert(
-                format!("acme/app#{n}"),
-                alert(n, "github_personal_access_token", t),
-            );
-            m.active.insert(t.clone());
+            m.leak("acme/app", n, "github_personal_access_token", t);
         }
     }
     let dir = tempfile::tempdir().unwrap();
