@@ -383,6 +383,55 @@ fn a_blob_missing_from_a_pack_is_reported_with_its_path() {
 }
 
 #[test]
+fn a_corrupt_object_in_a_pack_is_reported_and_the_scan_goes_on() {
+    let dir = repo();
+    let d = dir.path();
+    commit_file(d, "good.txt", &format!("{}\n", key(0)), "good");
+    commit_file(
+        d,
+        "bad.txt",
+        &"this blob will be corrupted\n".repeat(4),
+        "bad",
+    );
+    let bad = git(d, &["rev-parse", "HEAD:bad.txt"]);
+    git(d, &["repack", "-q", "-a", "-d"]);
+    git(d, &["prune-packed"]);
+    // Overwrite the middle of that blob's compressed data.
+    let pack_dir = d.join(".git/objects/pack");
+    let idx = fs::read_dir(&pack_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    let out = Std::new("git")
+        .arg("show-index")
+        .stdin(fs::File::open(&idx).unwrap())
+        .output()
+        .unwrap();
+    let offset: usize = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&bad))
+        .and_then(|l| l.split(' ').next()?.parse().ok())
+        .unwrap();
+    let pack = idx.with_extension("pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[offset + 6..offset + 14].fill(0xff);
+    let mut perms = fs::metadata(&pack).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&pack, perms).unwrap();
+    fs::write(&pack, bytes).unwrap();
+    let (doc, code, stderr) = scan_json(d, &[]);
+    assert!(
+        stderr.contains(&format!("bad.txt: blob {bad} cannot be read")),
+        "{stderr}"
+    );
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc)[0].1, key(0));
+}
+
+#[test]
 fn all_objects_finds_blobs_no_ref_reaches() {
     let dir = repo();
     commit_file(dir.path(), "README", "hi\n", "init");
