@@ -64,7 +64,7 @@ async fn shutdown() {
 
 fn open_queue(c: &ConfigArg) -> Result<Queue> {
     let cfg = load(c)?;
-    let path = cfg.server.data_dir.join("queue.db");
+    let path = cfg.queue_path();
     anyhow::ensure!(
         path.exists(),
         "no job queue at {} (has `keyburn serve` run with this data_dir?)",

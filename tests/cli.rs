@@ -280,6 +280,18 @@ fn stdin_is_scanned_with_a_dash() {
 }
 
 #[test]
+fn binary_stdin_is_skipped_like_a_binary_file() {
+    let mut bin = vec![0u8, 1, 2, 3];
+    bin.extend_from_slice(format!(" key {}\n", aws_key_id()).as_bytes());
+    keyburn()
+        .args(["scan", "-", "-f", "jsonl", "-v"])
+        .write_stdin(bin)
+        .assert()
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("stdin: binary file"));
+}
+
+#[test]
 fn gitignored_files_are_skipped_unless_no_ignore() {
     let dir = TempDir::new().unwrap();
     write(dir.path(), ".gitignore", "build/\n");

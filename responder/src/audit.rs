@@ -150,10 +150,10 @@ impl AuditLog {
 
 /// The current time, RFC 3339 UTC.
 pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    keyburn_scanner::finding::rfc3339(secs)
+    // Whole seconds, as every record has always carried.
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// What [`verify`] found in an intact log.

@@ -349,6 +349,12 @@ impl Config {
         Ok(id.zip(secret).map(|(i, s)| (i, s, token)))
     }
 
+    /// The job queue's database: `<data_dir>/queue.db`, for the server and
+    /// for `keyburn jobs` alike.
+    pub fn queue_path(&self) -> PathBuf {
+        self.server.data_dir.join("queue.db")
+    }
+
     pub fn audit_path(&self) -> PathBuf {
         self.audit
             .path

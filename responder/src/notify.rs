@@ -1,6 +1,7 @@
 //! Telling the team: a Slack incoming webhook and a generic JSON webhook.
 //! A notification carries the alert link, secret type, repository, what
-//! was done and the secret masked (its first four characters).
+//! was done and the secret masked as every report masks it
+//! ([`keyburn_scanner::finding::mask`]).
 
 use serde::Serialize;
 use serde_json::json;
@@ -20,13 +21,6 @@ pub struct Notice {
     pub secret_masked: String,
     /// `path:line@commit` of the first places the secret was found.
     pub locations: Vec<String>,
-}
-
-/// The first four characters, then a fixed-length mask: enough to tell
-/// two secrets apart in a channel, never enough to use one.
-pub fn mask(secret: &str) -> String {
-    let head: String = secret.chars().take(4).collect();
-    format!("{head}…")
 }
 
 pub struct Notifier {
@@ -72,17 +66,5 @@ impl Notifier {
                 .await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask;
-
-    #[test]
-    fn masks_keep_four_characters() {
-        let secret = format!("{}{}", "xoxb-", "1234567890-abcdef");
-        assert_eq!(mask(&secret), "xoxb…");
-        assert_eq!(mask("ab"), "ab…");
     }
 }

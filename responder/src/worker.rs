@@ -23,10 +23,11 @@ use crate::config::{Action, Config, ConfigError};
 use crate::github::{Alert, AppAuth, Auth, GitHub};
 use crate::http::Http;
 use crate::metrics::Metrics;
-use crate::notify::{mask, Notice, Notifier};
+use crate::notify::{Notice, Notifier};
 use crate::providers::{GitHubTokens, Provider, Slack, Validity};
 use crate::queue::{now_ms, Enqueued, NewJob, Queue, QueueError, Retry};
 use crate::signature::Verifier;
+use keyburn_scanner::finding::mask;
 
 /// A worker holds a job this long; a job whose worker died is taken over
 /// after it (and at once after a restart, see [`Responder::new`]).
@@ -197,7 +198,7 @@ impl Responder {
             }
         };
         let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key.as_bytes())?);
-        let mut queue = Queue::open(&dir.join("queue.db"))?;
+        let mut queue = Queue::open(&cfg.queue_path())?;
         if let Some(max) = cfg.server.queue_max_bytes {
             queue.limit_size(max)?;
         }

@@ -157,7 +157,7 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
         .contains("github"));
     let n = &m.notices[0];
     assert_eq!(n["outcome"], "revoked");
-    assert_eq!(n["secret_masked"], "ghp_…");
+    assert_eq!(n["secret_masked"], "ghp_********");
     assert_eq!(n["locations"][0], "config/app.env:3@0123456789ab");
     let slack = &m.slack_messages[0];
     assert!(

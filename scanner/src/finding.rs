@@ -120,8 +120,9 @@ pub fn fingerprint(rule_id: &str, path: &str, secret: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Mask a secret for human eyes: a short prefix, then asterisks. The
-/// length is not revealed.
+/// Mask a secret for human eyes (reports, logs, notifications): a short
+/// prefix, then asterisks. The length is not revealed, and a secret shorter
+/// than 8 characters shows nothing.
 pub fn mask(secret: &str) -> String {
     let n = secret.chars().count();
     let keep = if n >= 16 {
@@ -201,27 +202,22 @@ mod tests {
     fn mask_hides_all_but_a_prefix() {
         assert_eq!(mask("ghp_abcdefghijklmnop"), "ghp_********");
         assert_eq!(mask("short"), "********");
+        assert_eq!(mask("abc123"), "********", "a short secret shows nothing");
+    }
+
+    #[test]
+    fn rfc3339_formats_epoch_seconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), "");
     }
 }
 
-/// Seconds since the epoch as an RFC 3339 UTC timestamp.
+/// Seconds since the epoch as an RFC 3339 UTC timestamp; empty for a time
+/// no calendar holds (a commit with a garbled date).
 pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }

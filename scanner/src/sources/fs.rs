@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use ignore::{WalkBuilder, WalkState};
 
-use super::{is_binary, scan_buffer, Event, SkipReason};
+use super::{scan_buffer, Event, SkipReason};
 use crate::engine::{Engine, Scratch};
 
 /// How to walk. The defaults suit scanning a checkout: honour ignore files,
@@ -126,25 +126,18 @@ impl Worker<'_> {
             Ok(m) => m.len(),
             Err(e) => return send(err(e)),
         };
-        if size > self.max {
-            return send(Event::Skipped {
-                path: name,
-                reason: SkipReason::TooLarge {
-                    size,
-                    limit: self.max,
-                },
-            });
+        if let Some(reason) = SkipReason::too_large(size, self.max) {
+            return send(Event::Skipped { path: name, reason });
         }
         self.buf.clear();
         // `take` bounds memory even if the file grows while we read it.
         if let Err(e) = (&mut file).take(self.max).read_to_end(&mut self.buf) {
             return send(err(e));
         }
-        if is_binary(&self.buf) {
-            return send(Event::Skipped {
-                path: name,
-                reason: SkipReason::Binary,
-            });
+        // `take` kept the size within the limit: only the binary check can
+        // still skip the file.
+        if let Some(reason) = SkipReason::of(&self.buf, self.max) {
+            return send(Event::Skipped { path: name, reason });
         }
         let mut alive = true;
         scan_buffer(

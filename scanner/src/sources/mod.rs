@@ -30,6 +30,21 @@ pub enum SkipReason {
     Submodule,
 }
 
+impl SkipReason {
+    /// Why `buf`, content to scan, is skipped, if it is: larger than
+    /// `limit` bytes, or binary. Every source asks this one question.
+    pub fn of(buf: &[u8], limit: u64) -> Option<SkipReason> {
+        SkipReason::too_large(buf.len() as u64, limit)
+            .or_else(|| is_binary(buf).then_some(SkipReason::Binary))
+    }
+
+    /// The size check alone, for a source that knows the size before it
+    /// reads (a file's metadata).
+    pub fn too_large(size: u64, limit: u64) -> Option<SkipReason> {
+        (size > limit).then_some(SkipReason::TooLarge { size, limit })
+    }
+}
+
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -119,13 +134,10 @@ pub fn scan_reader(
         on_event(Event::error(name.to_string(), e.to_string()));
         return;
     }
-    if buf.len() as u64 > limit {
+    if let Some(reason) = SkipReason::of(&buf, limit) {
         on_event(Event::Skipped {
             path: name.to_string(),
-            reason: SkipReason::TooLarge {
-                size: buf.len() as u64,
-                limit,
-            },
+            reason,
         });
         return;
     }
