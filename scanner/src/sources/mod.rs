@@ -5,9 +5,6 @@
 
 mod fs;
 mod git;
-mod pack;
-mod packed;
-mod tree;
 
 use std::io::Read;
 
@@ -17,6 +14,7 @@ use crate::finding::{Finding, LineIndex};
 pub use fs::{walk, WalkOptions};
 pub use git::{
     is_repository, scan_history, scan_staged, GitError, HistoryOptions, HistorySummary, Strategy,
+    WorkerPanic,
 };
 
 /// Why a file was not scanned.

@@ -8,7 +8,7 @@
 //! work around:
 //!
 //! 1. Every blob of every pack is scanned in delta-tree order (see
-//!    [`pack`](super::pack)), then the loose ones. Only blobs that matter
+//!    [`pack`](super::plumbing::pack)), then the loose ones. Only blobs that matter
 //!    are remembered: with findings, skipped (too large, binary) or
 //!    unreadable.
 //! 2. Every tree is decoded once, the same way, and only its subtrees,
@@ -27,29 +27,24 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gix::hashtable::{HashMap, HashSet};
 use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
-use super::git::{
-    drop_ignored, finding_events, skip_reason, skipped, CommitDetails, CommitNode, CommitTrees,
-    HistoryOptions, Introductions, Occurrence, NO_COMMIT,
+use super::attribution::{
+    self, finding_events, first_path, skipped, Blob, CommitDetails, CommitTrees, Introduced,
+    Introductions,
 };
-use super::pack::{Layout, Pack, Visit};
-use super::tree::{entry_at, EntryKind};
-use super::Event;
+use super::plumbing::commit::CommitNode;
+use super::plumbing::pack::{Layout, Pack, Visit};
+use super::plumbing::tree::{entry_at, EntryKind};
+use super::plumbing::{loose_objects, release_freed_memory, stream, WorkerPanic};
+use super::{HistoryOptions, HistorySummary, Strategy};
 use crate::engine::{KeywordHit, RawMatch, Scratch};
+use crate::sources::{Event, SkipReason};
 use crate::Engine;
-
-/// What became of the scan, for the summary.
-pub(super) struct Outcome {
-    pub blobs: usize,
-    pub from_packs: usize,
-    pub blob_phase: Duration,
-    pub tree_phase: Duration,
-}
 
 /// Whether every object of the repository lives in its own packs and loose
 /// objects (objects borrowed from alternates are read the diff way).
@@ -60,7 +55,7 @@ pub(super) fn applicable(repo: &gix::Repository) -> bool {
 /// A blob that matters: it has findings, was skipped, or could not be read.
 enum Hit {
     Matches(Vec<RawMatch>),
-    Skipped(super::SkipReason),
+    Skipped(SkipReason),
     Unreadable(String),
     /// Referenced by a tree but stored nowhere.
     Missing,
@@ -115,7 +110,7 @@ impl BlobState {
     ) {
         let id = id.to_owned();
         self.ids.push(id);
-        let skip = skip_reason(data, opts);
+        let skip = SkipReason::of(data, opts.max_file_size);
         let mut keywords = std::mem::take(&mut self.keywords);
         keywords.clear();
         let base = visit
@@ -231,49 +226,91 @@ fn delta_hits(
 
 /// Scan the history of `repo` whose commits (oldest first) are `commits`,
 /// stored in `packs` (laid out in `layouts`) and loose objects.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn scan(
     engine: &Engine,
-    (repo, packs, layouts): (&gix::Repository, &[Pack], Vec<Layout>),
+    repo: &gix::Repository,
+    pool: &rayon::ThreadPool,
+    (packs, layouts): (&[Pack], Vec<Layout>),
     commits: &[CommitNode],
     opts: &HistoryOptions,
-    threads: usize,
     on_event: &mut impl FnMut(Event),
-) -> Outcome {
+) -> Result<HistorySummary, WorkerPanic> {
     let t0 = Instant::now();
+    let stored = blob_phase(engine, repo, pool, (packs, &layouts), opts, on_event)?;
+    let blob_phase = t0.elapsed();
+    release_freed_memory();
+    let Stored {
+        mut hits,
+        known,
+        from_packs,
+    } = stored;
+    let watch = Watch::new(hits.keys().copied().collect(), known);
+    let mut table = tree_phase(repo, pool, layouts, &watch)?;
+    release_freed_memory();
+    let blobs = introductions(repo, &mut table, commits, opts, on_event);
+    drop(table);
+    let blobs_stored = watch.known.len();
+    for id in watch.into_missing() {
+        hits.entry(id).or_insert(Hit::Missing);
+    }
+    report(engine, repo, commits, blobs, hits, opts, on_event);
+    Ok(HistorySummary {
+        commits: commits.len(),
+        blobs: blobs_stored,
+        blobs_from_packs: from_packs,
+        scan: blob_phase,
+        diff: t0.elapsed() - blob_phase,
+        strategy: Strategy::Packs,
+        ..Default::default()
+    })
+}
 
-    // Phase 1: blobs.
+/// What the blob phase leaves: the blobs that matter, and every blob
+/// stored.
+struct Stored {
+    hits: HashMap<ObjectId, Hit>,
+    known: HashSet<ObjectId>,
+    /// How many of the stored blobs came from the packs.
+    from_packs: usize,
+}
+
+/// Phase 1: scan every blob stored, pack by pack in delta-tree order, then
+/// the loose ones and those a pack could not decode, read one by one.
+fn blob_phase(
+    engine: &Engine,
+    repo: &gix::Repository,
+    pool: &rayon::ThreadPool,
+    (packs, layouts): (&[Pack], &[Layout]),
+    opts: &HistoryOptions,
+    on_event: &mut impl FnMut(Event),
+) -> Result<Stored, WorkerPanic> {
     let mut hits: HashMap<ObjectId, Hit> = HashMap::default();
     let mut known: HashSet<ObjectId> = HashSet::default();
     let mut retry: Vec<(ObjectId, String)> = Vec::new();
     for (k, layout) in layouts.iter().enumerate() {
         let earlier = &packs[..k];
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<Event>>(64);
-        let (states, failed) = std::thread::scope(|s| {
-            let work = s.spawn(move || {
-                layout.traverse(Kind::Blob, threads, BlobState::default, |st, v| {
-                    // An object stored twice is scanned from the first pack
-                    // (its deltas here then search for keywords in full).
-                    if earlier.iter().any(|p| p.index.lookup(v.id).is_some()) {
-                        st.forget(v.level);
-                        return;
-                    }
-                    st.scan_visited(engine, &v, opts);
-                    if st.events.len() >= EVENT_BATCH {
-                        let _ = tx.send(std::mem::take(&mut st.events));
-                    }
-                })
-            });
-            for batch in rx {
-                batch.into_iter().for_each(&mut *on_event);
-            }
-            work.join().unwrap_or_default()
-        });
-        for st in states {
+        let produce = |tx: crossbeam_channel::Sender<Vec<Event>>| {
+            layout.traverse(pool, Kind::Blob, BlobState::default, |st, v| {
+                // An object stored twice is scanned from the first pack
+                // (its deltas here then search for keywords in full).
+                if earlier.iter().any(|p| p.index.lookup(v.id).is_some()) {
+                    st.forget(v.level);
+                    return;
+                }
+                st.scan_visited(engine, &v, opts);
+                if st.events.len() >= EVENT_BATCH {
+                    let _ = tx.send(std::mem::take(&mut st.events));
+                }
+            })
+        };
+        let done = stream(produce, |batch| batch.into_iter().for_each(&mut *on_event))?;
+        for st in done.states {
             st.events.into_iter().for_each(&mut *on_event);
             known.extend(st.ids);
             hits.extend(st.hits);
         }
-        retry.extend(failed);
+        retry.extend(done.failed);
         retry.extend(
             layout
                 .unreachable()
@@ -310,54 +347,78 @@ pub(super) fn scan(
     one.events.into_iter().for_each(&mut *on_event);
     known.extend(one.ids);
     hits.extend(one.hits);
-    let blob_phase = t0.elapsed();
-    release_freed_memory();
+    Ok(Stored {
+        hits,
+        known,
+        from_packs,
+    })
+}
 
-    // Phase 2: trees, and phase 3: commits over them.
-    let watch = Watch::new(hits.keys().copied().collect(), known);
-    let mut table = Tables::new(repo, &watch);
-    // Each layout goes once its trees are read: the walk over commits
-    // needs only the table.
+/// Phase 2: decode every tree once, keeping only what the walk over
+/// commits needs (see [`Part::record`]). Each layout goes once its trees
+/// are read.
+fn tree_phase<'r>(
+    repo: &'r gix::Repository,
+    pool: &rayon::ThreadPool,
+    layouts: Vec<Layout>,
+    watch: &'r Watch,
+) -> Result<Tables<'r>, WorkerPanic> {
+    let mut table = Tables::new(repo, watch);
     for layout in layouts {
-        let (parts, failed) = layout.traverse(Kind::Tree, threads, Part::default, |part, v| {
-            part.record(v.id, v.data, v.fresh, &watch)
-        });
-        table.parts.extend(parts);
+        let decoded = layout.traverse(pool, Kind::Tree, Part::default, |part, v| {
+            part.record(v.id, v.data, v.fresh, watch)
+        })?;
+        table.parts.extend(decoded.states);
         // Trees that cannot be decoded here are read one by one, which
         // reports what is wrong with them.
-        drop(failed);
     }
     table.index();
-    release_freed_memory();
+    Ok(table)
+}
+
+/// Phase 3: walk the commits oldest first over the table; returns the
+/// blobs that matter with where they were introduced.
+fn introductions(
+    repo: &gix::Repository,
+    table: &mut Tables,
+    commits: &[CommitNode],
+    opts: &HistoryOptions,
+    on_event: &mut impl FnMut(Event),
+) -> Vec<Blob> {
     let mut intro = Introductions::new(opts.all_commits);
     let trees = CommitTrees::new(commits);
     let mut prefix = Vec::new();
     for (i, c) in commits.iter().enumerate() {
         let olds = trees.of_parents(repo, c);
-        let (mut out, mut subs) = (Vec::new(), Vec::new());
+        let mut out = Introduced::default();
         prefix.clear();
-        if let Err(message) = table.introduced(&olds, c.tree, &mut prefix, &mut out, &mut subs) {
+        if let Err(message) = table.introduced(&olds, c.tree, &mut prefix, &mut out) {
             on_event(Event::error(format!("commit {}", c.id), message));
         }
-        intro.add(i, out, subs, on_event);
+        intro.add(i, out, on_event);
     }
     for message in table.errors.drain(..) {
         on_event(Event::error("", message));
     }
-    drop(table);
-    for id in watch
-        .missing
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-    {
-        hits.entry(id).or_insert(Hit::Missing);
-    }
-    let mut blobs: Vec<(ObjectId, Vec<Occurrence>)> = intro
-        .finish()
+    intro.finish()
+}
+
+/// Turn what matters into events: findings (the blob is read again, its
+/// matches known), skips and read errors, each under its occurrences.
+fn report(
+    engine: &Engine,
+    repo: &gix::Repository,
+    commits: &[CommitNode],
+    blobs: Vec<Blob>,
+    mut hits: HashMap<ObjectId, Hit>,
+    opts: &HistoryOptions,
+    on_event: &mut impl FnMut(Event),
+) {
+    let mut blobs: Vec<Blob> = blobs
         .into_iter()
         .filter(|(id, _)| hits.contains_key(id))
         .collect();
-    drop_ignored(repo, &mut blobs);
+    attribution::drop_ignored(repo, &mut blobs);
     if opts.all_objects {
         let reached: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let mut rest: Vec<ObjectId> = hits
@@ -366,23 +427,15 @@ pub(super) fn scan(
             .copied()
             .collect();
         rest.sort();
-        blobs.extend(rest.into_iter().map(|id| {
-            let path = format!("(unreachable blob {id})").into();
-            (
-                id,
-                vec![Occurrence {
-                    path,
-                    commit: NO_COMMIT,
-                }],
-            )
-        }));
+        blobs.extend(rest.into_iter().map(attribution::unreachable));
     }
     let mut details = CommitDetails::new(repo.clone(), commits);
+    let mut buf = Vec::new();
     for (id, occ) in blobs {
         let Some(hit) = hits.remove(&id) else {
             continue;
         };
-        let first = occ.first().map(|o| o.path.to_string()).unwrap_or_default();
+        let first = first_path(&occ);
         match hit {
             Hit::Matches(matches) => match repo.objects.try_find(&id, &mut buf) {
                 Ok(Some(d)) => {
@@ -405,120 +458,6 @@ pub(super) fn scan(
             )),
         }
     }
-    Outcome {
-        blobs: watch.known.len(),
-        from_packs,
-        blob_phase,
-        tree_phase: t0.elapsed() - blob_phase,
-    }
-}
-
-/// The commits reachable from `tips`, oldest first (ties by id), decoded
-/// from the packs in one pass (loose ones are read one by one) and walked
-/// in memory. Commits listed as shallow have their parents cut, as git
-/// does.
-pub(super) fn walk(
-    repo: &gix::Repository,
-    layouts: &[Layout],
-    tips: &[ObjectId],
-    threads: usize,
-    on_event: &mut impl FnMut(Event),
-) -> Vec<CommitNode> {
-    let mut stored: HashMap<ObjectId, CommitNode> = HashMap::default();
-    for layout in layouts {
-        let (parts, _) = layout.traverse(Kind::Commit, threads, Vec::new, |found, c| {
-            found.extend(parse_commit(c.id, c.data));
-        });
-        for n in parts.into_iter().flatten() {
-            stored.entry(n.id).or_insert(n);
-        }
-    }
-    let shallow: HashSet<ObjectId> = repo
-        .shallow_commits()
-        .ok()
-        .flatten()
-        .map(|c| c.iter().copied().collect())
-        .unwrap_or_default();
-    let mut seen: HashSet<ObjectId> = HashSet::default();
-    let mut stack = tips.to_vec();
-    let mut commits = Vec::new();
-    let mut buf = Vec::new();
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        // Not in a pack (loose, or undecodable there): read it alone.
-        let node = stored
-            .remove(&id)
-            .or_else(|| match repo.objects.try_find(&id, &mut buf) {
-                Ok(Some(d)) if d.kind == Kind::Commit => parse_commit(&id, d.data),
-                _ => None,
-            });
-        let Some(mut node) = node else {
-            on_event(Event::error(format!("commit {id}"), "cannot read commit"));
-            continue;
-        };
-        if shallow.contains(&id) {
-            node.parents.clear();
-        }
-        stack.extend(node.parents.iter().copied());
-        commits.push(node);
-    }
-    commits.sort_by_key(|c| (c.time, c.id));
-    commits
-}
-
-/// Tree, parents and committer time from a commit's bytes.
-fn parse_commit(id: &gix::oid, data: &[u8]) -> Option<CommitNode> {
-    let hex = |l: &[u8], field: &[u8]| {
-        l.strip_prefix(field)
-            .and_then(|h| ObjectId::from_hex(h).ok())
-    };
-    let mut lines = data.split(|&b| b == b'\n');
-    let tree = hex(lines.next()?, b"tree ")?;
-    let mut parents = Vec::new();
-    let mut time = 0;
-    for l in lines {
-        if let Some(p) = hex(l, b"parent ") {
-            parents.push(p);
-        } else if let Some(c) = l.strip_prefix(b"committer ") {
-            // "Name <email> 1700000000 +0100"
-            let mut fields = c.rsplit(|&b| b == b' ');
-            time = fields
-                .nth(1)
-                .and_then(|t| std::str::from_utf8(t).ok()?.parse().ok())
-                .unwrap_or(0);
-        } else if l.is_empty() {
-            break;
-        }
-    }
-    Some(CommitNode {
-        id: id.to_owned(),
-        tree,
-        parents,
-        time,
-    })
-}
-
-/// Hand memory freed by a finished phase back to the system. glibc keeps
-/// freed blocks in per-thread arenas, where the next phase's allocations
-/// (of other sizes, on other threads) often cannot reuse them, and the
-/// process's footprint grows phase after phase.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Ids of the loose objects.
-fn loose_objects(repo: &gix::Repository) -> Vec<ObjectId> {
-    let dir = repo.common_dir().join("objects");
-    gix::odb::loose::Store::at(dir, repo.object_hash())
-        .iter()
-        .filter_map(Result::ok)
-        .collect()
 }
 
 /// What the tree phase keeps and looks for.
@@ -555,6 +494,11 @@ impl Watch {
             && self
                 .lock_missing()
                 .contains(&ObjectId::from_bytes_or_panic(id))
+    }
+
+    /// The blobs found referenced but stored nowhere.
+    fn into_missing(self) -> HashSet<ObjectId> {
+        self.missing.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_missing(&self) -> std::sync::MutexGuard<'_, HashSet<ObjectId>> {
@@ -788,8 +732,7 @@ impl<'r> Tables<'r> {
         olds: &[Option<ObjectId>],
         new: ObjectId,
         prefix: &mut Vec<u8>,
-        out: &mut Vec<(ObjectId, Vec<u8>)>,
-        subs: &mut Vec<Vec<u8>>,
+        out: &mut Introduced,
     ) -> Result<(), String> {
         if olds.contains(&Some(new)) || !self.holds(&new) {
             return Ok(());
@@ -826,14 +769,14 @@ impl<'r> Tables<'r> {
             prefix.extend_from_slice(&name);
             let r = match e.kind {
                 EntryKind::Gitlink => {
-                    subs.push(prefix.clone());
+                    out.submodule(prefix);
                     Ok(())
                 }
                 EntryKind::Blob => {
-                    out.push((e.id, prefix.clone()));
+                    out.blob(e.id, prefix);
                     Ok(())
                 }
-                EntryKind::Tree => self.introduced(&same, e.id, prefix, out, subs),
+                EntryKind::Tree => self.introduced(&same, e.id, prefix, out),
             };
             prefix.truncate(len);
             r?;
@@ -844,7 +787,7 @@ impl<'r> Tables<'r> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pack::Copied;
+    use super::super::plumbing::pack::{apply_delta, Copied};
     use super::*;
     use crate::rules::RuleSet;
     use proptest::prelude::*;
@@ -923,7 +866,7 @@ mod tests {
             let engine = Engine::new(RuleSet::builtin()).unwrap();
             let base = text(&base);
             let (mut data, mut fresh, mut copied) = (Vec::new(), Vec::new(), Vec::new());
-            super::super::pack::apply_delta(&base, &delta(&base, &ops), (&mut data, &mut fresh, &mut copied)).unwrap();
+            apply_delta(&base, &delta(&base, &ops), (&mut data, &mut fresh, &mut copied)).unwrap();
             let id = ObjectId::null(gix::hash::Kind::Sha1);
             let v = Visit { id: &id, data: &data, fresh: &fresh, copied: &copied, level: 1, base: Some(0) };
             let (mut got, mut regions) = (Vec::new(), Vec::new());
@@ -974,23 +917,5 @@ mod tests {
     fn the_property_text_holds_keywords() {
         let engine = Engine::new(RuleSet::builtin()).unwrap();
         assert!(all_hits(&engine, &text(&[3, 0, 6, 7, 8, 9])).len() >= 4);
-    }
-
-    #[test]
-    fn commits_give_tree_parents_and_committer_time() {
-        let id = ObjectId::from_hex(b"1111111111111111111111111111111111111111").unwrap();
-        let data = b"tree 2222222222222222222222222222222222222222\n\
-            parent 3333333333333333333333333333333333333333\n\
-            parent 4444444444444444444444444444444444444444\n\
-            author A U Thor <a@example.org> 1000 +0000\n\
-            committer C O Mitter <c@example.org> 1700000000 -0130\n\
-            \n\
-            parent 5555555555555555555555555555555555555555 in the message\n";
-        let c = parse_commit(&id, data).unwrap();
-        assert_eq!(c.tree.to_string(), "2".repeat(40));
-        let parents: Vec<String> = c.parents.iter().map(|p| p.to_string()).collect();
-        assert_eq!(parents, ["3".repeat(40), "4".repeat(40)]);
-        assert_eq!(c.time, 1_700_000_000);
-        assert!(parse_commit(&id, b"not a commit").is_none());
     }
 }

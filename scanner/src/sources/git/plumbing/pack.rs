@@ -17,21 +17,24 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::PathBuf;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gix::objs::Kind;
 use gix::ObjectId;
 
+use super::{catch, WorkerPanic};
+
 /// A pack that cannot be used at all (its objects are then read one by one).
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
-pub(super) struct PackError {
+pub(crate) struct PackError {
     path: String,
     message: String,
 }
 
 /// A pack of the repository: its index, opened once, and its data file.
-pub(super) struct Pack {
+pub(crate) struct Pack {
     pub index: gix::odb::pack::index::File,
     pub data: PathBuf,
 }
@@ -39,7 +42,7 @@ pub(super) struct Pack {
 /// The repository's packs, in name order; a pack whose index cannot be
 /// read is left out (its objects are still found through the object
 /// database).
-pub(super) fn packs(repo: &gix::Repository) -> Vec<Pack> {
+pub(crate) fn packs(repo: &gix::Repository) -> Vec<Pack> {
     let dir = repo.common_dir().join("objects").join("pack");
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
@@ -64,7 +67,7 @@ pub(super) fn packs(repo: &gix::Repository) -> Vec<Pack> {
 
 /// Where each object of a pack lies in its data file, with its kind and
 /// delta base, read from the entry headers.
-pub(super) struct Layout<'p> {
+pub(crate) struct Layout<'p> {
     pack: &'p Pack,
     file: File,
     /// Objects in pack order.
@@ -261,58 +264,80 @@ impl Layout<'_> {
             .collect()
     }
 
-    /// Visit every object of `kind` in delta-tree order on `threads`
-    /// threads, each with its own state from `init`; returns the states and
-    /// the objects that could not be decoded (with why), for one-by-one
-    /// reads to retry and report.
+    /// Visit every object of `kind` in delta-tree order on every worker of
+    /// `pool`, each with its own state from `init`; returns the states
+    /// and the objects that could not be decoded (with why), for one-by-one
+    /// reads to retry and report. A panicking visitor fails the whole
+    /// traversal with the object whose delta tree it was reading.
     pub fn traverse<S: Send>(
         &self,
+        pool: &rayon::ThreadPool,
         kind: Kind,
-        threads: usize,
         init: impl Fn() -> S + Sync,
         visit: impl Fn(&mut S, Visit<'_>) + Sync,
-    ) -> (Vec<S>, Vec<(ObjectId, String)>) {
+    ) -> Result<Traversal<S>, WorkerPanic> {
         let mut roots = self.roots(kind);
-        // Biggest delta trees first, so that no thread is left with a
+        // Biggest delta trees first, so that no worker is left with a
         // long one at the end while the others idle.
         let mut sized: Vec<(usize, u32)> =
             roots.iter().map(|&r| (self.subtree_size(r), r)).collect();
         sized.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         roots = sized.into_iter().map(|(_, r)| r).collect();
+        // Every worker of the pool takes the next root until none is left:
+        // one state per worker, and the big trees go first.
         let next = AtomicUsize::new(0);
-        let failures = std::sync::Mutex::new(Vec::new());
-        let states = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads.max(1))
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut state = init();
-                        let mut w = Walker::default();
-                        loop {
-                            let at = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&root) = roots.get(at) else { break };
-                            let failed = w.walk(self, kind, root, &mut |v| visit(&mut state, v));
-                            if !failed.is_empty() {
-                                failures
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .extend(failed);
-                            }
-                        }
-                        state
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        let parts = pool.broadcast(|_| {
+            let mut state = init();
+            let mut walker = Walker::default();
+            let mut failed = Vec::new();
+            loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&root) = roots.get(at) else { break };
+                let what = || {
+                    let id = self
+                        .pack
+                        .index
+                        .oid_at_index(self.nodes[root as usize].index);
+                    format!(
+                        "the delta tree of {kind} {id} in {}",
+                        self.pack.data.display()
+                    )
+                };
+                match catch(what, || {
+                    walker.walk(self, kind, root, &mut |v| visit(&mut state, v))
+                }) {
+                    Ok(lost) => failed.extend(lost),
+                    Err(panic) => {
+                        // The other workers stop at their next root.
+                        next.store(roots.len(), Ordering::Relaxed);
+                        return Err(panic);
+                    }
+                }
+            }
+            Ok((state, failed))
         });
-        (
-            states,
-            failures.into_inner().unwrap_or_else(|e| e.into_inner()),
-        )
+        let mut out = Traversal {
+            states: Vec::with_capacity(parts.len()),
+            failed: Vec::new(),
+        };
+        for part in parts {
+            let (state, failed) = part?;
+            out.states.push(state);
+            out.failed.extend(failed);
+        }
+        Ok(out)
     }
 }
 
+/// What a traversal leaves: each worker's state, and the objects that
+/// could not be decoded, with why.
+pub(crate) struct Traversal<S> {
+    pub states: Vec<S>,
+    pub failed: Vec<(ObjectId, String)>,
+}
+
 /// An object handed to a traversal's visitor.
-pub(super) struct Visit<'a> {
+pub(crate) struct Visit<'a> {
     pub id: &'a gix::oid,
     pub data: &'a [u8],
     /// Byte ranges of `data` its delta inserted (all of it for an object
@@ -331,7 +356,7 @@ pub(super) struct Visit<'a> {
 /// `len` bytes of an object copied from its base: `data[to..to + len]` is
 /// `base[from..from + len]`. Copies that continue each other are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Copied {
+pub(crate) struct Copied {
     pub to: usize,
     pub from: usize,
     pub len: usize,
@@ -406,6 +431,8 @@ impl Walker {
             };
             match res {
                 Ok(()) => {
+                    #[cfg(test)]
+                    super::panic_on_marker(&self.levels[level]);
                     visit(Visit {
                         id: pack.pack.index.oid_at_index(node.index),
                         data: &self.levels[level],
@@ -567,7 +594,7 @@ fn delta_size(d: &[u8], pos: &mut usize) -> Result<usize, String> {
 /// Apply git delta `delta` to `base` into `out`; `fresh` receives the
 /// ranges of `out` the delta inserted and `copied` those it copied
 /// (adjacent ones merged).
-pub(super) fn apply_delta(
+pub(crate) fn apply_delta(
     base: &[u8],
     delta: &[u8],
     (out, fresh, copied): (&mut Vec<u8>, &mut Vec<Range<usize>>, &mut Vec<Copied>),

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 
 /// What a tree entry points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum EntryKind {
+pub(crate) enum EntryKind {
     Tree,
     /// A file or a symlink: content to scan.
     Blob,
@@ -21,7 +21,7 @@ pub(super) enum EntryKind {
 
 /// One entry, borrowed from its tree's bytes.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RawEntry<'a> {
+pub(crate) struct RawEntry<'a> {
     pub name: &'a [u8],
     pub id: &'a [u8],
     pub kind: EntryKind,
@@ -31,7 +31,7 @@ pub(super) struct RawEntry<'a> {
 
 /// Parse the entry starting at `pos` of a tree whose ids are `hash_len`
 /// bytes long.
-pub(super) fn entry_at(data: &[u8], pos: usize, hash_len: usize) -> Result<RawEntry<'_>, String> {
+pub(crate) fn entry_at(data: &[u8], pos: usize, hash_len: usize) -> Result<RawEntry<'_>, String> {
     let rest = &data[pos..];
     let corrupt = || format!("corrupt tree entry at byte {pos}");
     // Modes are five or six octal digits and names are short: plain loops
@@ -89,14 +89,14 @@ fn git_order(a: &RawEntry, b: &RawEntry) -> Ordering {
 
 /// An entry of the new tree that no parent has identically, with what each
 /// parent has under the same name and kind (`None`: nothing).
-pub(super) struct Change<'a, 'o> {
+pub(crate) struct Change<'a, 'o> {
     pub entry: RawEntry<'a>,
     pub in_parents: &'o [Option<&'a [u8]>],
 }
 
 /// Call `on_change` for every entry of `new` that differs from the entry at
 /// the same path in every one of `olds` (all trees' ids `hash_len` long).
-pub(super) fn changes<'a>(
+pub(crate) fn changes<'a>(
     new: &'a [u8],
     olds: &[&'a [u8]],
     hash_len: usize,
