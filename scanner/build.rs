@@ -1,10 +1,13 @@
 //! Embeds every `rules/*.toml` file of the workspace into the library, so that
-//! adding a rule file needs no code change. The files are converted to JSON
+//! adding a rule file needs no code change, and with the `hyperscan`
+//! feature finds the Hyperscan (or Vectorscan) library through pkg-config. The files are converted to JSON
 //! here: parsing JSON at start-up costs a fraction of lexing TOML, and a
 //! one-file scan (the pre-commit hook) pays that cost every time.
 use std::{env, fs, path::PathBuf};
 
 fn main() {
+    #[cfg(feature = "hyperscan")]
+    link_hyperscan();
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../rules");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
@@ -29,4 +32,16 @@ fn main() {
         out,
     )
     .unwrap();
+}
+
+/// Link `libhs` where pkg-config says it is (Debian: libhyperscan-dev or
+/// libvectorscan-dev), rather than hoping the linker finds `-lhs`.
+#[cfg(feature = "hyperscan")]
+fn link_hyperscan() {
+    if let Err(e) = pkg_config::Config::new().probe("libhs") {
+        panic!(
+            "the hyperscan feature needs the Hyperscan or Vectorscan library and its \
+             pkg-config file (Debian: apt-get install libhyperscan-dev pkg-config): {e}"
+        );
+    }
 }

@@ -13,9 +13,9 @@
 //! small file compiles only the few rules it could trigger.
 
 mod filters;
-#[cfg(feature = "hyperscan")]
 mod hyperscan;
 mod prefilter;
+mod stage_one;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -25,8 +25,10 @@ use regex_automata::meta;
 use regex_automata::util::captures::Captures;
 use regex_automata::Input;
 
+pub use hyperscan::HyperscanError;
 pub use prefilter::Hit as KeywordHit;
-use prefilter::KeywordSearcher;
+use stage_one::StageOne;
+pub use stage_one::StageScratch;
 
 use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
 
@@ -39,13 +41,9 @@ pub enum EngineError {
     #[error("invalid global allow regex {pattern:?}: {message}")]
     AllowRegex { pattern: String, message: String },
     #[error("cannot build keyword prefilter: {0}")]
-    Prefilter(String),
-    #[error(
-        "this keyburn was built without the hyperscan feature (cargo build --features hyperscan)"
-    )]
-    HyperscanUnavailable,
-    #[error("cannot build the Hyperscan database: {0}")]
-    Hyperscan(String),
+    Prefilter(#[from] aho_corasick::BuildError),
+    #[error(transparent)]
+    Hyperscan(#[from] HyperscanError),
 }
 
 /// Which implementation finds where rules may match (stage one). Both give
@@ -155,15 +153,16 @@ impl EngineBuilder {
         let min = self.min_confidence;
         self.rules.retain(|r| r.confidence >= min);
         let mut engine = Engine::new(self.rules)?;
-        match self.kind {
-            EngineKind::Rust => {}
-            EngineKind::Hyperscan => engine.use_hyperscan(self.cache_dir, false)?,
-            EngineKind::Auto => {
-                if EngineKind::HYPERSCAN_AVAILABLE {
-                    engine.use_hyperscan(self.cache_dir, true)?;
-                }
-            }
-        }
+        let background = match self.kind {
+            EngineKind::Rust => return Ok(engine),
+            EngineKind::Hyperscan => false,
+            EngineKind::Auto if EngineKind::HYPERSCAN_AVAILABLE => true,
+            EngineKind::Auto => return Ok(engine),
+        };
+        let keywords = engine.keywords.clone();
+        engine
+            .stage_one
+            .use_hyperscan(keywords, &engine.rules, self.cache_dir, background)?;
         Ok(engine)
     }
 }
@@ -183,14 +182,10 @@ pub struct Engine {
     rules: Vec<Rule>,
     compiled: Vec<OnceLock<Option<CompiledRule>>>,
     /// The prefilter's patterns: lower-case keywords, deduplicated.
-    #[cfg(feature = "hyperscan")]
     keywords: Vec<String>,
-    prefilter: Option<KeywordSearcher>,
+    stage_one: StageOne,
     /// Length of the longest keyword, in bytes.
     longest_keyword: usize,
-    /// Set once the Hyperscan database is ready (or failed to build).
-    #[cfg(feature = "hyperscan")]
-    hyperscan: std::sync::Arc<OnceLock<Result<hyperscan::Matcher, String>>>,
     /// For each prefilter pattern, the rules it triggers and, for rules with
     /// case-sensitive keywords, the exact bytes the hit must equal.
     triggers: Vec<Vec<Trigger>>,
@@ -208,8 +203,7 @@ pub struct Scratch {
     last: Vec<u32>,
     matches: Vec<RawMatch>,
     vetoes: Vec<(usize, usize)>,
-    #[cfg(feature = "hyperscan")]
-    hyperscan: hyperscan::ScanScratch,
+    stage_one: StageScratch,
 }
 
 /// What the post-filters decide about a match.
@@ -262,11 +256,7 @@ impl Engine {
                 }
             }
         }
-        let prefilter = if patterns.is_empty() {
-            None
-        } else {
-            Some(KeywordSearcher::new(&patterns).map_err(EngineError::Prefilter)?)
-        };
+        let stage_one = StageOne::keywords(&patterns)?;
         let requirements = rules
             .iter()
             .map(|r| {
@@ -284,11 +274,8 @@ impl Engine {
             rules,
             compiled,
             longest_keyword,
-            #[cfg(feature = "hyperscan")]
             keywords: patterns,
-            prefilter,
-            #[cfg(feature = "hyperscan")]
-            hyperscan: Default::default(),
+            stage_one,
             triggers,
             unconditional,
             requirements,
@@ -296,94 +283,17 @@ impl Engine {
         })
     }
 
-    /// Switch stage one to Hyperscan: now, or (`background`) from when a
-    /// thread has built the database. Every rule's regex is compiled for it
-    /// (Hyperscan needs them all up front), unless a cached database exists.
-    #[cfg(feature = "hyperscan")]
-    fn use_hyperscan(
-        &mut self,
-        cache_dir: Option<PathBuf>,
-        background: bool,
-    ) -> Result<(), EngineError> {
-        let keywords = self.keywords.clone();
-        let sources: Vec<String> = self.rules.iter().map(|r| r.regex.clone()).collect();
-        let build = move || {
-            let regexes: Vec<(usize, regex_syntax::hir::Hir)> = sources
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| crate::rules::parse_regex(r).ok().map(|h| (i, h)))
-                .collect();
-            hyperscan::Matcher::new(&keywords, &regexes, sources.len(), cache_dir.as_deref())
-        };
-        if background {
-            let slot = std::sync::Arc::clone(&self.hyperscan);
-            std::thread::Builder::new()
-                .name("hyperscan-compile".into())
-                .spawn(move || {
-                    let _ = slot.set(build());
-                })
-                .map_err(|e| EngineError::Hyperscan(e.to_string()))?;
-        } else {
-            let m = build().map_err(EngineError::Hyperscan)?;
-            let _ = self.hyperscan.set(Ok(m));
-        }
-        Ok(())
-    }
-
-    #[cfg(not(feature = "hyperscan"))]
-    fn use_hyperscan(&mut self, _: Option<PathBuf>, _: bool) -> Result<(), EngineError> {
-        Err(EngineError::HyperscanUnavailable)
-    }
-
-    /// The Hyperscan matcher, once it is ready.
-    #[cfg(feature = "hyperscan")]
-    fn matcher(&self) -> Option<&hyperscan::Matcher> {
-        self.hyperscan.get().and_then(|r| r.as_ref().ok())
-    }
-
     /// Which implementation runs stage one now.
     pub fn kind(&self) -> EngineKind {
-        #[cfg(feature = "hyperscan")]
-        if self.matcher().is_some() {
-            return EngineKind::Hyperscan;
-        }
-        EngineKind::Rust
+        self.stage_one.kind()
     }
 
     /// What became of Hyperscan in this engine: how its database was
     /// obtained, or why it was not used, and the rules whose regex it
     /// rejected (they search every keyword window, as on the Rust path).
     pub fn hyperscan_notes(&self) -> Vec<String> {
-        #[cfg(feature = "hyperscan")]
-        match self.hyperscan.get() {
-            Some(Ok(m)) => {
-                let mut notes = vec![match &m.origin {
-                    hyperscan::Origin::Cache(p) => format!(
-                        "hyperscan {}: database loaded from {}",
-                        hyperscan::version(),
-                        p.display()
-                    ),
-                    hyperscan::Origin::Compiled { seconds, cached } => format!(
-                        "hyperscan {}: database compiled in {seconds:.2} s{}",
-                        hyperscan::version(),
-                        cached
-                            .as_ref()
-                            .map(|p| format!(", cached at {}", p.display()))
-                            .unwrap_or_default()
-                    ),
-                }];
-                notes.extend(m.fallbacks.iter().map(|f| {
-                    format!(
-                        "hyperscan: rule {} runs on the Rust path: {}",
-                        self.rules[f.rule].id, f.message
-                    )
-                }));
-                return notes;
-            }
-            Some(Err(e)) => return vec![format!("hyperscan not used: {e}")],
-            None => {}
-        }
-        Vec::new()
+        self.stage_one
+            .hyperscan_notes(|rule| self.rules[rule].id.clone())
     }
 
     /// The engine's rules; [`RawMatch::rule`] indexes this slice.
@@ -449,16 +359,14 @@ impl Engine {
     /// offsets into `hay`, appended to `out` (ASCII case-insensitive,
     /// overlapping occurrences included).
     pub fn keyword_hits(&self, hay: &[u8], range: Range<usize>, out: &mut Vec<KeywordHit>) {
-        if let Some(searcher) = &self.prefilter {
-            let base = range.start;
-            searcher.for_each_hit(&hay[range], |h| {
-                out.push(KeywordHit {
-                    pattern: h.pattern,
-                    start: h.start + base,
-                    end: h.end + base,
-                })
-            });
-        }
+        let base = range.start;
+        self.stage_one.keyword_hits(&hay[range], |h| {
+            out.push(KeywordHit {
+                pattern: h.pattern,
+                start: h.start + base,
+                end: h.end + base,
+            })
+        });
     }
 
     /// The length of the longest keyword, in bytes: an occurrence that
@@ -557,24 +465,13 @@ impl Engine {
                 wins.push((*r, ws, we));
             }
         };
-        #[cfg(feature = "hyperscan")]
-        let hs_ran = given.is_none()
-            && self
-                .matcher()
-                .is_some_and(|m| m.scan(hay, &mut scratch.hyperscan));
-        #[cfg(not(feature = "hyperscan"))]
-        let hs_ran = false;
-        if let Some(hits) = given {
-            for h in hits {
-                on_hit(h.pattern, h.start, h.end);
+        match given {
+            Some(hits) => {
+                for h in hits {
+                    on_hit(h.pattern, h.start, h.end);
+                }
             }
-        } else if hs_ran {
-            #[cfg(feature = "hyperscan")]
-            for &(p, s, e) in &scratch.hyperscan.hits {
-                on_hit(p as usize, s, e);
-            }
-        } else if let Some(searcher) = &self.prefilter {
-            searcher.for_each_hit(hay, |hit| on_hit(hit.pattern, hit.start, hit.end));
+            None => self.stage_one.search(hay, &mut scratch.stage_one, on_hit),
         }
         for &r in &self.unconditional {
             wins.push((r, 0, hay.len()));
@@ -592,12 +489,11 @@ impl Engine {
             }
         }
         wins.truncate(w);
-        #[cfg(feature = "hyperscan")]
-        if let Some(m) = self.matcher().filter(|_| hs_ran) {
+        if given.is_none() && self.stage_one.gates(&scratch.stage_one) {
             // Drop windows where the rule's prefiltering regex ended
             // nowhere: the regex crate would find nothing there.
-            let s = &scratch.hyperscan;
-            wins.retain(|&(r, ws, we)| m.may_match(s, r, ws, we));
+            let (stage_one, s) = (&self.stage_one, &scratch.stage_one);
+            wins.retain(|&(r, ws, we)| stage_one.allows(s, r, ws, we));
         }
     }
 

@@ -84,15 +84,14 @@ fn hash(x: u32) -> u32 {
 
 impl KeywordSearcher {
     /// Build a searcher over `patterns` (already lowercase, non-empty).
-    pub fn new(patterns: &[String]) -> Result<KeywordSearcher, String> {
+    pub fn new(patterns: &[String]) -> Result<KeywordSearcher, aho_corasick::BuildError> {
         if patterns.iter().any(|p| p.len() < 2) {
             return AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .kind(Some(AhoCorasickKind::DFA))
                 .build(patterns)
-                .map(KeywordSearcher::Automaton)
-                .map_err(|e| e.to_string());
+                .map(KeywordSearcher::Automaton);
         }
         let mut table = vec![0u64; 1 << (TABLE_BITS - 6)].into_boxed_slice();
         let mut entries: Vec<(u32, u32)> = Vec::new();

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-#[cfg(feature = "hyperscan")]
+#[cfg(any(feature = "hyperscan", test))]
 pub(crate) use model::parse_regex;
 pub use model::{
     compile_regex, Allow, Checksum, CompiledRule, Confidence, RegexTarget, Requirement, Rule,
