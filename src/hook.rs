@@ -56,6 +56,6 @@ pub fn install(args: HookArgs) -> Result<u8> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
     }
-    println!("installed {}", hook.display());
+    out!("installed {}", hook.display());
     Ok(0)
 }

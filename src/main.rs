@@ -3,6 +3,15 @@
 //! The binary only parses arguments, resolves them into configuration and
 //! wires the `keyburn-scanner` library together; see DESIGN.md.
 
+/// `println!` that returns the write error instead of panicking, so that
+/// a closed pipe (`keyburn rules list | head -1`) ends the command quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod cli;
 mod hook;
 mod rules_cmd;
@@ -31,9 +40,18 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // Whoever read the output stopped reading: not an error to report.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keyburn: error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

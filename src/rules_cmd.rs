@@ -50,12 +50,12 @@ pub fn list(args: ListArgs) -> Result<u8> {
     let min: Confidence = args.selection.min_confidence.into();
     let rules: Vec<_> = set.rules().iter().filter(|r| r.confidence >= min).collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rules)?);
+        out!("{}", serde_json::to_string_pretty(&rules)?);
         return Ok(0);
     }
     let width = rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
     for r in &rules {
-        println!(
+        out!(
             "{:width$}  {:6}  {:10}  {}",
             r.id,
             r.confidence.as_str(),
@@ -63,7 +63,7 @@ pub fn list(args: ListArgs) -> Result<u8> {
             r.name
         );
     }
-    println!("{} rules", rules.len());
+    out!("{} rules", rules.len());
     Ok(0)
 }
 
@@ -110,7 +110,7 @@ pub fn check(args: CheckArgs) -> Result<u8> {
                 no_examples.join(", ")
             );
         }
-        println!(
+        out!(
             "{}: {} rules, {} cases, {} failed",
             path.display(),
             set.len(),

@@ -87,15 +87,19 @@ pub fn jobs_list(args: JobsListArgs) -> Result<u8> {
     });
     let jobs = q.list(state, args.limit)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        out!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(0);
     }
-    println!(
+    out!(
         "{:>6}  {:<8} {:<8} {:<30} {:>3}  updated",
-        "id", "state", "step", "alert", "try"
+        "id",
+        "state",
+        "step",
+        "alert",
+        "try"
     );
     for j in &jobs {
-        println!(
+        out!(
             "{:>6}  {:<8} {:<8} {:<30} {:>3}  {}",
             j.id,
             j.state.as_str(),
@@ -108,33 +112,34 @@ pub fn jobs_list(args: JobsListArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn show(j: &Job) {
-    println!("job {}: {}#{}", j.id, j.repo, j.alert_number);
-    println!("  state     {}", j.state.as_str());
-    println!("  step      {}", j.step);
-    println!("  attempts  {}", j.attempts);
-    println!("  source    {}", j.source);
+fn show(j: &Job) -> Result<()> {
+    out!("job {}: {}#{}", j.id, j.repo, j.alert_number);
+    out!("  state     {}", j.state.as_str());
+    out!("  step      {}", j.step);
+    out!("  attempts  {}", j.attempts);
+    out!("  source    {}", j.source);
     if let Some(d) = &j.delivery {
-        println!("  delivery  {d}");
+        out!("  delivery  {d}");
     }
-    println!("  created   {}", time(j.created_at));
-    println!("  updated   {}", time(j.updated_at));
-    println!("  next run  {}", time(j.next_run_at));
-    println!("  context   {}", j.context);
+    out!("  created   {}", time(j.created_at));
+    out!("  updated   {}", time(j.updated_at));
+    out!("  next run  {}", time(j.next_run_at));
+    out!("  context   {}", j.context);
     if let Some(e) = &j.last_error {
-        println!("  error     {e}");
+        out!("  error     {e}");
     }
+    Ok(())
 }
 
 pub fn jobs_show(args: JobArgs) -> Result<u8> {
-    show(&open_queue(&args.config)?.get(args.id)?);
+    show(&open_queue(&args.config)?.get(args.id)?)?;
     Ok(0)
 }
 
 pub fn jobs_retry(args: JobArgs) -> Result<u8> {
     let mut q = open_queue(&args.config)?;
     q.retry(args.id, now_ms())?;
-    println!(
+    out!(
         "job {} queued again at step {}",
         args.id,
         q.get(args.id)?.step
@@ -148,6 +153,6 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
         None => load(&args.config)?.audit_path(),
     };
     let v = keyburn_responder::audit::verify(&path)?;
-    println!("{}: {} records, chain intact", path.display(), v.records);
+    out!("{}: {} records, chain intact", path.display(), v.records);
     Ok(0)
 }

@@ -696,3 +696,68 @@ fn a_baseline_holds_back_known_findings_and_only_new_ones_fail() {
         .stderr(predicate::str::contains("accepted.txt is not a baseline"))
         .stderr(predicate::str::contains("line 1"));
 }
+
+/// Run keyburn with the reading end of its stdout already closed: what
+/// `keyburn ... | head -1` does once head has its line.
+#[cfg(unix)]
+fn run_with_closed_stdout(args: &[&str], dir: &Path) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KEYBURN_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_every_listing_quietly() {
+    use keyburn_responder::queue::{NewJob, Queue};
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("keyburn-data")).unwrap();
+    let mut q = Queue::open(&dir.path().join("keyburn-data/queue.db")).unwrap();
+    for n in 0..50 {
+        let job = NewJob {
+            delivery: None,
+            repo: "acme/app",
+            alert_number: n,
+            source: "test",
+            payload: "{}",
+            step: "fetch",
+        };
+        q.enqueue(&job, 0).unwrap();
+    }
+    drop(q);
+    for args in [
+        &["rules", "list"][..],
+        &["rules", "list", "--json"],
+        &["jobs", "list"],
+        &["jobs", "list", "--json"],
+        &["jobs", "show", "1"],
+    ] {
+        let out = run_with_closed_stdout(args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// A scan whose reader went away still exits by its findings: a closed
+/// pipe must not turn a leak into a pass.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_keeps_the_findings_exit_code() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.env", format!("AWS={}\n", aws_key_id()));
+    let out = run_with_closed_stdout(&["scan", ".", "--no-history"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
