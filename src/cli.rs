@@ -194,9 +194,14 @@ pub struct ScanArgs {
     /// Scan only the files on disk, even in a repository.
     #[arg(long)]
     pub no_history: bool,
-    /// History: skip commits reachable from REV (e.g. origin/main).
+    /// History: only commits since REV, as `git log REV..` (REV..HEAD, or
+    /// REV..BRANCH with --branch), e.g. origin/main.
     #[arg(long, value_name = "REV")]
     pub since: Option<String>,
+    /// History: with --since, walk every ref's commits not reachable from
+    /// REV instead of HEAD's.
+    #[arg(long, requires = "since", conflicts_with = "branch")]
+    pub all_refs: bool,
     /// History: only commits in A..B.
     #[arg(long, value_name = "A..B", conflicts_with = "since")]
     pub range: Option<String>,

@@ -18,7 +18,13 @@ use crate::EXIT_ERROR;
 /// Where the bytes come from.
 enum Mode {
     Files,
-    History(PathBuf, HistoryOptions),
+    /// History, and with `worktree` the work tree's changes against HEAD
+    /// (the default at a repository's root).
+    History {
+        repo: PathBuf,
+        opts: HistoryOptions,
+        worktree: bool,
+    },
     Staged(PathBuf),
 }
 
@@ -76,11 +82,13 @@ impl ScanConfig {
             let auto =
                 !a.no_history && paths.len() == 1 && !stdin && sources::is_repository(&paths[0]);
             if history_asked || auto {
-                Mode::History(
-                    paths.first().cloned().unwrap_or_else(|| ".".into()),
-                    HistoryOptions {
+                Mode::History {
+                    repo: paths.first().cloned().unwrap_or_else(|| ".".into()),
+                    worktree: !history_asked,
+                    opts: HistoryOptions {
                         branch: a.branch.clone(),
                         since: a.since.clone(),
+                        all_refs: a.all_refs,
                         range: a.range.clone(),
                         all_commits: a.all_commits,
                         all_objects: a.all_objects,
@@ -92,7 +100,7 @@ impl ScanConfig {
                         max_file_size: a.max_file_size,
                         threads: a.threads,
                     },
-                )
+                }
             } else {
                 Mode::Files
             }
@@ -144,14 +152,48 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     let mut report = Report::default();
     report.stats.rules = engine.rules().len();
     let bar = cfg.progress.then(progress_bar);
+    // Why the scan could not look at everything it was asked to.
+    let mut incomplete: Option<String> = None;
+    let mut covered = keyburn_scanner::report::Stats::default();
+    // A path that is not there is an error the report names, not a
+    // warning the walker gives and the exit status forgets.
+    let (present, missing): (Vec<PathBuf>, Vec<PathBuf>) = cfg
+        .paths
+        .iter()
+        .cloned()
+        .partition(|p| p.symlink_metadata().is_ok());
     let mut on_event = |ev: Event| handle_event(ev, &cfg, &mut report, bar.as_ref());
     match &cfg.mode {
         Mode::Staged(repo) => {
             sources::scan_staged(&engine, repo, cfg.walk.max_file_size, &mut on_event)?
         }
-        Mode::History(repo, opts) => {
+        Mode::History {
+            repo,
+            opts,
+            worktree,
+        } => {
             let summary = sources::scan_history(&engine, repo, opts, &mut on_event)?;
-            if summary.commits == 0 && !cfg.quiet {
+            covered.commits = Some(summary.commits as u64);
+            covered.blobs = Some(summary.blobs as u64);
+            if *worktree {
+                let w = sources::scan_worktree(&engine, repo, &cfg.walk, &mut on_event)?;
+                covered.worktree_files = Some(w.files as u64);
+            }
+            if summary.unreadable_commits > 0 {
+                incomplete = Some(format!(
+                    "{}: {} commit(s) could not be read (named above); their history was not scanned",
+                    repo.display(),
+                    summary.unreadable_commits
+                ));
+            }
+            if summary.shallow && !cfg.quiet {
+                eprintln!(
+                    "keyburn: warning: {}: a shallow clone; history before its shallow boundary \
+                     was not scanned (git fetch --unshallow, then scan again)",
+                    repo.display()
+                );
+            }
+            if summary.commits == 0 && summary.unreadable_commits == 0 && !cfg.quiet {
                 eprintln!(
                     "keyburn: note: {}: no commits to scan (an empty repository, or an empty range); \
                      use --staged for what is staged",
@@ -186,8 +228,14 @@ pub fn run(args: ScanArgs) -> Result<u8> {
                     &mut on_event,
                 );
             }
-            if !cfg.paths.is_empty() {
-                sources::walk(&engine, &cfg.paths, &cfg.walk, &mut on_event);
+            for p in &missing {
+                on_event(Event::error(
+                    p.display().to_string(),
+                    "no such file or directory",
+                ));
+            }
+            if !present.is_empty() {
+                sources::walk(&engine, &present, &cfg.walk, &mut on_event);
             }
         }
     }
@@ -199,6 +247,10 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             eprintln!("keyburn: {note}");
         }
     }
+    report.stats.missing_paths = missing.iter().map(|p| p.display().to_string()).collect();
+    report.stats.commits = covered.commits;
+    report.stats.blobs = covered.blobs;
+    report.stats.worktree_files = covered.worktree_files;
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
     report.subtract(&baseline);
@@ -210,6 +262,17 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     if matches!(cfg.mode, Mode::Files) && report.stats.files_scanned == 0 && report.stats.errors > 0
     {
         eprintln!("keyburn: error: nothing could be scanned");
+        return Ok(EXIT_ERROR);
+    }
+    if let Some(why) = &incomplete {
+        eprintln!("keyburn: error: {why}");
+        return Ok(EXIT_ERROR);
+    }
+    if !report.stats.missing_paths.is_empty() {
+        eprintln!(
+            "keyburn: error: not scanned, as they do not exist: {}",
+            report.stats.missing_paths.join(", ")
+        );
         return Ok(EXIT_ERROR);
     }
     Ok(if report.findings.is_empty() {
@@ -251,12 +314,17 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
                 SkipReason::Submodule => warn(format!("keyburn: note: {path}: {reason}")),
             }
         }
+        // Errors are shown even with --quiet: the report is incomplete.
         Event::Error { path, message } => {
             report.stats.errors += 1;
-            if path.is_empty() {
-                warn(format!("keyburn: warning: {message}"));
+            let msg = if path.is_empty() {
+                format!("keyburn: error: {message}")
             } else {
-                warn(format!("keyburn: warning: {path}: {message}"));
+                format!("keyburn: error: {path}: {message}")
+            };
+            match bar {
+                Some(b) => b.suspend(|| eprintln!("{msg}")),
+                None => eprintln!("{msg}"),
             }
         }
     }
@@ -323,7 +391,7 @@ fn engine_kind(choice: EngineChoice, cfg: &ScanConfig) -> EngineKind {
         EngineChoice::Auto => {
             let small = match &cfg.mode {
                 Mode::Staged(_) => true,
-                Mode::History(_, o) => o.since.is_some() || o.range.is_some(),
+                Mode::History { opts: o, .. } => o.since.is_some() || o.range.is_some(),
                 Mode::Files => !cfg.paths.iter().any(|p| p.is_dir()),
             };
             if small {

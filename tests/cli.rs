@@ -374,13 +374,37 @@ fn files_over_the_size_limit_are_skipped_with_a_warning() {
 fn a_missing_path_is_an_error_but_other_paths_are_scanned() {
     let dir = TempDir::new().unwrap();
     write(dir.path(), "ok.txt", format!("{}\n", aws_key_id()));
-    keyburn()
+    // Exit 2 after scanning the rest, the missing path named on stderr and
+    // in the report, even with -q.
+    let out = keyburn()
         .arg("scan")
         .arg(dir.path().join("ok.txt"))
         .arg(dir.path().join("does-not-exist"))
+        .args(["-q", "-f", "json"])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("does-not-exist"));
+        .code(2)
+        .stderr(predicate::str::contains("does-not-exist"))
+        .get_output()
+        .stdout
+        .clone();
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+    let missing = doc["stats"]["missing_paths"].as_array().unwrap();
+    assert!(missing[0].as_str().unwrap().ends_with("does-not-exist"));
+}
+
+#[test]
+fn quiet_hides_warnings_but_never_errors() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "ok.txt", "clean\n");
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg(dir.path().join("gone"))
+        .arg("-q")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("gone: no such file or directory"));
 }
 
 #[test]

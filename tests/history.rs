@@ -555,6 +555,131 @@ fn bare_and_shallow_clones_are_scanned() {
     assert_eq!(code, 1, "{stderr}");
     // The shallow boundary commit holds both files: both are in its tree.
     assert_eq!(findings(&doc).len(), 2);
+    assert!(
+        stderr.contains("shallow clone") && stderr.contains("not scanned"),
+        "{stderr}"
+    );
+}
+
+fn sources_of(doc: &Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_repository_scan_covers_modified_staged_and_untracked_files() {
+    let dir = repo();
+    let d = dir.path();
+    commit_file(d, ".gitignore", "build/\n", "ignore build");
+    commit_file(d, "a.txt", "clean\n", "a");
+    commit_file(d, "old.txt", &format!("{}\n", key(3)), "an old secret");
+    // Modified, not staged; staged, then edited clean on disk; untracked;
+    // ignored.
+    fs::write(d.join("a.txt"), format!("clean\n{}\n", key(0))).unwrap();
+    fs::write(d.join("b.txt"), format!("{}\n", key(1))).unwrap();
+    git(d, &["add", "b.txt"]);
+    fs::write(d.join("b.txt"), "clean again\n").unwrap();
+    fs::write(d.join("c.txt"), format!("{}\n", key(2))).unwrap();
+    fs::create_dir(d.join("build")).unwrap();
+    fs::write(d.join("build/out.txt"), format!("{}\n", key(2))).unwrap();
+
+    let (doc, code, stderr) = scan_json(d, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        sources_of(&doc),
+        [
+            ("a.txt".into(), "worktree".into()),
+            ("b.txt".into(), "worktree".into()),
+            ("c.txt".into(), "worktree".into()),
+            ("old.txt".into(), "history".into()),
+        ]
+    );
+    // a.txt, c.txt, b.txt on disk and its staged blob; files equal to
+    // HEAD's are not scanned.
+    assert_eq!(doc["stats"]["worktree_files"], 4);
+    assert_eq!(doc["stats"]["commits"], 3);
+
+    // --history alone: history only.
+    let (doc, _, _) = scan_json(d, &["--history"]);
+    assert_eq!(sources_of(&doc), [("old.txt".into(), "history".into())]);
+    assert!(doc["stats"]["worktree_files"].is_null());
+
+    // --no-history: every file on disk (named as reached), as files.
+    let (doc, _, _) = scan_json(d, &["--no-history"]);
+    let names: Vec<(String, String)> = sources_of(&doc)
+        .into_iter()
+        .map(|(p, s)| (p.rsplit('/').next().unwrap().to_string(), s))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("a.txt".into(), "file".into()),
+            ("c.txt".into(), "file".into()),
+            ("old.txt".into(), "file".into()),
+        ]
+    );
+}
+
+#[test]
+fn since_alone_means_since_to_head_and_all_refs_widens_it() {
+    let dir = repo();
+    let d = dir.path();
+    let base = commit_file(d, "a.txt", "clean\n", "base");
+    git(d, &["checkout", "-q", "-b", "side"]);
+    commit_file(d, "side.txt", &format!("{}\n", key(0)), "side secret");
+    git(d, &["checkout", "-q", "main"]);
+    commit_file(d, "main.txt", &format!("{}\n", key(1)), "main secret");
+    let (doc, _, _) = scan_json(d, &["--since", &base]);
+    assert_eq!(sources_of(&doc), [("main.txt".into(), "history".into())]);
+    assert_eq!(doc["stats"]["commits"], 1);
+    let (doc, _, _) = scan_json(d, &["--since", &base, "--all-refs"]);
+    assert_eq!(
+        sources_of(&doc),
+        [
+            ("main.txt".into(), "history".into()),
+            ("side.txt".into(), "history".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_damaged_pack_is_an_error_not_an_empty_repository() {
+    let dir = repo();
+    let d = dir.path();
+    commit_file(d, "a.txt", &format!("{}\n", key(0)), "one");
+    commit_file(d, "b.txt", "clean\n", "two");
+    git(d, &["gc", "-q"]);
+    let pack_dir = d.join(".git/objects/pack");
+    let pack = fs::read_dir(&pack_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    let end = bytes.len() - 20;
+    bytes[12..end].fill(0xff);
+    let mut perms = fs::metadata(&pack).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&pack, perms).unwrap();
+    fs::write(&pack, bytes).unwrap();
+    let (doc, code, stderr) = scan_json(d, &["--history"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(doc.is_null() || findings(&doc).is_empty());
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(!stderr.contains("no commits to scan"), "{stderr}");
 }
 
 #[test]

@@ -27,6 +27,19 @@ pub struct CommitInfo {
     pub message: String,
 }
 
+/// Where a finding's bytes came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A blob in the repository's history (the finding names its commit).
+    History,
+    /// A work tree's change against HEAD: modified, staged or untracked.
+    Worktree,
+    /// A file or stream scanned as it is, outside any repository's view.
+    #[default]
+    File,
+}
+
 /// One leaked secret at one place. Field names are the JSON output contract
 /// (DESIGN.md): other tools parse them.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +59,7 @@ pub struct Finding {
     pub provider: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    pub source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitInfo>,
 }
@@ -94,6 +108,7 @@ impl Finding {
             entropy: (m.entropy * 1000.0).round() / 1000.0,
             provider: rule.provider.clone(),
             tags: rule.tags.clone(),
+            source: Source::File,
             commit: None,
         }
     }

@@ -86,10 +86,23 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -
             ),
         )
     };
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let covered = match (s.commits, s.blobs, s.worktree_files) {
+        (Some(c), Some(b), w) => format!(
+            "{} ({}){}",
+            plural(c, "commit", "commits"),
+            plural(b, "blob", "blobs"),
+            w.map(|w| format!(
+                " and {}",
+                plural(w, "working-tree file", "working-tree files")
+            ))
+            .unwrap_or_default()
+        ),
+        _ => plural(s.files_scanned, "file", "files"),
+    };
     writeln!(
         out,
-        "{head}; scanned {} files, {:.1} MB in {:.2} s{}{}",
-        s.files_scanned,
+        "{head}; scanned {covered}, {:.1} MB in {:.2} s{}{}",
         s.bytes_scanned as f64 / 1e6,
         s.duration_ms as f64 / 1e3,
         if s.files_skipped > 0 {

@@ -23,6 +23,18 @@ pub struct Stats {
     pub bytes_scanned: u64,
     pub files_skipped: u64,
     pub errors: u64,
+    /// History scans: the commits walked and the unique blobs they hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<u64>,
+    /// Repository scans: the work tree's changed, staged and untracked
+    /// files scanned besides history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree_files: Option<u64>,
+    /// Paths given to scan that do not exist (the scan fails with them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_paths: Vec<String>,
     /// Findings a baseline accepted and the report leaves out.
     pub baselined: u64,
     pub rules: usize,

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
@@ -36,12 +37,48 @@ impl Default for WalkOptions {
     }
 }
 
+/// Which files of a walk are scanned, and under which name. A plain walk
+/// scans every file; a git work tree's pass scans only what differs from
+/// HEAD (see `sources::git`).
+pub(crate) trait Select: Send + Sync {
+    /// Decide from the metadata alone; `None` asks to see the content.
+    fn by_metadata(&self, _path: &Path, _meta: &std::fs::Metadata) -> Option<bool> {
+        Some(true)
+    }
+
+    /// Decide from the content, when the metadata could not.
+    fn by_content(&self, _path: &Path, _content: &[u8]) -> bool {
+        true
+    }
+
+    /// Whether to leave directory `dir` out entirely.
+    fn prune(&self, _dir: &Path) -> bool {
+        false
+    }
+
+    /// The name a file is reported under.
+    fn name(&self, path: &Path) -> String {
+        display_path(path)
+    }
+}
+
+/// Every file, under the path it was reached by.
+struct Everything;
+
+impl Select for Everything {}
+
 /// Walk `paths` (files or directories) and scan every regular file, calling
 /// `on_event` on the calling thread for every event. Returns when done.
-pub fn walk(
+pub fn walk(engine: &Engine, paths: &[PathBuf], opts: &WalkOptions, on_event: impl FnMut(Event)) {
+    walk_selected(engine, paths, opts, Arc::new(Everything), on_event)
+}
+
+/// [`walk`], scanning only the files `select` picks.
+pub(crate) fn walk_selected(
     engine: &Engine,
     paths: &[PathBuf],
     opts: &WalkOptions,
+    select: Arc<dyn Select>,
     mut on_event: impl FnMut(Event),
 ) {
     let Some((first, rest)) = paths.split_first() else {
@@ -61,7 +98,13 @@ pub fn walk(
         .require_git(false)
         .follow_links(opts.follow_links)
         .threads(opts.threads)
-        .filter_entry(|e| e.file_name() != ".git");
+        .filter_entry({
+            let select = Arc::clone(&select);
+            move |e| {
+                e.file_name() != ".git"
+                    && !(e.file_type().is_some_and(|t| t.is_dir()) && select.prune(e.path()))
+            }
+        });
     if !opts.no_ignore {
         builder.add_custom_ignore_filename(".keyburnignore");
     }
@@ -72,6 +115,7 @@ pub fn walk(
                 let tx = tx.clone();
                 let mut worker = Worker {
                     engine,
+                    select: Arc::clone(&select),
                     max: opts.max_file_size,
                     buf: Vec::new(),
                     scratch: Scratch::default(),
@@ -107,6 +151,7 @@ pub fn walk(
 
 struct Worker<'a> {
     engine: &'a Engine,
+    select: Arc<dyn Select>,
     max: u64,
     buf: Vec<u8>,
     scratch: Scratch,
@@ -116,16 +161,21 @@ struct Worker<'a> {
 impl Worker<'_> {
     /// Scan one file; false when the receiver is gone.
     fn scan_file(&mut self, path: &Path, send: &impl Fn(Event) -> bool) -> bool {
-        let name = display_path(path);
+        let name = self.select.name(path);
         let err = |e: std::io::Error| Event::error(name.clone(), e.to_string());
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) => return send(err(e)),
         };
-        let size = match file.metadata() {
-            Ok(m) => m.len(),
+        let meta = match file.metadata() {
+            Ok(m) => m,
             Err(e) => return send(err(e)),
         };
+        let wanted = self.select.by_metadata(path, &meta);
+        if wanted == Some(false) {
+            return true;
+        }
+        let size = meta.len();
         if let Some(reason) = SkipReason::too_large(size, self.max) {
             return send(Event::Skipped { path: name, reason });
         }
@@ -133,6 +183,9 @@ impl Worker<'_> {
         // `take` bounds memory even if the file grows while we read it.
         if let Err(e) = (&mut file).take(self.max).read_to_end(&mut self.buf) {
             return send(err(e));
+        }
+        if wanted.is_none() && !self.select.by_content(path, &self.buf) {
+            return true;
         }
         // `take` kept the size within the limit: only the binary check can
         // still skip the file.

@@ -3,7 +3,7 @@
 //! report what they did as a stream of [`Event`]s, so the caller decides how
 //! to show progress, warnings and results.
 
-mod fs;
+pub(crate) mod fs;
 mod git;
 
 use std::io::Read;
@@ -13,8 +13,8 @@ use crate::finding::{Finding, LineIndex};
 
 pub use fs::{walk, WalkOptions};
 pub use git::{
-    is_repository, scan_history, scan_staged, GitError, HistoryOptions, HistorySummary, Strategy,
-    WorkerPanic,
+    is_repository, scan_history, scan_staged, scan_worktree, GitError, HistoryOptions,
+    HistorySummary, Strategy, WorkerPanic, WorktreeSummary,
 };
 
 /// Why a file was not scanned.

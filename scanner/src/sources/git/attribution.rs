@@ -10,7 +10,7 @@ use gix::ObjectId;
 
 use super::plumbing::commit::CommitNode;
 use crate::engine::RawMatch;
-use crate::finding::{CommitInfo, Finding, LineIndex};
+use crate::finding::{CommitInfo, Finding, LineIndex, Source};
 use crate::sources::{Event, SkipReason};
 use crate::Engine;
 
@@ -206,7 +206,8 @@ pub(super) fn finding_events(
             .iter()
             .filter(|m| engine.applies_to(m.rule, &o.path))
         {
-            let f = Finding::new(&engine.rules()[m.rule], &o.path, hay, m, &mut lines);
+            let mut f = Finding::new(&engine.rules()[m.rule], &o.path, hay, m, &mut lines);
+            f.source = Source::History;
             events.push((Event::Finding(Box::new(f)), o.commit));
         }
     }

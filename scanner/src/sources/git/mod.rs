@@ -22,11 +22,13 @@ mod packs;
 mod plumbing;
 mod staged;
 mod walk;
+mod worktree;
 
 use std::path::Path;
 
 pub use plumbing::WorkerPanic;
 pub use staged::scan_staged;
+pub use worktree::{scan_worktree, WorktreeSummary};
 
 use crate::sources::Event;
 use crate::Engine;
@@ -47,6 +49,8 @@ pub enum GitError {
     Walk(String),
     #[error("cannot read the index: {0}")]
     Index(String),
+    #[error("cannot read {what}: {message}")]
+    Unreadable { what: String, message: String },
     #[error("cannot start the scan's worker threads: {0}")]
     Threads(String),
     #[error(transparent)]
@@ -58,8 +62,12 @@ pub enum GitError {
 pub struct HistoryOptions {
     /// Only commits reachable from this ref (default: every ref).
     pub branch: Option<String>,
-    /// Skip commits reachable from this revision (e.g. `origin/main`).
+    /// Skip commits reachable from this revision (e.g. `origin/main`):
+    /// `since..HEAD`, as `git log since..` means, or with `all_refs` every
+    /// ref's commits not reachable from it.
     pub since: Option<String>,
+    /// With `since` alone: walk from every ref, not only HEAD.
+    pub all_refs: bool,
     /// `A..B`: commits reachable from B and not from A.
     pub range: Option<String>,
     /// Report every commit that introduced a secret, not only the oldest.
@@ -112,6 +120,12 @@ pub struct HistorySummary {
     pub scan: std::time::Duration,
     /// The strategy that ran.
     pub strategy: Strategy,
+    /// Commits the walk could not read (each reported as an error event):
+    /// history behind them was not scanned.
+    pub unreadable_commits: usize,
+    /// A shallow clone: history before its boundary is not in the
+    /// repository and was not scanned.
+    pub shallow: bool,
 }
 
 fn open(path: &Path) -> Result<gix::Repository, GitError> {
@@ -189,7 +203,7 @@ pub fn scan_history(
             Strategy::Auto if !range => packed_bytes(&repo) >= PACKS_MIN_BYTES,
             Strategy::Auto => {
                 let commits = walk::rev_walk(&repo, tips.clone(), &mut on_event)?;
-                let large = commits.len() >= PACKS_MIN_COMMITS;
+                let large = commits.commits.len() >= PACKS_MIN_COMMITS;
                 walked = Some(commits);
                 large
             }
@@ -202,7 +216,7 @@ pub fn scan_history(
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(layouts) => {
-                let commits = match walked {
+                let walked = match walked {
                     Some(c) => c,
                     None if !range => {
                         walk::from_packs(&pool, &repo, &layouts, &tips.tips, &mut on_event)?
@@ -210,6 +224,7 @@ pub fn scan_history(
                     None => walk::rev_walk(&repo, tips, &mut on_event)?,
                 };
                 let walk = t0.elapsed();
+                let shallow = repo.is_shallow().unwrap_or(false);
                 // Resolving refs mapped pack and index pages through the
                 // object database; a fresh handle starts with none.
                 drop(repo);
@@ -219,11 +234,13 @@ pub fn scan_history(
                     &repo,
                     &pool,
                     (&packs, layouts),
-                    &commits,
+                    &walked.commits,
                     opts,
                     &mut on_event,
                 )?;
                 summary.walk = walk;
+                summary.unreadable_commits = walked.unreadable;
+                summary.shallow = shallow;
                 return Ok(summary);
             }
             Err(e) => on_event(Event::error(
@@ -232,13 +249,15 @@ pub fn scan_history(
             )),
         }
     }
-    let commits = match walked {
+    let walked = match walked {
         Some(c) => c,
         None => walk::rev_walk(&repo, tips, &mut on_event)?,
     };
     let walk = t0.elapsed();
-    let mut summary = diff::scan(engine, &repo, &pool, &commits, opts, &mut on_event)?;
+    let mut summary = diff::scan(engine, &repo, &pool, &walked.commits, opts, &mut on_event)?;
     summary.walk = walk;
+    summary.unreadable_commits = walked.unreadable;
+    summary.shallow = repo.is_shallow().unwrap_or(false);
     Ok(summary)
 }
 

@@ -7,7 +7,7 @@ use gix::objs::Find;
 
 use super::{open, GitError};
 use crate::engine::Scratch;
-use crate::finding::{Finding, LineIndex};
+use crate::finding::{Finding, LineIndex, Source};
 use crate::sources::{Event, SkipReason};
 use crate::Engine;
 
@@ -74,7 +74,8 @@ pub fn scan_staged(
         engine.scan_into(Some(&rel), data, &mut scratch, &mut matches);
         let mut lines = LineIndex::new();
         for m in matches.iter() {
-            let f = Finding::new(&engine.rules()[m.rule], &rel, data, m, &mut lines);
+            let mut f = Finding::new(&engine.rules()[m.rule], &rel, data, m, &mut lines);
+            f.source = Source::Worktree;
             let (a, b) = (f.location.line, f.location.end_line);
             if (a..=b).any(|l| added.get(l - 1).copied().unwrap_or(false)) {
                 on_event(Event::Finding(Box::new(f)));

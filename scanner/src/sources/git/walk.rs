@@ -54,6 +54,12 @@ pub(super) fn tips(repo: &gix::Repository, opts: &HistoryOptions) -> Result<Tips
             hidden,
         });
     }
+    if opts.since.is_some() && !opts.all_refs {
+        return Ok(Tips {
+            tips: vec![resolve(repo, "HEAD")?],
+            hidden,
+        });
+    }
     let mut tips = Vec::new();
     let refs = repo
         .references()
@@ -62,10 +68,24 @@ pub(super) fn tips(repo: &gix::Repository, opts: &HistoryOptions) -> Result<Tips
         .all()
         .map_err(|e| GitError::References(e.to_string()))?
     {
-        let Ok(mut r) = r else { continue };
+        let mut r = r.map_err(|e| GitError::References(e.to_string()))?;
+        let name = r.name().as_bstr().to_string();
+        let unreadable = |message: String| GitError::Unreadable {
+            what: format!("ref {name}"),
+            message,
+        };
+        // Peeling reads every tag on the way: a damaged object is an
+        // error, never a ref quietly left out.
+        let id = r
+            .peel_to_id()
+            .map_err(|e| unreadable(e.to_string()))?
+            .detach();
+        let header = repo
+            .find_header(id)
+            .map_err(|e| unreadable(format!("object {id}: {e}")))?;
         // Refs to non-commits (a tag of a blob) are rare; history is commits.
-        if let Ok(commit) = r.peel_to_commit() {
-            tips.push(commit.id);
+        if header.kind() == gix::objs::Kind::Commit {
+            tips.push(id);
         }
     }
     if tips.is_empty() {
@@ -79,16 +99,24 @@ pub(super) fn tips(repo: &gix::Repository, opts: &HistoryOptions) -> Result<Tips
     Ok(Tips { tips, hidden })
 }
 
+/// The commits a walk reached, oldest first, and how many it could not
+/// read (each reported as an error event).
+#[derive(Default)]
+pub(super) struct Walked {
+    pub commits: Vec<CommitNode>,
+    pub unreadable: usize,
+}
+
 /// The commits reachable from the tips and not from the hidden ones, oldest
 /// first (ties by id, so that the order does not depend on the walk).
 pub(super) fn rev_walk(
     repo: &gix::Repository,
     Tips { tips, hidden }: Tips,
     on_event: &mut impl FnMut(Event),
-) -> Result<Vec<CommitNode>, GitError> {
-    let mut commits = Vec::new();
+) -> Result<Walked, GitError> {
+    let mut walked = Walked::default();
     if tips.is_empty() {
-        return Ok(commits);
+        return Ok(walked);
     }
     let walk = repo
         .rev_walk(tips)
@@ -100,6 +128,7 @@ pub(super) fn rev_walk(
             Ok(i) => i,
             Err(e) => {
                 on_event(Event::error("", format!("history walk stopped early: {e}")));
+                walked.unreadable += 1;
                 break;
             }
         };
@@ -112,17 +141,20 @@ pub(super) fn rev_walk(
             })
         });
         match node {
-            Some(n) => commits.push(n),
-            None => on_event(Event::error(
-                format!("commit {}", info.id),
-                "cannot read commit",
-            )),
+            Some(n) => walked.commits.push(n),
+            None => {
+                on_event(Event::error(
+                    format!("commit {}", info.id),
+                    "cannot read commit",
+                ));
+                walked.unreadable += 1;
+            }
         }
     }
     // Oldest first: the first commit to introduce a blob at a path is the
     // one a finding names.
-    commits.sort_by_key(|c| (c.time, c.id));
-    Ok(commits)
+    walked.commits.sort_by_key(|c| (c.time, c.id));
+    Ok(walked)
 }
 
 /// The commits reachable from `tips`, oldest first (ties by id), decoded
@@ -135,7 +167,7 @@ pub(super) fn from_packs(
     layouts: &[Layout],
     tips: &[ObjectId],
     on_event: &mut impl FnMut(Event),
-) -> Result<Vec<CommitNode>, GitError> {
+) -> Result<Walked, GitError> {
     let mut stored: HashMap<ObjectId, CommitNode> = HashMap::default();
     for layout in layouts {
         let decoded = layout.traverse(pool, Kind::Commit, Vec::new, |found, c| {
@@ -153,7 +185,7 @@ pub(super) fn from_packs(
         .unwrap_or_default();
     let mut seen: HashSet<ObjectId> = HashSet::default();
     let mut stack = tips.to_vec();
-    let mut commits = Vec::new();
+    let mut walked = Walked::default();
     let mut buf = Vec::new();
     while let Some(id) = stack.pop() {
         if !seen.insert(id) {
@@ -168,14 +200,15 @@ pub(super) fn from_packs(
             });
         let Some(mut node) = node else {
             on_event(Event::error(format!("commit {id}"), "cannot read commit"));
+            walked.unreadable += 1;
             continue;
         };
         if shallow.contains(&id) {
             node.parents.clear();
         }
         stack.extend(node.parents.iter().copied());
-        commits.push(node);
+        walked.commits.push(node);
     }
-    commits.sort_by_key(|c| (c.time, c.id));
-    Ok(commits)
+    walked.commits.sort_by_key(|c| (c.time, c.id));
+    Ok(walked)
 }
