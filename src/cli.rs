@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Scan files and directories (or `-` for stdin) for secrets.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// List or check detection rules.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -244,9 +244,14 @@ pub struct ScanArgs {
     /// Follow symbolic links.
     #[arg(short = 'L', long)]
     pub follow: bool,
-    /// Skip files larger than this (bytes, or with K, M, G suffix).
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
-    pub max_file_size: u64,
+    /// Skip files (and stdin) larger than this (bytes, or with K, M, G
+    /// suffix). By default nothing is skipped for its size: large inputs
+    /// are scanned in overlapping chunks.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
+    /// Bytes scanned at a time in stdin and in files larger than this.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, hide = true)]
+    pub chunk_size: Option<u64>,
     /// Exit status when findings are reported.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub exit_code: u8,

@@ -28,7 +28,7 @@ pub const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
-        cli::Command::Scan(a) => scan::run(a),
+        cli::Command::Scan(a) => scan::run(*a),
         cli::Command::Rules(cli::RulesCommand::List(a)) => rules_cmd::list(a),
         cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
         cli::Command::Hook(cli::HookCommand::Install(a)) => hook::install(a),

@@ -97,7 +97,7 @@ impl ScanConfig {
                             StrategyChoice::Packs => Strategy::Packs,
                             StrategyChoice::Diff => Strategy::Diff,
                         },
-                        max_file_size: a.max_file_size,
+                        max_file_size: a.max_file_size.unwrap_or(u64::MAX),
                         threads: a.threads,
                     },
                 }
@@ -119,7 +119,10 @@ impl ScanConfig {
             walk: WalkOptions {
                 no_ignore: a.no_ignore,
                 follow_links: a.follow,
-                max_file_size: a.max_file_size,
+                max_file_size: a.max_file_size.unwrap_or(u64::MAX),
+                chunk: a
+                    .chunk_size
+                    .map_or(sources::CHUNK, |c| usize::try_from(c).unwrap_or(usize::MAX)),
                 threads: a.threads,
             },
             exit_code: a.exit_code,
@@ -224,7 +227,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
                     &engine,
                     "stdin",
                     std::io::stdin().lock(),
-                    cfg.walk.max_file_size,
+                    (cfg.walk.max_file_size, cfg.walk.chunk),
                     &mut on_event,
                 );
             }

@@ -785,3 +785,93 @@ fn a_closed_pipe_keeps_the_findings_exit_code() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// 65 MiB of text, then a key: past what used to be skipped unread.
+fn past_64_mib() -> Vec<u8> {
+    let line = b"0123456789 the quick brown fox jumps over the lazy dog 0123456789\n";
+    let mut big = Vec::with_capacity((65 << 20) + 100);
+    while big.len() < 65 << 20 {
+        big.extend_from_slice(line);
+    }
+    big.extend_from_slice(format!("aws = '{}'\n", aws_key_id()).as_bytes());
+    big
+}
+
+#[test]
+fn a_secret_past_64_mib_is_found_in_a_file_and_on_stdin() {
+    let dir = TempDir::new().unwrap();
+    let big = past_64_mib();
+    let lines = big.iter().filter(|&&b| b == b'\n').count();
+    write(dir.path(), "big.log", &big);
+    for (args, stdin) in [
+        (&["scan", "big.log"][..], None),
+        (&["scan", "-"], Some(big)),
+    ] {
+        let mut cmd = keyburn();
+        cmd.current_dir(dir.path()).args(args).args(["-f", "json"]);
+        if let Some(input) = stdin {
+            cmd.write_stdin(input);
+        }
+        let out = cmd.assert().code(1).get_output().stdout.clone();
+        let doc: Value = serde_json::from_slice(&out).unwrap();
+        let found = doc["findings"].as_array().unwrap();
+        assert_eq!(found.len(), 1, "{args:?}");
+        assert_eq!(found[0]["line"], lines, "{args:?}");
+        assert_eq!(found[0]["column"], 8, "{args:?}");
+        assert_eq!(doc["stats"]["files_skipped"], 0, "{args:?}");
+    }
+}
+
+#[test]
+fn a_secret_across_a_chunk_border_is_found_once() {
+    let dir = TempDir::new().unwrap();
+    // Keys every ~100 KB of a 3 MB file: with 256 KiB chunks, some
+    // straddle a border.
+    // Distinct fake key ids (findings of one secret at one path merge).
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut fake_key = || {
+        const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let body: String = (0..16)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                B32[(seed >> 59) as usize] as char
+            })
+            .collect();
+        format!("{}{body}", "AKIA")
+    };
+    let mut text = String::new();
+    let mut keys = 0;
+    while text.len() < 3 << 20 {
+        text.push_str(&"filler line of text\n".repeat(5000));
+        text.push_str(&format!("k = '{}' j = '{}'\n", fake_key(), fake_key()));
+        keys += 2;
+    }
+    write(dir.path(), "big.txt", &text);
+    let run = |chunk: &str| {
+        let out = keyburn()
+            .current_dir(dir.path())
+            .args(["scan", "big.txt", "-f", "jsonl", "--chunk-size", chunk])
+            .assert()
+            .code(1)
+            .get_output()
+            .stdout
+            .clone();
+        let mut v: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let f: Value = serde_json::from_str(l).unwrap();
+                format!("{}:{}:{}", f["line"], f["column"], f["rule_id"])
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let whole = run("1G");
+    assert_eq!(whole.len(), keys);
+    for chunk in ["256K", "100000", "1M"] {
+        assert_eq!(run(chunk), whole, "chunk {chunk}");
+    }
+}

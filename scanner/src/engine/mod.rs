@@ -369,6 +369,18 @@ impl Engine {
         });
     }
 
+    /// The longest match worth planning for, in bytes: a rule's longest
+    /// possible match when its regex is bounded, else what its keyword
+    /// windows can hold (two windows and a keyword). Inputs scanned in
+    /// chunks overlap by this much. Compiles every rule on first use.
+    pub fn longest_match(&self) -> usize {
+        (0..self.rules.len())
+            .filter_map(|i| self.compiled(i))
+            .map(|c| c.max_len.unwrap_or(2 * c.window + self.longest_keyword))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The length of the longest keyword, in bytes: an occurrence that
     /// touches byte `i` lies within `longest_keyword() - 1` bytes of it.
     pub fn longest_keyword(&self) -> usize {

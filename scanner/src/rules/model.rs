@@ -162,6 +162,8 @@ pub struct CompiledRule {
     /// Capture group index of the secret (0 = whole match).
     pub secret_group: usize,
     pub window: usize,
+    /// The regex's longest possible match, when bounded.
+    pub max_len: Option<usize>,
     pub allow_regexes: Vec<meta::Regex>,
     pub allow_paths: Vec<meta::Regex>,
     pub only_paths: Vec<meta::Regex>,
@@ -242,6 +244,7 @@ impl Rule {
             regex,
             secret_group,
             window,
+            max_len,
             allow_regexes: many("allow regex", &self.allow.regexes)?,
             allow_paths: many("allow path", &self.allow.paths)?,
             only_paths: many("path", &self.paths)?,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
-use super::{scan_buffer, Event, SkipReason};
+use super::{scan_buffer, stream, Event, SkipReason};
 use crate::engine::{Engine, Scratch};
 
 /// How to walk. The defaults suit scanning a checkout: honour ignore files,
@@ -20,8 +20,12 @@ pub struct WalkOptions {
     /// Scan files that .gitignore/.ignore/.keyburnignore exclude.
     pub no_ignore: bool,
     pub follow_links: bool,
-    /// Files larger than this are skipped with an event.
+    /// Files larger than this are skipped with an event (`u64::MAX`, the
+    /// default: none is).
     pub max_file_size: u64,
+    /// Files larger than this are read and scanned this many bytes at a
+    /// time (see [`CHUNK`](super::CHUNK)).
+    pub chunk: usize,
     /// Worker threads; 0 picks one per core.
     pub threads: usize,
 }
@@ -31,7 +35,8 @@ impl Default for WalkOptions {
         WalkOptions {
             no_ignore: false,
             follow_links: false,
-            max_file_size: 64 * 1024 * 1024,
+            max_file_size: u64::MAX,
+            chunk: super::CHUNK,
             threads: 0,
         }
     }
@@ -117,6 +122,7 @@ pub(crate) fn walk_selected(
                     engine,
                     select: Arc::clone(&select),
                     max: opts.max_file_size,
+                    chunk: opts.chunk,
                     buf: Vec::new(),
                     scratch: Scratch::default(),
                     matches: Vec::new(),
@@ -153,6 +159,7 @@ struct Worker<'a> {
     engine: &'a Engine,
     select: Arc<dyn Select>,
     max: u64,
+    chunk: usize,
     buf: Vec<u8>,
     scratch: Scratch,
     matches: Vec<crate::engine::RawMatch>,
@@ -178,6 +185,16 @@ impl Worker<'_> {
         let size = meta.len();
         if let Some(reason) = SkipReason::too_large(size, self.max) {
             return send(Event::Skipped { path: name, reason });
+        }
+        if size > self.chunk as u64 && wanted == Some(true) {
+            // Too big to hold at once: scanned as a stream of chunks.
+            let mut emit = |ev| send(ev);
+            let parts = (&mut self.scratch, &mut self.matches);
+            return match stream::scan_stream(self.engine, &name, file, self.chunk, parts, &mut emit)
+            {
+                Ok(()) => true,
+                Err(e) => send(err(e)),
+            };
         }
         self.buf.clear();
         // `take` bounds memory even if the file grows while we read it.

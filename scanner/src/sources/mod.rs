@@ -5,6 +5,7 @@
 
 pub(crate) mod fs;
 mod git;
+mod stream;
 
 use std::io::Read;
 
@@ -16,6 +17,7 @@ pub use git::{
     is_repository, scan_history, scan_staged, scan_worktree, GitError, HistoryOptions,
     HistorySummary, Strategy, WorkerPanic, WorktreeSummary,
 };
+pub use stream::CHUNK;
 
 /// Why a file was not scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,15 +119,30 @@ pub fn scan_buffer(
     }
 }
 
-/// Scan everything `reader` yields (stdin), up to `limit` bytes, under the
-/// display name `name`.
+/// Scan everything `reader` yields (stdin) under the display name `name`:
+/// as a stream of `chunk`-byte pieces, however long it is, or, when the
+/// caller set a `limit` (`u64::MAX` for none), whole, skipping it if it is
+/// longer.
 pub fn scan_reader(
     engine: &Engine,
     name: &str,
     reader: impl Read,
-    limit: u64,
+    (limit, chunk): (u64, usize),
     mut on_event: impl FnMut(Event),
 ) {
+    let mut scratch = Scratch::default();
+    let mut matches = Vec::new();
+    if limit == u64::MAX {
+        let mut emit = |ev| {
+            on_event(ev);
+            true
+        };
+        let parts = (&mut scratch, &mut matches);
+        if let Err(e) = stream::scan_stream(engine, name, reader, chunk, parts, &mut emit) {
+            on_event(Event::error(name.to_string(), e.to_string()));
+        }
+        return;
+    }
     let mut buf = Vec::new();
     let read = reader.take(limit.saturating_add(1)).read_to_end(&mut buf);
     if let Err(e) = read {
@@ -139,8 +156,6 @@ pub fn scan_reader(
         });
         return;
     }
-    let mut scratch = Scratch::default();
-    let mut matches = Vec::new();
     scan_buffer(engine, name, &buf, &mut scratch, &mut matches, |f| {
         on_event(Event::Finding(Box::new(f)))
     });
