@@ -184,6 +184,39 @@ fn human_output_masks_secrets_unless_asked() {
 }
 
 #[test]
+fn human_output_shows_the_line_masked_with_a_caret_and_the_fingerprint() {
+    let dir = TempDir::new().unwrap();
+    // Two secrets on one line: neither may show in clear in the other's
+    // context.
+    write(
+        dir.path(),
+        "a.txt",
+        format!("x\nkey = '{}' other = '{}'\n", aws_key_id(), stripe_key()),
+    );
+    let out = keyburn()
+        .args(["scan", "--no-history"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains(&aws_key_id()), "{text}");
+    assert!(!text.contains(&stripe_key()), "{text}");
+    assert!(
+        text.contains("  2 | key = 'AKIA********' other = 'sk_l********'"),
+        "{text}"
+    );
+    assert!(text.contains("    |        ^^^^^^^^^^^^\n"), "{text}");
+    let doc = json_findings(dir.path(), &[]);
+    let fp = doc["findings"][0]["fingerprint"].as_str().unwrap();
+    assert!(text.contains(&format!("fingerprint: {fp}")), "{text}");
+    assert!(text.contains("in 1 file;"), "{text}");
+    assert!(text.contains("scanned 1 file,"), "{text}");
+}
+
+#[test]
 fn redact_removes_secrets_from_json() {
     let dir = TempDir::new().unwrap();
     write(dir.path(), "a.txt", format!("token={}\n", stripe_key()));
@@ -456,13 +489,28 @@ fn invalid_utf8_and_crlf_do_not_break_positions() {
 
 #[test]
 fn inline_allow_comment_suppresses_a_finding() {
+    for marker in [
+        "keyburn:allow",
+        "gitleaks:allow",
+        "betterleaks:allow",
+        "trufflehog:ignore",
+        "kingfisher:ignore",
+    ] {
+        let dir = TempDir::new().unwrap();
+        write(
+            dir.path(),
+            "a.py",
+            format!("K = '{}'  # {marker}\n", aws_key_id()),
+        );
+        keyburn().arg("scan").arg(dir.path()).assert().code(0);
+    }
     let dir = TempDir::new().unwrap();
     write(
         dir.path(),
         "a.py",
-        format!("K = '{}'  # keyburn:allow\n", aws_key_id()),
+        format!("K = '{}'  # reviewed\n", aws_key_id()),
     );
-    keyburn().arg("scan").arg(dir.path()).assert().code(0);
+    keyburn().arg("scan").arg(dir.path()).assert().code(1);
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct Finding {
     pub source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitInfo>,
+    /// The secret's first line, for people (the human format shows it
+    /// masked); never serialized, since it holds the secret.
+    #[serde(skip)]
+    pub line_text: String,
 }
 
 const MAX_MATCH_CHARS: usize = 300;
@@ -87,6 +91,9 @@ impl Finding {
         } else {
             (end_line, end_col_after - 1)
         };
+        let line_text = String::from_utf8_lossy(crate::engine::line_around(hay, m.start, m.start))
+            .trim_end_matches('\r')
+            .to_string();
         let mut matched = String::from_utf8_lossy(&hay[m.match_start..m.match_end]).into_owned();
         if matched.chars().count() > MAX_MATCH_CHARS {
             matched = matched.chars().take(MAX_MATCH_CHARS).collect::<String>() + "…";
@@ -110,6 +117,7 @@ impl Finding {
             tags: rule.tags.clone(),
             source: Source::File,
             commit: None,
+            line_text,
         }
     }
 
@@ -117,6 +125,7 @@ impl Finding {
     pub fn redact(&mut self) {
         if !self.secret.is_empty() {
             self.matched = self.matched.replace(&self.secret, REDACTED);
+            self.line_text = self.line_text.replace(&self.secret, REDACTED);
         }
         self.secret = REDACTED.to_string();
     }

@@ -215,7 +215,15 @@ enum Verdict {
     Veto,
 }
 
-const INLINE_ALLOW: [&[u8]; 2] = [b"keyburn:allow", b"gitleaks:allow"];
+/// Markers that keep a line out of every report: ours, and those of the
+/// tools a team may be coming from, so their reviewed lines stay reviewed.
+const INLINE_ALLOW: [&[u8]; 5] = [
+    b"keyburn:allow",
+    b"gitleaks:allow",
+    b"betterleaks:allow",
+    b"trufflehog:ignore",
+    b"kingfisher:ignore",
+];
 
 impl Engine {
     pub fn new(set: RuleSet) -> Result<Engine, EngineError> {

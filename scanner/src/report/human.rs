@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::Report;
-use crate::finding::{mask, REDACTED};
+use crate::finding::{mask, Finding, REDACTED};
 use crate::rules::Confidence;
 
 /// Presentation choices for the human format.
@@ -26,8 +26,55 @@ impl Paint {
     }
 }
 
+/// Characters of context kept on each side of the secret in a long line.
+const CONTEXT_CHARS: usize = 60;
+
+/// The finding's line with its secret replaced by `shown` (masked or not),
+/// cut to some context around it, and where the secret sits in it (column
+/// and width, in characters). Other secrets reported in the same file are
+/// masked in it too (`others`, empty when secrets are shown). None when the
+/// line does not hold the secret as reported.
+fn source_line(f: &Finding, shown: &str, others: &[&str]) -> Option<(String, usize, usize)> {
+    let line = &f.line_text;
+    let at = line.find(&f.secret).filter(|_| !f.secret.is_empty())?;
+    let clean = |s: &str| -> String {
+        let mut s: String = s.chars().filter(|c| !c.is_control()).collect();
+        for o in others.iter().filter(|o| !o.is_empty()) {
+            s = s.replace(o, &mask(o));
+        }
+        s
+    };
+    let before = clean(&line[..at]);
+    let after = clean(&line[at + f.secret.len()..]);
+    let n = before.chars().count();
+    let before = if n > CONTEXT_CHARS {
+        let kept: String = before.chars().skip(n - CONTEXT_CHARS).collect();
+        format!("…{kept}")
+    } else {
+        before
+    };
+    let after = if after.chars().count() > CONTEXT_CHARS {
+        let kept: String = after.chars().take(CONTEXT_CHARS).collect();
+        format!("{kept}…")
+    } else {
+        after
+    };
+    let col = before.chars().count();
+    Some((
+        format!("{before}{shown}{after}"),
+        col,
+        shown.chars().count(),
+    ))
+}
+
 pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -> io::Result<()> {
     let p = Paint(opts.color);
+    let mut secrets: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    if !opts.show_secrets {
+        for f in &report.findings {
+            secrets.entry(&f.path).or_default().push(&f.secret);
+        }
+    }
     for f in &report.findings {
         let level = match f.confidence {
             Confidence::High => p.wrap("1;31", "high"),
@@ -62,7 +109,20 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -
                 c.author, c.email, c.date
             )?;
         }
+        let others = secrets.get(f.path.as_str()).map_or(&[][..], Vec::as_slice);
+        if let Some((shown_line, at, width)) = source_line(f, &shown, others) {
+            let gutter = f.location.line.to_string();
+            writeln!(out, "  {gutter} | {shown_line}")?;
+            writeln!(
+                out,
+                "  {} | {}{}",
+                " ".repeat(gutter.len()),
+                " ".repeat(at),
+                p.wrap("31", &"^".repeat(width.max(1)))
+            )?;
+        }
         writeln!(out, "  secret: {}", p.wrap("31", &shown))?;
+        writeln!(out, "  fingerprint: {}", f.fingerprint)?;
         writeln!(out)?;
     }
     let s = &report.stats;
