@@ -133,6 +133,11 @@ pub enum OutputFormat {
     Json,
     Jsonl,
     Sarif,
+    /// gitleaks' JSON report, for tools that import it.
+    Gitleaks,
+    Csv,
+    /// One failing JUnit test case per finding.
+    Junit,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]

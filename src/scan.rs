@@ -58,6 +58,9 @@ impl ScanConfig {
             OutputFormat::Json => Format::Json,
             OutputFormat::Jsonl => Format::Jsonl,
             OutputFormat::Sarif => Format::Sarif,
+            OutputFormat::Gitleaks => Format::Gitleaks,
+            OutputFormat::Csv => Format::Csv,
+            OutputFormat::Junit => Format::Junit,
         };
         let color = match a.color {
             ColorChoice::Always => true,
@@ -142,7 +145,18 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             args.paths.len()
         );
     }
-    let baseline = load_baseline(&args.baseline)?;
+    let mut baseline = load_baseline(&args.baseline)?;
+    // A team coming from gitleaks keeps its reviewed findings.
+    let root = match &cfg.mode {
+        Mode::History { repo, .. } | Mode::Staged(repo) => Some(repo.clone()),
+        Mode::Files => cfg.paths.first().filter(|p| p.is_dir()).cloned(),
+    };
+    if let Some(file) = root
+        .map(|r| r.join(".gitleaksignore"))
+        .filter(|f| f.is_file())
+    {
+        baseline.merge(load_baseline(std::slice::from_ref(&file))?);
+    }
     let mut rules = load_rules(&args.selection)?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let engine = EngineBuilder::new(rules)

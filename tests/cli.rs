@@ -923,3 +923,121 @@ fn a_secret_across_a_chunk_border_is_found_once() {
         assert_eq!(run(chunk), whole, "chunk {chunk}");
     }
 }
+
+#[test]
+fn gitleaks_format_has_gitleaks_fields_and_types() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a.env", format!("x\nAWS={}\n", aws_key_id()));
+    let out = keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "-f", "gitleaks"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    let leak = &doc.as_array().unwrap()[0];
+    let keys: Vec<&str> = leak
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = [
+        "RuleID",
+        "Description",
+        "StartLine",
+        "EndLine",
+        "StartColumn",
+        "EndColumn",
+        "Match",
+        "Secret",
+        "File",
+        "SymlinkFile",
+        "Commit",
+        "Entropy",
+        "Author",
+        "Email",
+        "Date",
+        "Message",
+        "Tags",
+        "Fingerprint",
+    ];
+    let mut got = keys.clone();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(leak["RuleID"], "aws-access-key-id");
+    assert_eq!(leak["StartLine"], 2);
+    assert!(leak["Entropy"].is_f64());
+    assert!(leak["Tags"].is_array());
+    assert_eq!(leak["Commit"], "");
+    assert_eq!(leak["Secret"], aws_key_id());
+    assert_eq!(leak["File"], "a.env");
+    assert_eq!(leak["Fingerprint"], "a.env:aws-access-key-id:2");
+
+    // That report is a baseline, and so is a .gitleaksignore line.
+    let elsewhere = TempDir::new().unwrap();
+    let report = elsewhere.path().join("report.json");
+    fs::write(&report, &out).unwrap();
+    keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "--baseline"])
+        .arg(&report)
+        .assert()
+        .code(0);
+    write(dir.path(), ".gitleaksignore", "a.env:aws-access-key-id:2\n");
+    keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "-f", "json"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("\"baselined\": 1"));
+}
+
+#[test]
+fn csv_and_junit_reports() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "a, b.env", format!("AWS={}\n", aws_key_id()));
+    let csv = keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "-f", "csv"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("rule_id,rule_name,confidence,path,line,"));
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].contains(",\"a, b.env\",1,5,"), "{csv}");
+    let junit = keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "-f", "junit"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let junit = String::from_utf8(junit).unwrap();
+    assert!(junit.contains(r#"failures="1""#), "{junit}");
+    assert!(
+        junit.contains("<failure type=\"aws-access-key-id\""),
+        "{junit}"
+    );
+    assert!(!junit.contains(&aws_key_id()), "JUnit reports mask secrets");
+    fs::remove_file(dir.path().join("a, b.env")).unwrap();
+    let clean = keyburn()
+        .current_dir(dir.path())
+        .args(["scan", "--no-history", ".", "-f", "junit"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8(clean)
+        .unwrap()
+        .contains(r#"failures="0""#));
+}

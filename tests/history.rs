@@ -852,3 +852,41 @@ fn packed_and_loose_repositories_give_the_same_findings() {
         loose["stats"]["files_scanned"]
     );
 }
+
+#[test]
+fn gitleaksignore_takes_commit_fingerprints_in_history() {
+    let dir = repo();
+    let d = dir.path();
+    let first = commit_file(d, "a.txt", &format!("x\n{}\n", key(0)), "one");
+    commit_file(d, "b.txt", &format!("{}\n", key(1)), "two");
+    let out = Command::cargo_bin("keyburn")
+        .unwrap()
+        .arg("scan")
+        .arg(d)
+        .args(["-f", "gitleaks", "--history"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prints: Vec<&str> = doc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["Fingerprint"].as_str().unwrap())
+        .collect();
+    assert!(
+        prints.contains(&format!("{first}:a.txt:aws-access-key-id:2").as_str()),
+        "{prints:?}"
+    );
+    fs::write(
+        d.join(".gitleaksignore"),
+        format!("{first}:a.txt:aws-access-key-id:2\n"),
+    )
+    .unwrap();
+    let (doc, code, _) = scan_json(d, &["--history"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings(&doc).into_iter().map(|f| f.0).collect::<Vec<_>>(),
+        ["b.txt"]
+    );
+    assert_eq!(doc["stats"]["baselined"], 1);
+}

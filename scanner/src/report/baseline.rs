@@ -3,8 +3,10 @@
 //! subtracts them by fingerprint, so only new leaks fail the build.
 //!
 //! A baseline file is either a previous keyburn report (`-f json` or
-//! `-f jsonl`, redacted or not: only fingerprints are read) or a plain list
-//! of fingerprints, one per line, where `#` starts a comment.
+//! `-f jsonl`, redacted or not: only fingerprints are read), a gitleaks
+//! JSON report, or a plain list of fingerprints, one per line, where `#`
+//! starts a comment: keyburn's (32 hex digits) or gitleaks' as
+//! `.gitleaksignore` lists them (`file:rule:line`, `commit:file:rule:line`).
 
 use std::collections::HashSet;
 
@@ -22,6 +24,14 @@ pub enum BaselineError {
 #[derive(Debug, Clone, Default)]
 pub struct Baseline {
     fingerprints: HashSet<String>,
+    /// gitleaks' fingerprints (see [`super::gitleaks_fingerprint`]).
+    gitleaks: HashSet<String>,
+}
+
+#[derive(Deserialize)]
+struct GitleaksLeak {
+    #[serde(rename = "Fingerprint")]
+    fingerprint: String,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +47,18 @@ struct JsonFinding {
 impl Baseline {
     pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
         let trimmed = text.trim_start();
+        if trimmed.starts_with('[') {
+            let leaks: Vec<GitleaksLeak> =
+                serde_json::from_str(text).map_err(|e| BaselineError::Syntax {
+                    line: e.line(),
+                    message: format!("not a gitleaks JSON report: {e}"),
+                })?;
+            return Ok(Baseline {
+                fingerprints: HashSet::new(),
+                gitleaks: leaks.into_iter().map(|l| l.fingerprint).collect(),
+            });
+        }
+        let mut gitleaks = HashSet::new();
         let fingerprints = if trimmed.starts_with('{') && !is_jsonl(trimmed) {
             let report: JsonReport =
                 serde_json::from_str(text).map_err(|e| BaselineError::Syntax {
@@ -63,32 +85,60 @@ impl Baseline {
                     continue;
                 } else if is_fingerprint(line) {
                     set.insert(line.to_ascii_lowercase());
+                } else if is_gitleaks_fingerprint(line) {
+                    gitleaks.insert(line.to_string());
                 } else {
                     return Err(syntax(format!(
-                        "{line:?} is not a fingerprint (32 hex digits)"
+                        "{line:?} is not a fingerprint (32 hex digits, or gitleaks' \
+                         file:rule:line or commit:file:rule:line)"
                     )));
                 }
             }
             set
         };
-        Ok(Baseline { fingerprints })
+        Ok(Baseline {
+            fingerprints,
+            gitleaks,
+        })
     }
 
     pub fn merge(&mut self, other: Baseline) {
         self.fingerprints.extend(other.fingerprints);
+        self.gitleaks.extend(other.gitleaks);
     }
 
     pub fn len(&self) -> usize {
-        self.fingerprints.len()
+        self.fingerprints.len() + self.gitleaks.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fingerprints.is_empty()
+        self.len() == 0
     }
 
+    /// Whether `fingerprint` (keyburn's) is accepted.
     pub fn contains(&self, fingerprint: &str) -> bool {
         self.fingerprints.contains(fingerprint)
     }
+
+    /// Whether the baseline accepts `f`, by either kind of fingerprint.
+    pub fn accepts(&self, f: &crate::finding::Finding) -> bool {
+        self.fingerprints.contains(&f.fingerprint)
+            || (!self.gitleaks.is_empty()
+                && self.gitleaks.contains(&super::gitleaks_fingerprint(f)))
+    }
+}
+
+/// `path:rule:line`, maybe behind a commit id: ends in `:<line>` and has at
+/// least two colons before it.
+fn is_gitleaks_fingerprint(s: &str) -> bool {
+    let Some((rest, line)) = s.rsplit_once(':') else {
+        return false;
+    };
+    !line.is_empty()
+        && line.bytes().all(|b| b.is_ascii_digit())
+        && rest
+            .rsplit_once(':')
+            .is_some_and(|(p, rule)| !p.is_empty() && !rule.is_empty())
 }
 
 /// A JSONL report has a whole finding on its first line; a JSON report's
@@ -107,7 +157,7 @@ impl Report {
     /// stats so the summary can say that something was held back.
     pub fn subtract(&mut self, baseline: &Baseline) {
         let before = self.findings.len();
-        self.findings.retain(|f| !baseline.contains(&f.fingerprint));
+        self.findings.retain(|f| !baseline.accepts(f));
         self.stats.baselined += (before - self.findings.len()) as u64;
     }
 }
@@ -137,6 +187,25 @@ mod tests {
             assert!(b.contains(A) && b.contains(B), "{text}");
         }
         assert!(Baseline::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn reads_gitleaksignore_lines_and_gitleaks_reports() {
+        let c = "1111111111111111111111111111111111111111";
+        let ignore = format!("# .gitleaksignore\nconfig/.env:aws-access-key:3\n{c}:src/a.py:generic-api-key:12\n{A}\n");
+        let b = Baseline::parse(&ignore).unwrap();
+        assert_eq!(b.len(), 3);
+        assert!(b.gitleaks.contains("config/.env:aws-access-key:3"));
+        assert!(b
+            .gitleaks
+            .contains(&format!("{c}:src/a.py:generic-api-key:12")));
+        let report =
+            r#"[{"RuleID": "x", "Fingerprint": "a.txt:x:1"}, {"Fingerprint": "b.txt:y:2"}]"#;
+        let b = Baseline::parse(report).unwrap();
+        assert_eq!(b.len(), 2);
+        assert!(b.gitleaks.contains("b.txt:y:2"));
+        assert!(Baseline::parse("a.txt:rule").is_err(), "no line number");
+        assert!(Baseline::parse(":rule:3").is_err(), "no path");
     }
 
     #[test]

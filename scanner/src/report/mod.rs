@@ -2,8 +2,11 @@
 //! module; adding one touches nothing else.
 
 mod baseline;
+mod csv;
+mod gitleaks;
 mod human;
 mod json;
+mod junit;
 mod sarif;
 
 use std::io::{self, Write};
@@ -14,6 +17,7 @@ use crate::finding::Finding;
 use crate::rules::Rule;
 
 pub use baseline::{Baseline, BaselineError};
+pub use gitleaks::gitleaks_fingerprint;
 pub use human::HumanOptions;
 
 /// What a scan did besides finding things.
@@ -80,6 +84,10 @@ pub enum Format {
     Json,
     Jsonl,
     Sarif,
+    /// gitleaks' own JSON array.
+    Gitleaks,
+    Csv,
+    Junit,
 }
 
 impl std::str::FromStr for Format {
@@ -90,7 +98,12 @@ impl std::str::FromStr for Format {
             "json" => Ok(Format::Json),
             "jsonl" => Ok(Format::Jsonl),
             "sarif" => Ok(Format::Sarif),
-            _ => Err(format!("unknown format {s:?} (human, json, jsonl, sarif)")),
+            "gitleaks" => Ok(Format::Gitleaks),
+            "csv" => Ok(Format::Csv),
+            "junit" => Ok(Format::Junit),
+            _ => Err(format!(
+                "unknown format {s:?} (human, json, jsonl, sarif, gitleaks, csv, junit)"
+            )),
         }
     }
 }
@@ -109,5 +122,8 @@ pub fn write(
         Format::Json => json::write(out, report),
         Format::Jsonl => json::write_lines(out, report),
         Format::Sarif => sarif::write(out, report, rules),
+        Format::Gitleaks => gitleaks::write(out, report),
+        Format::Csv => csv::write(out, report),
+        Format::Junit => junit::write(out, report),
     }
 }
