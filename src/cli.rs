@@ -107,6 +107,8 @@ pub struct AuditVerifyArgs {
 pub enum HookCommand {
     /// Write .git/hooks/pre-commit running `keyburn scan --staged`.
     Install(HookArgs),
+    /// Remove the pre-commit hook `keyburn hook install` wrote.
+    Uninstall(HookArgs),
 }
 
 #[derive(Args)]
@@ -114,7 +116,8 @@ pub struct HookArgs {
     /// The repository (default: the current directory).
     #[arg(default_value = ".")]
     pub repo: PathBuf,
-    /// Replace an existing pre-commit hook that keyburn did not write.
+    /// Install: replace an existing pre-commit hook that keyburn did not
+    /// write. Uninstall: remove it even so.
     #[arg(long)]
     pub force: bool,
 }

@@ -1,5 +1,5 @@
-//! `keyburn hook install`: a plain git pre-commit hook that runs
-//! `keyburn scan --staged`.
+//! `keyburn hook install` and `uninstall`: a plain git pre-commit hook that
+//! runs `keyburn scan --staged`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,18 @@ const MARKER: &str = "# installed by keyburn hook install";
 
 fn hook_script() -> String {
     format!(
-        "#!/bin/sh\n{MARKER}\n# Blocks a commit whose staged changes add a secret. Bypass once: git commit --no-verify\nexec keyburn scan --staged --no-progress\n"
+        r#"#!/bin/sh
+{MARKER}
+# Blocks a commit whose staged changes add a secret. Bypass once: git commit --no-verify
+if ! command -v keyburn >/dev/null 2>&1; then
+  echo "keyburn pre-commit hook: keyburn is not on PATH, so the staged changes were not scanned." >&2
+  echo "  install it: cargo install --locked --git https://github.com/keyburn/keyburn keyburn" >&2
+  echo "  or download a release binary: https://github.com/keyburn/keyburn/releases" >&2
+  echo "  remove the hook: keyburn hook uninstall (or delete $0); commit once without it: git commit --no-verify" >&2
+  exit 1
+fi
+exec keyburn scan --staged --no-progress
+"#
     )
 }
 
@@ -57,5 +68,26 @@ pub fn install(args: HookArgs) -> Result<u8> {
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
     }
     out!("installed {}", hook.display());
+    Ok(0)
+}
+
+pub fn uninstall(args: HookArgs) -> Result<u8> {
+    let hook = hooks_dir(&args.repo)?.join("pre-commit");
+    let existing = match std::fs::read_to_string(&hook) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            out!("no pre-commit hook at {}", hook.display());
+            return Ok(0);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", hook.display())),
+    };
+    if !existing.contains(MARKER) && !args.force {
+        bail!(
+            "{} was not written by keyburn; use --force to remove it anyway",
+            hook.display()
+        );
+    }
+    std::fs::remove_file(&hook).with_context(|| format!("cannot remove {}", hook.display()))?;
+    out!("removed {}", hook.display());
     Ok(0)
 }

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Rules(cli::RulesCommand::List(a)) => rules_cmd::list(a),
         cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
         cli::Command::Hook(cli::HookCommand::Install(a)) => hook::install(a),
+        cli::Command::Hook(cli::HookCommand::Uninstall(a)) => hook::uninstall(a),
         cli::Command::Serve(a) => serve::serve(a),
         cli::Command::Jobs(cli::JobsCommand::List(a)) => serve::jobs_list(a),
         cli::Command::Jobs(cli::JobsCommand::Show(a)) => serve::jobs_show(a),

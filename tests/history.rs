@@ -764,6 +764,41 @@ fn hook_install_writes_a_pre_commit_hook_and_respects_foreign_ones() {
     assert!(text.contains("keyburn scan --staged"), "{text}");
     // Reinstalling over our own hook needs no --force.
     install().assert().success();
+
+    // Without keyburn on PATH the hook says how to get it and blocks.
+    let run = Std::new("/bin/sh")
+        .arg(&hook)
+        .env("PATH", "/nonexistent")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not on PATH") && said.contains("install"),
+        "{said}"
+    );
+
+    // Uninstall removes our hook, and refuses a foreign one without --force.
+    let uninstall = || {
+        let mut c = Command::cargo_bin("keyburn").unwrap();
+        c.args(["hook", "uninstall"]).arg(dir.path());
+        c
+    };
+    uninstall().assert().success();
+    assert!(!hook.exists());
+    uninstall()
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no pre-commit hook"));
+    fs::write(&hook, "#!/bin/sh\necho mine\n").unwrap();
+    uninstall()
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--force"));
+    assert!(hook.exists());
+    uninstall().arg("--force").assert().success();
+    assert!(!hook.exists());
 }
 
 #[test]
