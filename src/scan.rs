@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use keyburn_scanner::engine::EngineKind;
-use keyburn_scanner::report::{self, Baseline, Format, HumanOptions, Report};
+use keyburn_scanner::report::{self, Baseline, Format, HumanOptions, Notice, NoticeLevel, Report};
 use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, Strategy, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
 
@@ -152,6 +152,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
         Mode::Files => cfg.paths.first().filter(|p| p.is_dir()).cloned(),
     };
     if let Some(file) = root
+        .as_ref()
         .map(|r| r.join(".gitleaksignore"))
         .filter(|f| f.is_file())
     {
@@ -166,7 +167,10 @@ pub fn run(args: ScanArgs) -> Result<u8> {
         .build()
         .context("cannot build the scan engine")?;
 
-    let mut report = Report::default();
+    let mut report = Report {
+        root: root.as_deref().and_then(source_root),
+        ..Report::default()
+    };
     report.stats.rules = engine.rules().len();
     let bar = cfg.progress.then(progress_bar);
     // Why the scan could not look at everything it was asked to.
@@ -320,6 +324,13 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
         }
         Event::Skipped { path, reason } => {
             report.stats.files_skipped += 1;
+            if reason != SkipReason::Binary {
+                report.notices.push(Notice {
+                    level: NoticeLevel::Skipped,
+                    path: path.clone(),
+                    message: reason.to_string(),
+                });
+            }
             match reason {
                 SkipReason::TooLarge { .. } => warn(format!(
                     "keyburn: warning: skipped {path}: {reason} (see --max-file-size)"
@@ -334,6 +345,11 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
         // Errors are shown even with --quiet: the report is incomplete.
         Event::Error { path, message } => {
             report.stats.errors += 1;
+            report.notices.push(Notice {
+                level: NoticeLevel::Error,
+                path: path.clone(),
+                message: message.clone(),
+            });
             let msg = if path.is_empty() {
                 format!("keyburn: error: {message}")
             } else {
@@ -344,6 +360,18 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
                 None => eprintln!("{msg}"),
             }
         }
+    }
+}
+
+/// The absolute directory relative finding paths start from: the
+/// repository's root for repository scans (history and work tree paths are
+/// relative to it), else the directory scanned.
+fn source_root(scanned: &std::path::Path) -> Option<PathBuf> {
+    // Findings under an absolute path start with it as given.
+    if scanned.is_absolute() {
+        Some(scanned.to_path_buf())
+    } else {
+        std::fs::canonicalize(scanned).ok()
     }
 }
 

@@ -250,8 +250,6 @@ fn output_file_receives_the_report() {
 
 #[test]
 fn sarif_output_validates_against_the_official_schema() {
-    let schema_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/sarif-schema-2.1.0.json");
     let dir = TempDir::new().unwrap();
     write(
         dir.path(),
@@ -285,11 +283,15 @@ fn sarif_output_validates_against_the_official_schema() {
         !String::from_utf8_lossy(&out.stdout).contains(&aws_key_id()),
         "SARIF must mask secrets"
     );
+    validate_sarif(&sarif);
+}
+
+/// Validate against the official schema, where ../shared has it.
+fn validate_sarif(sarif: &Value) {
+    let schema_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/sarif-schema-2.1.0.json");
     if !schema_path.exists() {
-        eprintln!(
-            "SARIF schema not found at {}: skipping schema validation",
-            schema_path.display()
-        );
+        eprintln!("SARIF schema not found: skipping schema validation");
         return;
     }
     let schema: Value = serde_json::from_slice(&fs::read(&schema_path).unwrap()).unwrap();
@@ -297,9 +299,77 @@ fn sarif_output_validates_against_the_official_schema() {
     let mut compiler = boon::Compiler::new();
     compiler.add_resource("sarif-schema.json", schema).unwrap();
     let id = compiler.compile("sarif-schema.json", &mut schemas).unwrap();
-    if let Err(e) = schemas.validate(&sarif, id) {
+    if let Err(e) = schemas.validate(sarif, id) {
         panic!("SARIF does not validate: {e:#}");
     }
+}
+
+#[test]
+fn sarif_from_an_absolute_path_is_relative_and_lists_what_was_not_scanned() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "cfg/app.yml",
+        format!("key: {}\n", aws_key_id()),
+    );
+    write(dir.path(), "big.txt", "x".repeat(4096));
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg(dir.path().join("missing"))
+        .args(["--no-history", "--max-file-size", "1K", "-f", "sarif"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let sarif: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &sarif["runs"][0];
+    let loc = &run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(loc["uri"], "cfg/app.yml");
+    assert_eq!(loc["uriBaseId"], "%SRCROOT%");
+    let root = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+        .as_str()
+        .unwrap();
+    assert!(
+        root.starts_with("file:///") && root.ends_with('/'),
+        "{root}"
+    );
+    assert!(run["results"][0]["message"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("in cfg/app.yml"));
+    let inv = &run["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false);
+    let notes: Vec<String> = inv["toolExecutionNotifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{} {}", n["level"], n["message"]["text"]))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("\"warning\"") && n.contains("big.txt")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("\"error\"") && n.contains("missing")),
+        "{notes:?}"
+    );
+    let rule = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "aws-access-key-id")
+        .unwrap();
+    assert!(rule["helpUri"].as_str().unwrap().starts_with("https://"));
+    assert!(rule["help"]["markdown"]
+        .as_str()
+        .unwrap()
+        .contains("Revoke"));
+    assert!(!rule["help"]["text"].as_str().unwrap().starts_with("A "));
+    validate_sarif(&sarif);
 }
 
 #[test]

@@ -925,3 +925,32 @@ fn gitleaksignore_takes_commit_fingerprints_in_history() {
     );
     assert_eq!(doc["stats"]["baselined"], 1);
 }
+
+#[test]
+fn sarif_names_the_commit_of_a_history_finding() {
+    let dir = repo();
+    let id = commit_file(dir.path(), "a.txt", &format!("{}\n", key(0)), "one");
+    let out = Command::cargo_bin("keyburn")
+        .unwrap()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--history", "-f", "sarif"])
+        .output()
+        .unwrap();
+    let sarif: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = &sarif["runs"][0]["results"][0];
+    let text = result["message"]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("in a.txt at commit {}", &id[..7])),
+        "{text}"
+    );
+    assert_eq!(result["properties"]["commitSha"], id);
+    assert!(result["partialFingerprints"]["keyburn/commit/v1"]
+        .as_str()
+        .unwrap()
+        .ends_with(&id));
+    assert_eq!(
+        sarif["runs"][0]["invocations"][0]["executionSuccessful"],
+        true
+    );
+}

@@ -45,11 +45,34 @@ pub struct Stats {
     pub duration_ms: u64,
 }
 
+/// Something the scan could not look at, or that went wrong, for formats
+/// that list them (SARIF's tool notifications). Binary files are not
+/// listed: skipping them is the expected behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub level: NoticeLevel,
+    /// The path concerned; empty when none applies.
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeLevel {
+    /// Not scanned, on purpose (a size limit, a submodule).
+    Skipped,
+    /// Could not be read: the report is incomplete.
+    Error,
+}
+
 /// A finished scan: findings sorted by path and position, deduplicated.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub findings: Vec<Finding>,
     pub stats: Stats,
+    pub notices: Vec<Notice>,
+    /// The absolute directory relative paths in findings start from (a
+    /// repository's root, or the directory scanned): SARIF's `%SRCROOT%`.
+    pub root: Option<std::path::PathBuf>,
 }
 
 impl Report {

@@ -1,13 +1,16 @@
 //! SARIF 2.1.0 as GitHub code scanning accepts it: relative URIs under
-//! `%SRCROOT%`, a `partialFingerprints` entry per result, rule metadata with
-//! `security-severity`. Secrets are always masked in SARIF messages, since
-//! code scanning shows them to everyone with read access.
+//! `%SRCROOT%` (absolute paths under the scanned root made relative), a
+//! `partialFingerprints` entry per result, the commit of a history finding
+//! in its message and properties, rule metadata with `security-severity`
+//! and help, and an invocation saying whether the scan saw everything,
+//! with a notification per file skipped or unreadable. Secrets are always
+//! masked, since code scanning shows them to everyone with read access.
 
 use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
-use super::Report;
+use super::{NoticeLevel, Report};
 use crate::finding::mask;
 use crate::rules::{Confidence, Rule};
 
@@ -48,6 +51,15 @@ fn camel(id: &str) -> String {
         .collect()
 }
 
+/// `path` relative to `root` when it lies under it (findings of an
+/// absolute scan path), else as it is.
+fn under_root<'a>(path: &'a str, root: Option<&str>) -> &'a str {
+    root.and_then(|r| path.strip_prefix(r))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(path)
+}
+
 /// A URI reference for a path: percent-encoded, relative paths left relative.
 fn uri(path: &str) -> (String, bool) {
     let mut s = String::with_capacity(path.len());
@@ -73,8 +85,10 @@ fn rule_descriptor(r: &Rule) -> Value {
         "name": camel(&r.id),
         "shortDescription": { "text": r.name },
         "fullDescription": { "text": r.description.as_deref().unwrap_or(&r.name) },
+        "helpUri": HELP_URI,
         "help": {
-            "text": format!("A {} was committed. Revoke it at its provider, replace it, then remove it from history.", r.name)
+            "text": format!("Secret committed: {}. Revoke it at its provider, issue a replacement, then remove it from history.", r.name),
+            "markdown": help_markdown(r),
         },
         "defaultConfiguration": { "level": level(r.confidence) },
         "properties": {
@@ -85,7 +99,30 @@ fn rule_descriptor(r: &Rule) -> Value {
     })
 }
 
+const HELP_URI: &str = "https://github.com/keyburn/keyburn#what-to-do-when-a-secret-leaked";
+
+fn help_markdown(r: &Rule) -> String {
+    let about = r
+        .description
+        .as_deref()
+        .map(|d| format!("{d}\n\n"))
+        .unwrap_or_default();
+    format!(
+        "**{}** (`{}`)\n\n{about}A credential in a repository is a leaked credential: \
+         everyone who can read the repository, its forks and clones can use it.\n\n\
+         1. **Revoke** it at its provider first (`keyburn revoke` where the provider \
+         has an API), and check that it is dead.\n\
+         2. **Replace** it: issue a new one and keep it in a secret manager, not in the code.\n\
+         3. **Remove** it from history (`git filter-repo --replace-text`), force-push, and \
+         ask collaborators to re-clone: revocation is what protects you, since copies remain.\n\n\
+         A reviewed false positive goes in a baseline (`--baseline`, by the finding's \
+         fingerprint) or gets `keyburn:allow` on its line.",
+        r.name, r.id
+    )
+}
+
 pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io::Result<()> {
+    let root = report.root.as_ref().and_then(|r| r.to_str());
     let index: std::collections::HashMap<&str, usize> = rules
         .iter()
         .enumerate()
@@ -95,7 +132,8 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
         .findings
         .iter()
         .map(|f| {
-            let (uri, relative) = uri(&f.path);
+            let path = under_root(&f.path, root);
+            let (uri, relative) = uri(path);
             let mut artifact = json!({ "uri": uri });
             if relative {
                 artifact["uriBaseId"] = json!("%SRCROOT%");
@@ -103,7 +141,16 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
             let mut result = json!({
                 "ruleId": f.rule_id,
                 "level": level(f.confidence),
-                "message": { "text": format!("{} found: {}", f.rule_name, mask(&f.secret)) },
+                "message": { "text": match &f.commit {
+                    Some(c) => format!(
+                        "{} found in {} at commit {}: {}",
+                        f.rule_name,
+                        path,
+                        &c.id[..c.id.len().min(7)],
+                        mask(&f.secret)
+                    ),
+                    None => format!("{} found in {}: {}", f.rule_name, path, mask(&f.secret)),
+                } },
                 "locations": [{
                     "physicalLocation": {
                         "artifactLocation": artifact,
@@ -121,9 +168,15 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
             if let Some(&i) = index.get(f.rule_id.as_str()) {
                 result["ruleIndex"] = json!(i);
             }
+            result["properties"]["source"] = json!(f.source);
             if let Some(c) = &f.commit {
                 result["properties"]["commit"] = json!(c.id);
+                result["properties"]["commitSha"] = json!(c.id);
                 result["properties"]["author"] = json!(c.email);
+                result["properties"]["date"] = json!(c.date);
+                // Keeps one alert per commit apart where a consumer wants it.
+                result["partialFingerprints"]["keyburn/commit/v1"] =
+                    json!(format!("{}:{}", f.fingerprint, c.id));
             }
             result
         })
@@ -142,10 +195,56 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
                 }
             },
             "columnKind": "unicodeCodePoints",
-            "originalUriBaseIds": { "%SRCROOT%": { "description": { "text": "The scanned directory." } } },
+            "originalUriBaseIds": { "%SRCROOT%": src_root(report) },
+            "invocations": [invocation(report)],
             "results": results,
         }]
     });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
+}
+
+fn src_root(report: &Report) -> Value {
+    let mut base = json!({ "description": { "text": "The scanned repository or directory." } });
+    if let Some(root) = report.root.as_ref().and_then(|r| r.to_str()) {
+        let (u, _) = uri(root);
+        base["uri"] = json!(format!("{}/", u.trim_end_matches('/')));
+    }
+    base
+}
+
+/// Whether the scan saw everything it was asked to, and what it did not.
+fn invocation(report: &Report) -> Value {
+    let notifications: Vec<Value> = report
+        .notices
+        .iter()
+        .map(|n| {
+            let mut v = json!({
+                "level": match n.level {
+                    NoticeLevel::Skipped => "warning",
+                    NoticeLevel::Error => "error",
+                },
+                "message": { "text": if n.path.is_empty() {
+                    n.message.clone()
+                } else {
+                    format!("{}: {}", n.path, n.message)
+                } },
+            });
+            if !n.path.is_empty() {
+                let root = report.root.as_ref().and_then(|r| r.to_str());
+                let (u, relative) = uri(under_root(&n.path, root));
+                let mut artifact = json!({ "uri": u });
+                if relative {
+                    artifact["uriBaseId"] = json!("%SRCROOT%");
+                }
+                v["locations"] = json!([{ "physicalLocation": { "artifactLocation": artifact } }]);
+            }
+            v
+        })
+        .collect();
+    let complete = report.stats.errors == 0 && report.stats.missing_paths.is_empty();
+    json!({
+        "executionSuccessful": complete,
+        "toolExecutionNotifications": notifications,
+    })
 }
