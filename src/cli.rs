@@ -165,6 +165,12 @@ pub struct RuleSelection {
     /// Do not load the built-in rules (use only --rules files).
     #[arg(long)]
     pub no_builtin_rules: bool,
+    /// A gitleaks configuration (`.gitleaks.toml`), read as gitleaks reads
+    /// it: its rules alone, or added to the built-in rules with `[extend]
+    /// useDefault = true` (minus `disabledRules`). Without it and without
+    /// --rules, a `.gitleaks.toml` at the scanned root is read.
+    #[arg(long, value_name = "FILE", env = "GITLEAKS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Run only these rule ids. Repeatable.
     #[arg(long = "enable-rule", value_name = "ID")]
     pub enable: Vec<String>,

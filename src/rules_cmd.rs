@@ -1,8 +1,11 @@
 //! `keyburn rules list` and `keyburn rules check`, and the rule selection
 //! shared with `scan`.
 
+use std::path::Path;
+
 use anyhow::{bail, Context, Result};
 use keyburn_scanner::engine::check_examples;
+use keyburn_scanner::rules::GitleaksConfig;
 use keyburn_scanner::{Confidence, Engine, RuleSet};
 
 use crate::cli::{CheckArgs, ListArgs, MinConfidence, RuleSelection};
@@ -19,12 +22,31 @@ impl From<MinConfidence> for Confidence {
 
 /// The rule set a run uses: built-ins (unless disabled), then user files
 /// (which may override built-in ids), then --enable-rule/--disable-rule.
-pub fn load_rules(sel: &RuleSelection) -> Result<RuleSet> {
-    let mut set = if sel.no_builtin_rules {
-        RuleSet::default()
-    } else {
+/// The rules a run uses: the built-in ones, a gitleaks configuration
+/// (`--config`, or a `.gitleaks.toml` in `root` when no `--rules` is
+/// given), the `--rules` files, then the rule selection.
+pub fn load_rules(sel: &RuleSelection, root: Option<&Path>) -> Result<RuleSet> {
+    let gitleaks_file = sel.config.clone().or_else(|| {
+        root.map(|r| r.join(".gitleaks.toml"))
+            .filter(|p| sel.rules.is_empty() && p.is_file())
+    });
+    let gitleaks =
+        match &gitleaks_file {
+            Some(p) => Some(GitleaksConfig::load(p).with_context(|| {
+                format!("cannot use the gitleaks configuration {}", p.display())
+            })?),
+            None => None,
+        };
+    let builtin = !sel.no_builtin_rules && gitleaks.as_ref().is_none_or(|g| g.use_default);
+    let mut set = if builtin {
         RuleSet::builtin()
+    } else {
+        RuleSet::default()
     };
+    if let Some(g) = gitleaks {
+        set.retain(|r| !g.disabled.contains(&r.id));
+        set.merge(g.rules)?;
+    }
     for path in &sel.rules {
         let user = RuleSet::load_file(path)?;
         set.merge(user)
@@ -46,7 +68,7 @@ pub fn load_rules(sel: &RuleSelection) -> Result<RuleSet> {
 }
 
 pub fn list(args: ListArgs) -> Result<u8> {
-    let set = load_rules(&args.selection)?;
+    let set = load_rules(&args.selection, Some(Path::new(".")))?;
     let min: Confidence = args.selection.min_confidence.into();
     let rules: Vec<_> = set.rules().iter().filter(|r| r.confidence >= min).collect();
     if args.json {

@@ -158,7 +158,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     {
         baseline.merge(load_baseline(std::slice::from_ref(&file))?);
     }
-    let mut rules = load_rules(&args.selection)?;
+    let mut rules = load_rules(&args.selection, root.as_deref())?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let engine = EngineBuilder::new(rules)
         .min_confidence(args.selection.min_confidence.into())

@@ -1111,3 +1111,89 @@ fn csv_and_junit_reports() {
         .unwrap()
         .contains(r#"failures="0""#));
 }
+
+/// A gitleaks configuration written with the syntax gitleaks' own default
+/// configuration uses (RE2 literal braces, a path-only rule, extend,
+/// disabled rules, an allowlist aimed at one rule).
+const GITLEAKS_TOML: &str = r#"
+title = "team config"
+
+[extend]
+useDefault = true
+disabledRules = ["stripe-secret-key"]
+
+[[rules]]
+id = "custom-token"
+description = "Templated token"
+regex = '''token\s*=\s*['"]?{{([a-f0-9]{32})}}['"]?'''
+secretGroup = 1
+keywords = ["token"]
+
+[[rules]]
+id = "pkcs12-file"
+description = "PKCS #12 keystore"
+path = '''(?i)(?:^|/)[^/]+\.p(?:12|fx)$'''
+
+[[allowlists]]
+targetRules = ["custom-token"]
+regexes = ['''^0{32}$''']
+"#;
+
+#[test]
+fn a_gitleaks_configuration_is_read_as_gitleaks_reads_it() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), ".gitleaks.toml", GITLEAKS_TOML);
+    let hex = "3f9a1c7e5b2d4f608a9c1e3b5d7f9a2c";
+    write(dir.path(), "a.txt", format!("token = '{{{{{hex}}}}}'\n"));
+    write(
+        dir.path(),
+        "zero.txt",
+        format!("token = '{{{{{}}}}}'\n", "0".repeat(32)),
+    );
+    write(dir.path(), "keys/store.p12", [0u8, 1, 2, 3, 0x30, 0x82]);
+    write(dir.path(), "aws.txt", format!("k = '{}'\n", aws_key_id()));
+    write(
+        dir.path(),
+        "stripe.txt",
+        format!("s = '{}'\n", stripe_key()),
+    );
+    let found = |extra: &[&str], envs: &[(&str, &Path)]| {
+        let mut cmd = keyburn();
+        cmd.current_dir(dir.path())
+            .args(["scan", "--no-history", ".", "-f", "json"])
+            .args(extra)
+            .env_remove("GITLEAKS_CONFIG");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let mut v: Vec<String> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {} {}", f["rule_id"], f["path"], f["secret"]))
+            .collect();
+        v.sort();
+        v
+    };
+    // Discovered at the root: its rules, the defaults but the disabled one,
+    // the path-only rule on a binary file, the targeted allowlist.
+    let want = [
+        format!("\"aws-access-key-id\" \"aws.txt\" \"{}\"", aws_key_id()),
+        format!("\"custom-token\" \"a.txt\" \"{hex}\""),
+        "\"pkcs12-file\" \"keys/store.p12\" \"\"".to_string(),
+    ];
+    assert_eq!(found(&[], &[]), want);
+    // The same file elsewhere, by --config or GITLEAKS_CONFIG.
+    let elsewhere = TempDir::new().unwrap();
+    let config = elsewhere.path().join("gl.toml");
+    fs::rename(dir.path().join(".gitleaks.toml"), &config).unwrap();
+    assert_eq!(found(&["--config", config.to_str().unwrap()], &[]), want);
+    assert_eq!(found(&[], &[("GITLEAKS_CONFIG", &config)]), want);
+    // Without useDefault, its rules alone.
+    fs::write(&config, GITLEAKS_TOML.replace("useDefault = true", "")).unwrap();
+    let alone = found(&["--config", config.to_str().unwrap()], &[]);
+    assert_eq!(alone, want[1..]);
+}

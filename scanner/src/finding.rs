@@ -121,6 +121,32 @@ impl Finding {
         }
     }
 
+    /// A finding of a path-only rule: the file at `path` itself, with no
+    /// secret to show (line 1, column 1).
+    pub fn for_path(rule: &Rule, path: &str) -> Finding {
+        Finding {
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            confidence: rule.confidence,
+            path: path.to_string(),
+            location: Location {
+                line: 1,
+                column: 1,
+                end_line: 1,
+                end_column: 1,
+            },
+            secret: String::new(),
+            matched: path.to_string(),
+            fingerprint: fingerprint(&rule.id, path, ""),
+            entropy: 0.0,
+            provider: rule.provider.clone(),
+            tags: rule.tags.clone(),
+            source: Source::File,
+            commit: None,
+            line_text: String::new(),
+        }
+    }
+
     /// Remove the secret from every field that carries it.
     pub fn redact(&mut self) {
         if !self.secret.is_empty() {

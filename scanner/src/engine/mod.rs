@@ -191,6 +191,8 @@ pub struct Engine {
     triggers: Vec<Vec<Trigger>>,
     /// Rules without keywords: they run on every buffer.
     unconditional: Vec<u32>,
+    /// Rules on paths alone (see [`Engine::path_findings`]).
+    path_rules: Vec<usize>,
     /// For each rule with a requirement: (index of the required rule, within).
     requirements: Vec<Option<(usize, usize)>>,
     global: Global,
@@ -242,7 +244,12 @@ impl Engine {
         let mut index = std::collections::HashMap::new();
         let mut triggers: Vec<Vec<Trigger>> = Vec::new();
         let mut unconditional = Vec::new();
+        let mut path_rules = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
+            if rule.path_only {
+                path_rules.push(i);
+                continue;
+            }
             if rule.keywords.is_empty() {
                 unconditional.push(i as u32);
             }
@@ -286,6 +293,7 @@ impl Engine {
             stage_one,
             triggers,
             unconditional,
+            path_rules,
             requirements,
             global,
         })
@@ -393,6 +401,22 @@ impl Engine {
     /// touches byte `i` lies within `longest_keyword() - 1` bytes of it.
     pub fn longest_keyword(&self) -> usize {
         self.longest_keyword
+    }
+
+    /// The path-only rules that report the file at `path` itself (a
+    /// keystore by its extension), whatever its content.
+    pub fn path_findings(&self, path: &str) -> Vec<usize> {
+        if self.path_rules.is_empty() || self.path_ignored(path) {
+            return Vec::new();
+        }
+        self.path_rules
+            .iter()
+            .copied()
+            .filter(|&r| {
+                self.compiled(r)
+                    .is_some_and(|c| !c.only_paths.is_empty() && path_allowed(c, Some(path)))
+            })
+            .collect()
     }
 
     /// Whether matches of rule `rule` count at `path` (global and rule path

@@ -10,6 +10,8 @@
 mod gitleaks;
 mod model;
 
+pub use gitleaks::GitleaksConfig;
+
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -130,6 +130,11 @@ pub struct Rule {
     /// `EXAMPLE`, `${VAR}`...). On by default.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub placeholder_filter: bool,
+    /// A rule on paths alone (gitleaks' rules with a `path` and no
+    /// `regex`): a file whose path matches `paths` is a finding, whatever
+    /// its content (a `.p12` keystore, say). The regex is not used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Requirement>,
     #[serde(default)]

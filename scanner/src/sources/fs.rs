@@ -12,6 +12,7 @@ use ignore::{WalkBuilder, WalkState};
 
 use super::{scan_buffer, stream, Event, SkipReason};
 use crate::engine::{Engine, Scratch};
+use crate::finding::Finding;
 
 /// How to walk. The defaults suit scanning a checkout: honour ignore files,
 /// include hidden files (`.env`, `.npmrc`...), do not follow symlinks.
@@ -166,6 +167,15 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    /// Report the path-only rules matching `name`; false when the receiver
+    /// is gone.
+    fn path_findings(&self, name: &str, send: &impl Fn(Event) -> bool) -> bool {
+        self.engine.path_findings(name).into_iter().all(|r| {
+            let f = Finding::for_path(&self.engine.rules()[r], name);
+            send(Event::Finding(Box::new(f)))
+        })
+    }
+
     /// Scan one file; false when the receiver is gone.
     fn scan_file(&mut self, path: &Path, send: &impl Fn(Event) -> bool) -> bool {
         let name = self.select.name(path);
@@ -181,6 +191,11 @@ impl Worker<'_> {
         let wanted = self.select.by_metadata(path, &meta);
         if wanted == Some(false) {
             return true;
+        }
+        // Path-only rules judge a file by its name: binary or not, large
+        // or not (a keystore).
+        if wanted == Some(true) && !self.path_findings(&name, send) {
+            return false;
         }
         let size = meta.len();
         if let Some(reason) = SkipReason::too_large(size, self.max) {
@@ -201,8 +216,13 @@ impl Worker<'_> {
         if let Err(e) = (&mut file).take(self.max).read_to_end(&mut self.buf) {
             return send(err(e));
         }
-        if wanted.is_none() && !self.select.by_content(path, &self.buf) {
-            return true;
+        if wanted.is_none() {
+            if !self.select.by_content(path, &self.buf) {
+                return true;
+            }
+            if !self.path_findings(&name, send) {
+                return false;
+            }
         }
         // `take` kept the size within the limit: only the binary check can
         // still skip the file.
