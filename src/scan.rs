@@ -160,7 +160,18 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     }
     let mut rules = load_rules(&args.selection, root.as_deref())?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
-    let engine = EngineBuilder::new(rules)
+    let mut builder = EngineBuilder::new(rules);
+    if cfg.verbose {
+        builder = builder.explain(|d| {
+            eprintln!(
+                "keyburn: rule {}: a match ({}) was dropped by the {} filter",
+                d.rule.id,
+                keyburn_scanner::finding::mask(&String::from_utf8_lossy(d.secret)),
+                d.filter.as_str()
+            )
+        });
+    }
+    let engine = builder
         .min_confidence(args.selection.min_confidence.into())
         .kind(engine_kind(args.engine, &cfg))
         .cache_dir(cache_dir())

@@ -1197,3 +1197,41 @@ fn a_gitleaks_configuration_is_read_as_gitleaks_reads_it() {
     let alone = found(&["--config", config.to_str().unwrap()], &[]);
     assert_eq!(alone, want[1..]);
 }
+
+#[test]
+fn verbose_says_which_filter_dropped_a_user_rules_match() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "rules.toml",
+        r#"
+[[rule]]
+id = "team-pw"
+name = "Team password"
+regex = '''pw=(?P<secret>\S+)'''
+keywords = ["pw="]
+entropy = 3.0
+"#,
+    );
+    write(dir.path(), "src/a.cfg", "pw=aaaaaaaaaaaa\npw=${PASSWORD}\n");
+    let run = |verbose: bool| {
+        let mut cmd = keyburn();
+        cmd.current_dir(dir.path())
+            .args(["scan", "--no-history", "src", "--rules", "rules.toml"]);
+        if verbose {
+            cmd.arg("-v");
+        }
+        String::from_utf8(cmd.output().unwrap().stderr).unwrap()
+    };
+    let said = run(true);
+    assert!(
+        said.contains("rule team-pw: a match (") && said.contains("entropy filter"),
+        "{said}"
+    );
+    assert!(said.contains("placeholder filter"), "{said}");
+    assert!(
+        !said.contains("aaaaaaaaaaaa"),
+        "the secret is masked: {said}"
+    );
+    assert!(!run(false).contains("filter"));
+}

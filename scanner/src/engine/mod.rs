@@ -119,7 +119,40 @@ pub struct EngineBuilder {
     min_confidence: Confidence,
     kind: EngineKind,
     cache_dir: Option<PathBuf>,
+    explain: Option<Explain>,
 }
+
+/// A built-in filter that can drop a rule's match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// The secret's entropy is under the rule's minimum.
+    Entropy,
+    /// The secret looks like a documentation placeholder.
+    Placeholder,
+    /// The secret holds a stopword (the rule's or a global one).
+    Stopword,
+}
+
+impl Filter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::Entropy => "entropy",
+            Filter::Placeholder => "placeholder",
+            Filter::Stopword => "stopword",
+        }
+    }
+}
+
+/// A match of a user's rule that a built-in filter dropped: what
+/// [`EngineBuilder::explain`] is told, so that a rule's author can see why
+/// it reports nothing.
+pub struct Dropped<'a> {
+    pub rule: &'a Rule,
+    pub filter: Filter,
+    pub secret: &'a [u8],
+}
+
+type Explain = std::sync::Arc<dyn Fn(Dropped<'_>) + Send + Sync>;
 
 impl EngineBuilder {
     pub fn new(rules: RuleSet) -> EngineBuilder {
@@ -128,7 +161,15 @@ impl EngineBuilder {
             min_confidence: Confidence::Low,
             kind: EngineKind::Rust,
             cache_dir: None,
+            explain: None,
         }
+    }
+
+    /// Tell `f` about every match of a user's rule (not a built-in one)
+    /// that a built-in filter drops. It is called from scanning threads.
+    pub fn explain(mut self, f: impl Fn(Dropped<'_>) + Send + Sync + 'static) -> EngineBuilder {
+        self.explain = Some(std::sync::Arc::new(f));
+        self
     }
 
     /// Select the stage-one implementation.
@@ -153,6 +194,7 @@ impl EngineBuilder {
         let min = self.min_confidence;
         self.rules.retain(|r| r.confidence >= min);
         let mut engine = Engine::new(self.rules)?;
+        engine.explain = self.explain;
         let background = match self.kind {
             EngineKind::Rust => return Ok(engine),
             EngineKind::Hyperscan => false,
@@ -196,6 +238,7 @@ pub struct Engine {
     /// For each rule with a requirement: (index of the required rule, within).
     requirements: Vec<Option<(usize, usize)>>,
     global: Global,
+    explain: Option<Explain>,
 }
 
 /// Per-thread scratch space, reused across buffers to avoid allocation.
@@ -296,6 +339,7 @@ impl Engine {
             path_rules,
             requirements,
             global,
+            explain: None,
         })
     }
 
@@ -598,17 +642,17 @@ impl Engine {
             .entropy
             .is_some_and(|min| ent < entropy_floor(min, secret))
         {
-            return Verdict::Drop;
+            return self.dropped(rule, Filter::Entropy, secret);
         }
         if rule.checksum.is_some_and(|k| !valid_checksum(k, secret)) {
             return Verdict::Veto;
         }
         if rule.placeholder_filter && is_placeholder(secret) {
-            return Verdict::Drop;
+            return self.dropped(rule, Filter::Placeholder, secret);
         }
         if contains_any_ci(secret, &c.stopwords) || contains_any_ci(secret, &self.global.stopwords)
         {
-            return Verdict::Drop;
+            return self.dropped(rule, Filter::Stopword, secret);
         }
         let line = line_around(hay, whole.start, whole.end);
         if !c.allow_regexes.is_empty() {
@@ -631,6 +675,21 @@ impl Engine {
             return Verdict::Drop;
         }
         Verdict::Keep
+    }
+
+    /// A drop by a built-in filter, told to whoever asked when the rule is
+    /// a user's.
+    fn dropped(&self, rule: &Rule, filter: Filter, secret: &[u8]) -> Verdict {
+        if let Some(explain) = &self.explain {
+            if !rule.source.starts_with("builtin:") {
+                explain(Dropped {
+                    rule,
+                    filter,
+                    secret,
+                });
+            }
+        }
+        Verdict::Drop
     }
 
     fn apply_requirements(&self, found: &mut Vec<RawMatch>) {
