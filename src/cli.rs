@@ -233,7 +233,8 @@ pub struct ScanArgs {
     /// every stored blob, then looks up where the few with findings were
     /// introduced (fastest for a whole history); `diff` compares each
     /// commit's trees with its parents' (fastest for a range); `auto`
-    /// picks packs unless --since or --range is given. Same findings.
+    /// picks packs unless --since or --range is given or path-only rules
+    /// (a gitleaks `path` rule) are loaded. Same findings.
     #[arg(
         long,
         value_enum,

@@ -954,3 +954,42 @@ fn sarif_names_the_commit_of_a_history_finding() {
         true
     );
 }
+
+#[test]
+fn path_only_rules_report_a_committed_keystore_at_its_commit() {
+    let dir = repo();
+    let d = dir.path();
+    commit_file(d, "a.txt", "clean\n", "one");
+    fs::create_dir_all(d.join("keys")).unwrap();
+    fs::write(d.join("keys/store.p12"), [0u8, 1, 2, 0x30, 0x82]).unwrap();
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "add a keystore"]);
+    let added = git(d, &["rev-parse", "HEAD"]);
+    fs::write(d.join("keys/store.p12"), [0u8, 9, 9]).unwrap();
+    let changed = commit_file(d, "b.txt", "clean\n", "change it");
+    let config = TempDir::new().unwrap();
+    let file = config.path().join("gitleaks.toml");
+    fs::write(
+        &file,
+        "[extend]\nuseDefault = true\n\n[[rules]]\nid = \"pkcs12-file\"\n\
+         description = \"PKCS #12 keystore\"\npath = '''(?i)(?:^|/)[^/]+\\.p(?:12|fx)$'''\n",
+    )
+    .unwrap();
+    let (doc, code, stderr) = scan_json(d, &["--history", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    // Each version of the keystore, at the commit that introduced it.
+    let mut got = findings(&doc);
+    got.sort();
+    let mut want = vec![
+        ("keys/store.p12".to_string(), String::new(), added),
+        ("keys/store.p12".to_string(), String::new(), changed),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // The same from packs (every strategy is compared by scan_json).
+    git(d, &["gc", "-q"]);
+    let (doc, _, _) = scan_json(d, &["--history", "--config", file.to_str().unwrap()]);
+    let mut got = findings(&doc);
+    got.sort();
+    assert_eq!(got, want);
+}

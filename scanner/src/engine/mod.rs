@@ -447,6 +447,11 @@ impl Engine {
         self.longest_keyword
     }
 
+    /// Whether any rule judges files by their path alone.
+    pub fn has_path_rules(&self) -> bool {
+        !self.path_rules.is_empty()
+    }
+
     /// The path-only rules that report the file at `path` itself (a
     /// keystore by its extension), whatever its content.
     pub fn path_findings(&self, path: &str) -> Vec<usize> {

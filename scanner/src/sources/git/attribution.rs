@@ -214,6 +214,26 @@ pub(super) fn finding_events(
     events
 }
 
+/// The findings of path-only rules at every occurrence of `blobs` (a
+/// keystore committed is reported at the commit that added it, whatever
+/// its content).
+pub(super) fn path_findings(engine: &Engine, blobs: &[Blob]) -> Vec<Attributed> {
+    let mut events = Vec::new();
+    if !engine.has_path_rules() {
+        return events;
+    }
+    for (_, occ) in blobs {
+        for o in occ.iter().filter(|o| o.commit.is_some()) {
+            for r in engine.path_findings(&o.path) {
+                let mut f = Finding::for_path(&engine.rules()[r], &o.path);
+                f.source = Source::History;
+                events.push((Event::Finding(Box::new(f)), o.commit));
+            }
+        }
+    }
+    events
+}
+
 /// Commit details for findings, read once per commit.
 pub(super) struct CommitDetails<'c> {
     repo: gix::Repository,

@@ -63,6 +63,7 @@ pub(super) fn scan(
         ..Default::default()
     };
     let mut details = CommitDetails::new(sync.to_thread_local(), commits);
+    details.attach(attribution::path_findings(engine, &blobs), on_event);
     let mut attach = |events| details.attach(events, on_event);
     let done = scan_whole_packs(engine, pool, &whole, &blobs, opts, &mut attach)?;
     let total = blobs.len();

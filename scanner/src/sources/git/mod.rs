@@ -87,7 +87,8 @@ pub struct HistoryOptions {
 pub enum Strategy {
     /// Packs for a whole history (every ref, or a branch) of a packed
     /// repository (1 MB of packs or more) and for a range of 20,000
-    /// commits or more; diffs otherwise.
+    /// commits or more; diffs otherwise, and whenever path-only rules are
+    /// loaded.
     #[default]
     Auto,
     /// Compare each commit's trees with its parents' (see [`diff`]).
@@ -198,6 +199,11 @@ pub fn scan_history(
         && match opts.strategy {
             Strategy::Packs => true,
             Strategy::Diff => false,
+            // Path-only rules judge every path of history, which the diff
+            // strategy walks anyway; the packs strategy would have to keep
+            // every tree entry (git/git with gitleaks' pkcs12-file rule:
+            // 151 s against 23 s without it).
+            Strategy::Auto if engine.has_path_rules() => false,
             // A small repository (a fresh one is all loose objects) is
             // diffed in no time, reading only reachable, unignored blobs.
             Strategy::Auto if !range => packed_bytes(&repo) >= PACKS_MIN_BYTES,

@@ -245,7 +245,12 @@ pub(super) fn scan(
         known,
         from_packs,
     } = stored;
-    let watch = Watch::new(hits.keys().copied().collect(), known);
+    // Path-only rules judge every path: then every blob entry is kept.
+    let watch = Watch::new(
+        hits.keys().copied().collect(),
+        known,
+        engine.has_path_rules(),
+    );
     let mut table = tree_phase(repo, pool, layouts, &watch)?;
     release_freed_memory();
     let blobs = introductions(repo, &mut table, commits, opts, on_event);
@@ -414,11 +419,11 @@ fn report(
     opts: &HistoryOptions,
     on_event: &mut impl FnMut(Event),
 ) {
-    let mut blobs: Vec<Blob> = blobs
-        .into_iter()
-        .filter(|(id, _)| hits.contains_key(id))
-        .collect();
+    let mut blobs = blobs;
     attribution::drop_ignored(repo, &mut blobs);
+    let mut details = CommitDetails::new(repo.clone(), commits);
+    details.attach(attribution::path_findings(engine, &blobs), on_event);
+    blobs.retain(|(id, _)| hits.contains_key(id));
     if opts.all_objects {
         let reached: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let mut rest: Vec<ObjectId> = hits
@@ -429,7 +434,6 @@ fn report(
         rest.sort();
         blobs.extend(rest.into_iter().map(attribution::unreachable));
     }
-    let mut details = CommitDetails::new(repo.clone(), commits);
     let mut buf = Vec::new();
     for (id, occ) in blobs {
         let Some(hit) = hits.remove(&id) else {
@@ -470,10 +474,12 @@ struct Watch {
     /// Blobs trees reference that are stored nowhere.
     missing: Mutex<HashSet<ObjectId>>,
     missing_bits: Bits,
+    /// Keep every blob entry: path-only rules judge every path.
+    all_blobs: bool,
 }
 
 impl Watch {
-    fn new(wanted: HashSet<ObjectId>, known: HashSet<ObjectId>) -> Watch {
+    fn new(wanted: HashSet<ObjectId>, known: HashSet<ObjectId>, all_blobs: bool) -> Watch {
         let wanted_bits = Bits::default();
         wanted.iter().for_each(|id| wanted_bits.set(id.as_bytes()));
         Watch {
@@ -482,6 +488,7 @@ impl Watch {
             known,
             missing: Default::default(),
             missing_bits: Bits::default(),
+            all_blobs,
         }
     }
 
@@ -595,9 +602,11 @@ impl Part {
                         f += 1;
                     }
                     let is_fresh = f < fresh.len() && fresh[f].start < pos;
+                    // Last: the stored check notes missing blobs.
                     watch.wanted(e.id)
                         || watch.missing(e.id)
                         || (is_fresh && watch.check_stored(e.id))
+                        || watch.all_blobs
                 }
             };
             if keep {
