@@ -2,11 +2,14 @@
 //! built with `git` in temporary directories. Fake keys are assembled at run
 //! time.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::Command as Std;
 
 use assert_cmd::Command;
+use common::git;
 use predicates::prelude::*;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -20,26 +23,6 @@ fn key(n: usize) -> String {
         "P4TB6RVNM3ZQ7KX2",
     ];
     format!("{}{}", "AKIA", BODIES[n])
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Std::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.org")
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.org")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn repo() -> TempDir {
