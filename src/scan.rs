@@ -285,6 +285,12 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     report.stats.worktree_files = covered.worktree_files;
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
+    // Commit allow lists (gitleaks' `commits`) accept history findings.
+    report.findings.retain(|f| {
+        f.commit
+            .as_ref()
+            .is_none_or(|c| !engine.allows_commit(&f.rule_id, &c.id))
+    });
     report.subtract(&baseline);
     if cfg.redact {
         report.redact();

@@ -976,3 +976,33 @@ fn path_only_rules_report_a_committed_keystore_at_its_commit() {
     got.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn gitleaks_commit_allowlists_accept_history_findings_of_those_commits() {
+    let dir = repo();
+    let d = dir.path();
+    let first = commit_file(d, "a.txt", &format!("{}\n", key(0)), "one");
+    let second = commit_file(d, "b.txt", &format!("{}\ntok-3fa9c1e7\n", key(1)), "two");
+    let config = TempDir::new().unwrap();
+    let file = config.path().join("gitleaks.toml");
+    fs::write(
+        &file,
+        format!(
+            "[extend]\nuseDefault = true\n\n\
+             [[rules]]\nid = \"team-token\"\nregex = '''tok-[a-f0-9]{{8}}'''\nkeywords = [\"tok-\"]\n\
+             [[rules.allowlists]]\ncommits = [\"{}\"]\n\n\
+             [[allowlists]]\ncommits = [\"{}\"]\n",
+            &second[..10],
+            first
+        ),
+    )
+    .unwrap();
+    let (doc, _, stderr) = scan_json(d, &["--history", "--config", file.to_str().unwrap()]);
+    // The first commit is accepted for every rule, the second for the
+    // team's rule only.
+    assert_eq!(
+        findings(&doc),
+        [("b.txt".into(), key(1), second.clone())],
+        "{stderr}"
+    );
+}

@@ -217,6 +217,7 @@ struct Global {
     paths: Vec<meta::Regex>,
     regexes: Vec<meta::Regex>,
     stopwords: Vec<Vec<u8>>,
+    commits: Vec<String>,
 }
 
 /// A compiled rule set, ready to scan. Cheap to share between threads.
@@ -281,6 +282,7 @@ impl Engine {
                 .iter()
                 .map(|s| s.to_ascii_lowercase().into_bytes())
                 .collect(),
+            commits: set.allow.commits.clone(),
         };
         let rules: Vec<Rule> = set.rules().to_vec();
         let mut patterns: Vec<String> = Vec::new();
@@ -445,6 +447,22 @@ impl Engine {
     /// touches byte `i` lies within `longest_keyword() - 1` bytes of it.
     pub fn longest_keyword(&self) -> usize {
         self.longest_keyword
+    }
+
+    /// Whether an allow list accepts the findings of rule `rule_id` in
+    /// commit `commit` (a global one, or the rule's own): ids or prefixes
+    /// of at least 7 characters.
+    pub fn allows_commit(&self, rule_id: &str, commit: &str) -> bool {
+        let listed = |list: &[String]| {
+            list.iter()
+                .any(|c| c.len() >= 7 && commit.starts_with(c.to_ascii_lowercase().as_str()))
+        };
+        listed(&self.global.commits)
+            || self
+                .rules
+                .iter()
+                .find(|r| r.id == rule_id)
+                .is_some_and(|r| listed(&r.allow.commits))
     }
 
     /// Whether any rule judges files by their path alone.

@@ -129,6 +129,8 @@ struct GlAllow {
     stopwords: Vec<String>,
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    commits: Vec<String>,
 }
 
 pub(super) fn parse(text: &str, file: &str) -> Result<RuleSet, RuleError> {
@@ -155,6 +157,7 @@ fn add_allow(allow: &mut Allow, a: GlAllow) {
     allow.regexes.extend(re2(a.regexes));
     allow.stopwords.extend(a.stopwords);
     allow.paths.extend(re2(a.paths));
+    allow.commits.extend(a.commits);
 }
 
 fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
@@ -173,6 +176,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
         global.paths.extend(re2(a.paths));
         global.regexes.extend(re2(a.regexes));
         global.stopwords.extend(a.stopwords);
+        global.commits.extend(a.commits);
     }
     let mut rules = Vec::with_capacity(parsed.rules.len());
     for gl in parsed.rules {

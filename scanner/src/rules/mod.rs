@@ -58,6 +58,8 @@ pub struct GlobalAllow {
     pub paths: Vec<String>,
     pub regexes: Vec<String>,
     pub stopwords: Vec<String>,
+    /// Commits (ids or id prefixes) whose history findings are accepted.
+    pub commits: Vec<String>,
 }
 
 /// An ordered collection of rules with unique ids, plus global allow lists.
@@ -119,6 +121,7 @@ impl RuleSet {
         self.allow.paths.extend(other.allow.paths);
         self.allow.regexes.extend(other.allow.regexes);
         self.allow.stopwords.extend(other.allow.stopwords);
+        self.allow.commits.extend(other.allow.commits);
         self.check_requirements()
     }
 

@@ -74,6 +74,10 @@ pub struct Allow {
     /// Regexes on the path of the scanned file.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Commits (ids or id prefixes) whose history findings of this rule
+    /// are accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<String>,
 }
 
 /// A match of this rule only counts when a match of `rule` lies within
