@@ -98,46 +98,48 @@ impl Finding {
         if matched.chars().count() > MAX_MATCH_CHARS {
             matched = matched.chars().take(MAX_MATCH_CHARS).collect::<String>() + "…";
         }
-        Finding {
-            rule_id: rule.id.clone(),
-            rule_name: rule.name.clone(),
-            confidence: rule.confidence,
-            path: path.to_string(),
-            location: Location {
-                line,
-                column,
-                end_line,
-                end_column,
-            },
-            fingerprint: fingerprint(&rule.id, path, &secret),
-            secret,
-            matched,
-            entropy: (m.entropy * 1000.0).round() / 1000.0,
-            provider: rule.provider.clone(),
-            tags: rule.tags.clone(),
-            source: Source::File,
-            commit: None,
-            line_text,
-        }
+        let location = Location {
+            line,
+            column,
+            end_line,
+            end_column,
+        };
+        let mut f = Finding::of_rule(rule, path, location, secret, matched);
+        f.entropy = (m.entropy * 1000.0).round() / 1000.0;
+        f.line_text = line_text;
+        f
     }
 
     /// A finding of a path-only rule: the file at `path` itself, with no
     /// secret to show (line 1, column 1).
     pub fn for_path(rule: &Rule, path: &str) -> Finding {
+        let start = Location {
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 1,
+        };
+        Finding::of_rule(rule, path, start, String::new(), path.to_string())
+    }
+
+    /// What every finding of `rule` at `path` carries; entropy and the line
+    /// are left empty.
+    fn of_rule(
+        rule: &Rule,
+        path: &str,
+        location: Location,
+        secret: String,
+        matched: String,
+    ) -> Finding {
         Finding {
             rule_id: rule.id.clone(),
             rule_name: rule.name.clone(),
             confidence: rule.confidence,
             path: path.to_string(),
-            location: Location {
-                line: 1,
-                column: 1,
-                end_line: 1,
-                end_column: 1,
-            },
-            secret: String::new(),
-            matched: path.to_string(),
-            fingerprint: fingerprint(&rule.id, path, ""),
+            location,
+            fingerprint: fingerprint(&rule.id, path, &secret),
+            secret,
+            matched,
             entropy: 0.0,
             provider: rule.provider.clone(),
             tags: rule.tags.clone(),
