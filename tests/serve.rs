@@ -68,14 +68,33 @@ async fn serve_starts_with_only_a_webhook_secret_and_generates_an_audit_key() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    // A second server on the same data dir stops at once, saying why.
+    let second = spawn(dir.path(), free_port(), "http://127.0.0.1:9", None, 1)
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let said = fs::read_to_string(dir.path().join("serve-1.log")).unwrap();
+    assert!(said.contains("in use by another keyburn serve"), "{said}");
     child.kill().unwrap();
     child.wait().unwrap();
-    let key = dir.path().join("keyburn-data/audit.key");
-    let mode = {
+    let mode = |p: &str| {
         use std::os::unix::fs::PermissionsExt;
-        fs::metadata(&key).unwrap().permissions().mode() & 0o777
+        fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     };
-    assert_eq!(mode, 0o600);
+    // The data dir is its owner's alone.
+    assert_eq!(mode("keyburn-data"), 0o700);
+    for f in ["audit.key", "audit.jsonl", "queue.db", "lock"] {
+        assert_eq!(mode(&format!("keyburn-data/{f}")), 0o600, "{f}");
+    }
+    // Once the first is gone, the data dir can be used again.
+    let mut third = spawn(dir.path(), port, "http://127.0.0.1:9", None, 2);
+    wait_ready(port).await;
+    third.kill().unwrap();
+    third.wait().unwrap();
     let log = fs::read_to_string(dir.path().join("serve-0.log")).unwrap();
     assert!(log.contains("generated one in"), "{log}");
 

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod aws;
 pub mod config;
+pub mod datadir;
 pub mod github;
 pub mod http;
 pub mod metrics;

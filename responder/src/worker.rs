@@ -43,6 +43,8 @@ pub enum SetupError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -67,6 +69,8 @@ pub struct Responder {
     pub metrics: Metrics,
     /// Signalled when a job is enqueued.
     pub wake: tokio::sync::Notify,
+    /// The data directory's lock, held while the responder lives.
+    _data_dir: crate::datadir::DataDir,
 }
 
 /// A delivery waiting for its group commit.
@@ -181,7 +185,7 @@ impl Responder {
             let path = path.to_path_buf();
             move |source| SetupError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let data_dir = crate::datadir::DataDir::claim(dir)?;
         let mut notes = Vec::new();
         let key = match cfg.audit_key()? {
             Some(k) => k,
@@ -198,7 +202,14 @@ impl Responder {
             }
         };
         let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key.as_bytes())?);
-        let mut queue = Queue::open(&cfg.queue_path())?;
+        let queue_path = cfg.queue_path();
+        let mut queue = Queue::open(&queue_path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = queue_path.clone().into_os_string();
+            name.push(suffix);
+            crate::datadir::private_file(std::path::Path::new(&name)).map_err(io(&queue_path))?;
+        }
+        crate::datadir::private_file(&cfg.audit_path()).map_err(io(&cfg.audit_path()))?;
         if let Some(max) = cfg.server.queue_max_bytes {
             queue.limit_size(max)?;
         }
@@ -276,6 +287,7 @@ impl Responder {
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
             cfg,
+            _data_dir: data_dir,
         };
         Ok((Arc::new(r), notes))
     }
