@@ -47,6 +47,10 @@ pub struct ConfigArg {
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// Check the configuration and exit: 0 when it would start (warnings
+    /// on stderr), 2 with every problem listed when it would not.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 #[derive(Subcommand)]

@@ -21,6 +21,9 @@ pub fn serve(args: ServeArgs) -> Result<u8> {
         )
         .init();
     let cfg = load(&args.config)?;
+    if args.check_config {
+        return check_config(&cfg);
+    }
     let listen = cfg.server.listen.clone();
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -40,6 +43,27 @@ pub fn serve(args: ServeArgs) -> Result<u8> {
         tracing::info!("keyburn serve: stopped");
         Ok(0)
     })
+}
+
+/// `keyburn serve --check-config`.
+fn check_config(cfg: &keyburn_responder::config::Config) -> Result<u8> {
+    use keyburn_responder::config::ConfigError;
+    match cfg.check() {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("keyburn: warning: {w}");
+            }
+            out!("configuration OK");
+            Ok(0)
+        }
+        Err(ConfigError::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("keyburn: error: {e}");
+            }
+            Ok(crate::EXIT_ERROR)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

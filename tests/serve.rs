@@ -208,3 +208,43 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
         "{jobs}"
     );
 }
+
+#[test]
+fn check_config_lists_every_problem_and_warns_without_github_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyburn.toml");
+    fs::write(
+        &config,
+        "[worker]\nmax_attempts = 0\n[notify]\nwebhook = \"ftp://example.org/x\"\n",
+    )
+    .unwrap();
+    let check = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_keyburn"))
+            .args(["serve", "--check-config", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .env("KEYBURN_WEBHOOK_SECRET", secret)
+            .env_remove("KEYBURN_GITHUB_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = check("short");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    for key in [
+        "worker.max_attempts",
+        "notify.webhook",
+        "webhook_secrets[0]",
+    ] {
+        assert!(said.contains(key), "{key}: {said}");
+    }
+    fs::write(&config, "").unwrap();
+    let out = check(SECRET);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no GitHub credentials"));
+    assert!(
+        !dir.path().join("keyburn-data").exists(),
+        "a check starts nothing"
+    );
+}

@@ -16,7 +16,13 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Value { key: String, message: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ConfigError>),
 }
+
+/// Webhook secrets shorter than this are refused: GitHub lets anyone guess
+/// at them through the signature.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 
 /// What to do with an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -194,6 +200,14 @@ pub struct ProviderUrl {
     pub api_url: Option<String>,
 }
 
+/// `http://host...` or `https://host...`, with a host.
+fn is_http_url(u: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        u.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    })
+}
+
 fn default_iam_url() -> String {
     "https://iam.amazonaws.com".into()
 }
@@ -294,6 +308,86 @@ impl Config {
             cfg.github.api_url = v;
         }
         Ok(cfg)
+    }
+
+    /// Check what a running responder would trip over late: zero timeouts,
+    /// attempts or workers, webhook secrets under 16 bytes, URLs that are
+    /// not http(s). Returns warnings (no GitHub credentials) when it passes,
+    /// every problem at once when it does not.
+    pub fn check(&self) -> Result<Vec<String>, ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            errors.push(ConfigError::Value {
+                key: key.to_string(),
+                message,
+            })
+        };
+        let w = &self.worker;
+        for (key, value) in [
+            ("worker.max_attempts", u64::from(w.max_attempts)),
+            ("worker.http_timeout_ms", w.http_timeout_ms),
+            ("worker.concurrency", w.concurrency as u64),
+        ] {
+            if value == 0 {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        match self.webhook_secrets() {
+            Ok(secrets) => {
+                for (i, s) in secrets.iter().enumerate() {
+                    if s.len() < MIN_WEBHOOK_SECRET_BYTES {
+                        bad(
+                            &format!("github.webhook_secrets[{i}]"),
+                            format!(
+                                "{} bytes; use at least {MIN_WEBHOOK_SECRET_BYTES} random bytes",
+                                s.len()
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        let mut urls = vec![
+            ("github.api_url", Some(self.github.api_url.clone())),
+            (
+                "providers.github.api_url",
+                self.providers.github.api_url.clone(),
+            ),
+            (
+                "providers.slack.api_url",
+                self.providers.slack.api_url.clone(),
+            ),
+            (
+                "providers.aws.iam_url",
+                Some(self.providers.aws.iam_url.clone()),
+            ),
+            ("notify.webhook", self.notify.webhook.clone()),
+        ];
+        match self.slack_webhook() {
+            Ok(u) => urls.push(("notify.slack_webhook", u)),
+            Err(e) => errors.push(e),
+        }
+        for (key, url) in urls {
+            if let Some(url) = url.filter(|u| !is_http_url(u)) {
+                errors.push(ConfigError::Value {
+                    key: key.into(),
+                    message: format!("{url:?} is not an http:// or https:// URL"),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        let mut warnings = Vec::new();
+        if self.github.app.is_none() && !matches!(self.github_token(), Ok(Some(_))) {
+            warnings.push(
+                "no GitHub credentials (github.token or [github.app]): alerts cannot be \
+                 fetched with their secret, so nothing will be revoked or resolved"
+                    .to_string(),
+            );
+        }
+        Ok(warnings)
     }
 
     /// The webhook secrets, resolved; an error when none is set, since a
@@ -496,5 +590,40 @@ action = "ignore"
         assert!(glob_match(b"*/app", b"acme/app"));
         assert!(!glob_match(b"acme/*", b"other/app"));
         assert!(!glob_match(b"acme/app", b"acme/app2"));
+    }
+
+    #[test]
+    fn check_refuses_what_would_fail_late_and_lists_it_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = |name: &str, value: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, value).unwrap();
+            format!("file:{}", path.display())
+        };
+        let short = secret("short", "short");
+        let cfg: Config = toml::from_str(&format!(
+            "[github]\nwebhook_secrets = [{short:?}]\napi_url = \"ftp://example.org\"\n\
+             [worker]\nmax_attempts = 0\nhttp_timeout_ms = 0\n\
+             [notify]\nwebhook = \"example.org/hook\"\n",
+        ))
+        .unwrap();
+        let text = cfg.check().unwrap_err().to_string();
+        for key in [
+            "worker.max_attempts",
+            "worker.http_timeout_ms",
+            "github.webhook_secrets[0]",
+            "github.api_url",
+            "notify.webhook",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        let long = secret("long", "0123456789abcdef");
+        let good: Config =
+            toml::from_str(&format!("[github]\nwebhook_secrets = [{long:?}]\n")).unwrap();
+        let warnings = good.check().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("no GitHub credentials")),
+            "{warnings:?}"
+        );
     }
 }

@@ -185,8 +185,8 @@ impl Responder {
             let path = path.to_path_buf();
             move |source| SetupError::Io { path, source }
         };
+        let mut notes = cfg.check()?;
         let data_dir = crate::datadir::DataDir::claim(dir)?;
-        let mut notes = Vec::new();
         let key = match cfg.audit_key()? {
             Some(k) => k,
             None => {
