@@ -15,6 +15,8 @@ fn load(c: &ConfigArg) -> Result<Config> {
 pub fn serve(args: ServeArgs) -> Result<u8> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYBURN_LOG")
                 .unwrap_or_else(|_| "info".into()),

@@ -97,6 +97,10 @@ async fn serve_starts_with_only_a_webhook_secret_and_generates_an_audit_key() {
     third.wait().unwrap();
     let log = fs::read_to_string(dir.path().join("serve-0.log")).unwrap();
     assert!(log.contains("generated one in"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log}"
+    );
 
     // Without a webhook secret it refuses to start.
     let out = Command::new(env!("CARGO_BIN_EXE_keyburn"))

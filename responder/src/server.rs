@@ -127,7 +127,10 @@ async fn handle(
 ) -> (StatusCode, &'static str, Response) {
     let sig = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     if let Err(e) = r.verifier.verify(sig, &body) {
-        let resp = reply(StatusCode::UNAUTHORIZED, json!({"error": e.to_string()}));
+        // Why it failed is for the operator's log, not for the caller: a
+        // forger learns nothing from the answer.
+        tracing::warn!(reason = %e, "webhook delivery refused: bad or missing signature");
+        let resp = reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
         return (StatusCode::UNAUTHORIZED, "unauthorized", resp);
     }
     let Some(delivery) = delivery.filter(|d| !d.is_empty() && d.len() <= 200) else {

@@ -244,6 +244,12 @@ async fn bad_deliveries_are_refused_and_start_nothing() {
         )
         .await;
     assert_eq!(forged.status(), 401);
+    let why: serde_json::Value = forged.json().await.unwrap();
+    assert_eq!(
+        why,
+        serde_json::json!({"error": "unauthorized"}),
+        "the same for every failure"
+    );
     let unsigned = r
         .client
         .post(format!("{}/webhooks/github", r.url))
@@ -254,6 +260,8 @@ async fn bad_deliveries_are_refused_and_start_nothing() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
+    let why: serde_json::Value = unsigned.json().await.unwrap();
+    assert_eq!(why, serde_json::json!({"error": "unauthorized"}));
     let truncated = r
         .deliver(
             "secret_scanning_alert",
