@@ -244,8 +244,12 @@ impl GitHub {
                     .as_ref()
                     .map(|r| r.full_name.clone())
                     .or_else(|| default_repo.clone());
-                if let Some(repo) = repo {
-                    out.push((repo, a));
+                match repo {
+                    Some(repo) if is_repo_name(&repo) => out.push((repo, a)),
+                    Some(repo) => {
+                        tracing::warn!(%repo, "alert listing names no owner/name repository; skipped")
+                    }
+                    None => {}
                 }
             }
         }
@@ -281,6 +285,21 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     s.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
 }
 
+/// Whether `full_name` is a repository's `owner/name` as GitHub spells
+/// them (letters, digits, `-`, `_`, `.`; not `.` or `..`): what a webhook
+/// or listing says is placed in API paths, so nothing else may pass.
+pub fn is_repo_name(full_name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.len() <= 100
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    matches!(full_name.split_once('/'), Some((owner, name)) if part(owner) && part(name))
+}
+
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
@@ -299,7 +318,7 @@ fn next_link(header: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{next_link, parse_rfc3339};
+    use super::{is_repo_name, next_link, parse_rfc3339};
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -325,5 +344,24 @@ mod tests {
             Some("https://api.github.com/orgs/a/secret-scanning/alerts?page=2")
         );
         assert_eq!(next_link(r#"<https://x/?page=1>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn repository_names_are_owner_slash_name_and_nothing_else() {
+        assert!(is_repo_name("acme/app"));
+        assert!(is_repo_name("Acme-Corp/my_app.js"));
+        for bad in [
+            "acme/app/../../../user?x=",
+            "acme",
+            "/app",
+            "acme/",
+            "acme/..",
+            "../app",
+            "acme/app?x=1",
+            "acme/a b",
+            "acme/app#1",
+        ] {
+            assert!(!is_repo_name(bad), "{bad}");
+        }
     }
 }

@@ -176,6 +176,13 @@ async fn handle(
             Err(e) => unavailable(&e.to_string()),
         };
     }
+    if !crate::github::is_repo_name(&ev.repository.full_name) {
+        let resp = reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "repository.full_name is not owner/name"}),
+        );
+        return (StatusCode::BAD_REQUEST, "bad_request", resp);
+    }
     let number = ev.alert.number;
     let payload = String::from_utf8_lossy(&body).into_owned();
     match r

@@ -298,6 +298,21 @@ async fn bad_deliveries_are_refused_and_start_nothing() {
         .deliver("push", "f-6", b"{}".to_vec(), WEBHOOK_SECRET)
         .await;
     assert_eq!(other.status(), 204);
+    // A signed payload whose repository would walk the API's paths.
+    let sly = json!({
+        "action": "created",
+        "alert": {"number": 9, "secret_type": "github_personal_access_token"},
+        "repository": {"full_name": "acme/app/../../../user?x="},
+    });
+    let sly = r
+        .deliver(
+            "secret_scanning_alert",
+            "f-9",
+            sly.to_string().into_bytes(),
+            WEBHOOK_SECRET,
+        )
+        .await;
+    assert_eq!(sly.status(), 400);
     assert_eq!(r.alert("f-7", "resolved", 5).await, 204);
     let ping = r
         .deliver("ping", "f-8", b"{\"zen\":\"x\"}".to_vec(), WEBHOOK_SECRET)
