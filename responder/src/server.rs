@@ -86,8 +86,10 @@ fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn webhook(State(r): State<Arc<Responder>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(State(r): State<Arc<Responder>>, request: axum::extract::Request) -> Response {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let header = |name: &str| {
         headers
             .get(name)
@@ -95,8 +97,10 @@ async fn webhook(State(r): State<Arc<Responder>>, headers: HeaderMap, body: Byte
             .map(str::to_string)
     };
     let event = header("x-github-event").unwrap_or_default();
-    let (status, outcome, resp) =
-        handle(&r, &headers, &event, header("x-github-delivery"), body).await;
+    let (status, outcome, resp) = match read_body(&r, &headers, body).await {
+        Ok(body) => handle(&r, &headers, &event, header("x-github-delivery"), body).await,
+        Err(refused) => refused,
+    };
     r.metrics.count(
         "keyburn_deliveries_total",
         &[("event", metric_event(&event)), ("outcome", outcome)],
@@ -116,6 +120,32 @@ fn metric_event(event: &str) -> &'static str {
         "secret_scanning_alert" => "secret_scanning_alert",
         _ => "other",
     }
+}
+
+/// The body, up to `max_body_bytes`: a declared length over the limit is
+/// refused before a byte is read, a body that runs over it as soon as it
+/// does (413, logged and counted like every refusal).
+async fn read_body(
+    r: &Arc<Responder>,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, (StatusCode, &'static str, Response)> {
+    let limit = r.cfg.server.max_body_bytes;
+    let too_large = || {
+        let status = StatusCode::PAYLOAD_TOO_LARGE;
+        let resp = reply(status, json!({"error": "payload too large"}));
+        (status, "too_large", resp)
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 async fn handle(

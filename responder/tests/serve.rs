@@ -294,6 +294,36 @@ async fn bad_deliveries_are_refused_and_start_nothing() {
         Ok(resp) => assert_eq!(resp.status(), 413),
         Err(e) => assert!(e.is_request(), "{e:?}"),
     }
+    // A declared length over the limit is answered before any body byte
+    // arrives (a server that waited would never answer this request).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = r.url.trim_start_matches("http://").to_string();
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /webhooks/github HTTP/1.1\r\nHost: {addr}\r\nX-GitHub-Event: secret_scanning_alert\r\n\
+             X-GitHub-Delivery: f-10\r\nContent-Length: 100000000\r\n\r\n"
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut answer))
+            .await
+            .expect("answered without the body")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"),
+            "{}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+    }
+    // Refused on its declared length, before the body is read, and counted.
+    let counted = r.responder.metrics.render(&[]);
+    assert!(
+        counted.contains(
+            r#"keyburn_deliveries_total{event="secret_scanning_alert",outcome="too_large"} 2"#
+        ),
+        "{counted}"
+    );
     let other = r
         .deliver("push", "f-6", b"{}".to_vec(), WEBHOOK_SECRET)
         .await;
