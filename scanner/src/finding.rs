@@ -40,6 +40,17 @@ pub enum Source {
     File,
 }
 
+impl Source {
+    /// The name the JSON contract gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::History => "history",
+            Source::Worktree => "worktree",
+            Source::File => "file",
+        }
+    }
+}
+
 /// One leaked secret at one place. Field names are the JSON output contract
 /// (DESIGN.md): other tools parse them.
 #[derive(Debug, Clone, Serialize)]
@@ -255,6 +266,13 @@ mod tests {
         assert_eq!(mask("ghp_abcdefghijklmnop"), "ghp_********");
         assert_eq!(mask("short"), "********");
         assert_eq!(mask("abc123"), "********", "a short secret shows nothing");
+    }
+
+    #[test]
+    fn source_names_are_the_json_contracts() {
+        for s in [Source::History, Source::Worktree, Source::File] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

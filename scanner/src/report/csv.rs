@@ -35,18 +35,10 @@ pub(super) fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     writeln!(out, "{}", HEADER.join(","))?;
     for f in &report.findings {
         let c = f.commit.as_ref();
-        let source = serde_json::to_value(f.source)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let confidence = serde_json::to_value(f.confidence)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         let row = [
             f.rule_id.clone(),
             f.rule_name.clone(),
-            confidence,
+            f.confidence.as_str().to_string(),
             f.path.clone(),
             f.location.line.to_string(),
             f.location.column.to_string(),
@@ -54,7 +46,7 @@ pub(super) fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
             f.location.end_column.to_string(),
             f.secret.clone(),
             f.fingerprint.clone(),
-            source,
+            f.source.as_str().to_string(),
             c.map(|c| c.id.clone()).unwrap_or_default(),
             c.map(|c| c.author.clone()).unwrap_or_default(),
             c.map(|c| c.email.clone()).unwrap_or_default(),

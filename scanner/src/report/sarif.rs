@@ -77,6 +77,16 @@ fn uri(path: &str) -> (String, bool) {
     }
 }
 
+/// An `artifactLocation` for `path`: relative paths under `%SRCROOT%`.
+fn artifact_location(path: &str) -> Value {
+    let (uri, relative) = uri(path);
+    let mut artifact = json!({ "uri": uri });
+    if relative {
+        artifact["uriBaseId"] = json!("%SRCROOT%");
+    }
+    artifact
+}
+
 fn rule_descriptor(r: &Rule) -> Value {
     let mut tags = vec![json!("security"), json!("secret")];
     tags.extend(r.tags.iter().map(|t| json!(t)));
@@ -133,11 +143,7 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
         .iter()
         .map(|f| {
             let path = under_root(&f.path, root);
-            let (uri, relative) = uri(path);
-            let mut artifact = json!({ "uri": uri });
-            if relative {
-                artifact["uriBaseId"] = json!("%SRCROOT%");
-            }
+            let artifact = artifact_location(path);
             let mut result = json!({
                 "ruleId": f.rule_id,
                 "level": level(f.confidence),
@@ -232,11 +238,7 @@ fn invocation(report: &Report) -> Value {
             });
             if !n.path.is_empty() {
                 let root = report.root.as_ref().and_then(|r| r.to_str());
-                let (u, relative) = uri(under_root(&n.path, root));
-                let mut artifact = json!({ "uri": u });
-                if relative {
-                    artifact["uriBaseId"] = json!("%SRCROOT%");
-                }
+                let artifact = artifact_location(under_root(&n.path, root));
                 v["locations"] = json!([{ "physicalLocation": { "artifactLocation": artifact } }]);
             }
             v

@@ -84,10 +84,12 @@ impl GitleaksConfig {
         config
             .disabled
             .extend(extend.disabled_rules.iter().map(|id| rule_id(id)));
-        config.rules.merge(convert(parsed, &file)?)?;
-        for rule in config.rules.rules() {
+        // This file's own rules; a base file's were checked when it loaded.
+        let own = convert(parsed, &file)?;
+        for rule in own.rules() {
             rule.compile()?;
         }
+        config.rules.merge(own)?;
         Ok(config)
     }
 }

@@ -190,6 +190,7 @@ pub fn scan_history(
     // again: keep the walk's reads in a small cache so the second is a copy.
     repo.object_cache_size(WALK_CACHE_BYTES);
     let tips = walk::tips(&repo, opts)?;
+    let shallow = repo.is_shallow().unwrap_or(false);
     let pool = pool(opts.threads)?;
     // A range is walked first: a small one is diffed, a large one (a
     // --since over many refs) is cheaper pack first.
@@ -230,7 +231,6 @@ pub fn scan_history(
                     None => walk::rev_walk(&repo, tips, &mut on_event)?,
                 };
                 let walk = t0.elapsed();
-                let shallow = repo.is_shallow().unwrap_or(false);
                 // Resolving refs mapped pack and index pages through the
                 // object database; a fresh handle starts with none.
                 drop(repo);
@@ -263,7 +263,7 @@ pub fn scan_history(
     let mut summary = diff::scan(engine, &repo, &pool, &walked.commits, opts, &mut on_event)?;
     summary.walk = walk;
     summary.unreadable_commits = walked.unreadable;
-    summary.shallow = repo.is_shallow().unwrap_or(false);
+    summary.shallow = shallow;
     Ok(summary)
 }
 
