@@ -59,8 +59,9 @@ pub enum JobsCommand {
     List(JobsListArgs),
     /// Show one job with its step, attempts and last error.
     Show(JobArgs),
-    /// Put a dead job back in the queue at the step where it died.
-    Retry(JobArgs),
+    /// Put a dead job back in the queue at the step where it died (or an
+    /// earlier one), or every dead job with `--state dead`.
+    Retry(JobsRetryArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +92,24 @@ pub struct JobArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     pub id: i64,
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["id", "state"]))]
+pub struct JobsRetryArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The job to retry.
+    pub id: Option<i64>,
+    /// Retry every job in this state (only `dead` can be retried).
+    #[arg(long, value_enum, conflicts_with_all = ["id", "from_step"])]
+    pub state: Option<JobStateArg>,
+    /// Start again at this step (e.g. `revoke` for a job that died at
+    /// `confirm`): its recorded intent is dropped, so the call is made
+    /// again.
+    #[arg(long, value_name = "STEP", requires = "id",
+          value_parser = clap::builder::PossibleValuesParser::new(keyburn_responder::worker::STEPS))]
+    pub from_step: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -6,7 +6,9 @@ use keyburn_responder::config::Config;
 use keyburn_responder::queue::{now_ms, Job, Queue, State};
 use keyburn_responder::worker::Responder;
 
-use crate::cli::{AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, ServeArgs};
+use crate::cli::{
+    AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, JobsRetryArgs, ServeArgs,
+};
 
 fn load(c: &ConfigArg) -> Result<Config> {
     Ok(Config::load(c.config.as_deref())?)
@@ -162,14 +164,20 @@ pub fn jobs_show(args: JobArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn jobs_retry(args: JobArgs) -> Result<u8> {
+pub fn jobs_retry(args: JobsRetryArgs) -> Result<u8> {
     let mut q = open_queue(&args.config)?;
-    q.retry(args.id, now_ms())?;
-    out!(
-        "job {} queued again at step {}",
-        args.id,
-        q.get(args.id)?.step
-    );
+    match (args.id, args.state) {
+        (Some(id), _) => {
+            q.retry(id, args.from_step.as_deref(), now_ms())?;
+            out!("job {id} queued again at step {}", q.get(id)?.step);
+        }
+        (None, Some(JobStateArg::Dead)) => {
+            let ids = q.retry_dead(now_ms())?;
+            out!("{} dead job(s) queued again at their step", ids.len());
+        }
+        (None, Some(_)) => anyhow::bail!("only dead jobs can be retried (--state dead)"),
+        (None, None) => anyhow::bail!("name a job, or --state dead"),
+    }
     Ok(0)
 }
 

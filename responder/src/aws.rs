@@ -2,7 +2,8 @@
 //! `GetAccessKeyLastUsed` finds the key's user, `UpdateAccessKey` makes the
 //! key inactive, `ListAccessKeys` confirms its status, and optionally
 //! `AttachUserPolicy` attaches the quarantine policy AWS itself attaches to
-//! exposed keys. Requests use the IAM query protocol, signed with SigV4
+//! exposed keys (a step of its own, so that a failure there is retried
+//! rather than skipped because the key already reads inactive). Requests use the IAM query protocol, signed with SigV4
 //! (the `aws-sigv4` crate).
 
 use std::time::SystemTime;
@@ -149,15 +150,29 @@ impl Aws {
         match r.code() {
             None => Ok(r.text("UserName").map(str::to_string)),
             Some("NoSuchEntity" | "AccessDenied" | "InvalidClientTokenId") => Ok(None),
-            Some(code) => Err(CallError::decode("AWS IAM GetAccessKeyLastUsed", code)),
+            Some(code) => Err(CallError::refused("AWS IAM GetAccessKeyLastUsed", code)),
         }
     }
 
     fn ok(r: &Reply, action: &str) -> Result<(), CallError> {
         match r.code() {
             None => Ok(()),
-            Some(code) => Err(CallError::decode(&format!("AWS IAM {action}"), code)),
+            // Throttling is worth another try; any other code says no.
+            Some(code @ ("Throttling" | "ServiceFailure")) => {
+                Err(CallError::decode(&format!("AWS IAM {action}"), code))
+            }
+            Some(code) => Err(CallError::refused(&format!("AWS IAM {action}"), code)),
         }
+    }
+
+    /// The user owning `key_id`; refused when this account has none.
+    async fn require_owner(&self, key_id: &str) -> Result<String, CallError> {
+        self.owner(key_id).await?.ok_or_else(|| {
+            CallError::refused(
+                "AWS IAM GetAccessKeyLastUsed",
+                "the key does not belong to this account",
+            )
+        })
     }
 }
 
@@ -194,12 +209,7 @@ impl Provider for Aws {
 
     fn revoke<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<(), CallError>> {
         Box::pin(async move {
-            let user = self.owner(key_id).await?.ok_or_else(|| {
-                CallError::decode(
-                    "AWS IAM GetAccessKeyLastUsed",
-                    "the key does not belong to this account",
-                )
-            })?;
+            let user = self.require_owner(key_id).await?;
             let r = self
                 .call(
                     "UpdateAccessKey",
@@ -210,18 +220,24 @@ impl Provider for Aws {
                     ],
                 )
                 .await?;
-            Aws::ok(&r, "UpdateAccessKey")?;
-            if let Some(policy) = &self.quarantine {
-                let r = self
-                    .call(
-                        "AttachUserPolicy",
-                        &[("UserName", &user), ("PolicyArn", policy)],
-                    )
-                    .await?;
-                Aws::ok(&r, "AttachUserPolicy")?;
-            }
-            Ok(())
+            Aws::ok(&r, "UpdateAccessKey")
         })
+    }
+
+    /// Attaching a managed policy that is already attached succeeds, so a
+    /// retried quarantine step is harmless.
+    fn quarantine<'a>(&'a self, key_id: &'a str) -> Option<BoxFuture<'a, Result<(), CallError>>> {
+        let policy = self.quarantine.as_ref()?;
+        Some(Box::pin(async move {
+            let user = self.require_owner(key_id).await?;
+            let r = self
+                .call(
+                    "AttachUserPolicy",
+                    &[("UserName", &user), ("PolicyArn", policy)],
+                )
+                .await?;
+            Aws::ok(&r, "AttachUserPolicy")
+        }))
     }
 }
 

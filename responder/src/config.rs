@@ -148,6 +148,11 @@ pub struct Worker {
     /// Timeout of one outbound HTTP request.
     #[serde(default = "default_http_timeout")]
     pub http_timeout_ms: u64,
+    /// A worker holds a job this long without renewing; it renews every
+    /// third of it while a step runs. A job whose worker died is taken
+    /// over after it (at once after a restart).
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -257,13 +262,16 @@ fn default_workers() -> usize {
     4
 }
 fn default_attempts() -> u32 {
-    8
+    16
 }
 fn default_backoff_base() -> u64 {
     2_000
 }
 fn default_backoff_max() -> u64 {
-    600_000
+    1_800_000
+}
+fn default_lease() -> u64 {
+    300
 }
 fn default_http_timeout() -> u64 {
     10_000
@@ -327,6 +335,7 @@ impl Config {
             ("worker.max_attempts", u64::from(w.max_attempts)),
             ("worker.http_timeout_ms", w.http_timeout_ms),
             ("worker.concurrency", w.concurrency as u64),
+            ("worker.lease_secs", w.lease_secs),
         ] {
             if value == 0 {
                 bad(key, "must be at least 1".into());

@@ -89,6 +89,14 @@ pub struct Alert {
     /// Present in organisation listings.
     #[serde(default)]
     pub repository: Option<Repository>,
+    /// Who resolved it, when it is resolved.
+    #[serde(default)]
+    pub resolved_by: Option<User>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub login: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,11 +159,37 @@ impl GitHub {
         }
     }
 
-    /// An authenticated `GET`, through the shared retrying client.
-    async fn get(&self, call: &str, url: &str) -> Result<reqwest::Response, CallError> {
+    /// Forget a GitHub App's cached installation token (GitHub refused it:
+    /// revoked, or the app's key rotated), so the next call buys a new one.
+    async fn drop_token(&self) {
+        if let Auth::App(app) = &self.auth {
+            *app.cached.lock().await = None;
+        }
+    }
+
+    /// An authenticated request through the shared retrying client. A 401
+    /// to a GitHub App drops its installation token and tries once more
+    /// with a new one.
+    async fn authed(
+        &self,
+        call: &str,
+        build: impl Fn(&reqwest::Client, &Option<String>) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CallError> {
         let auth = self.credentials().await?;
-        self.http
-            .send(call, &[], |c| with_headers(c.get(url), &auth))
+        match self.http.send(call, &[], |c| build(c, &auth)).await {
+            Err(e) if e.status() == Some(401) && matches!(self.auth, Auth::App(_)) => {
+                tracing::warn!("{call}: GitHub refused the installation token; renewing it");
+                self.drop_token().await;
+                let auth = self.credentials().await?;
+                self.http.send(call, &[], |c| build(c, &auth)).await
+            }
+            other => other,
+        }
+    }
+
+    /// An authenticated `GET`.
+    async fn get(&self, call: &str, url: &str) -> Result<reqwest::Response, CallError> {
+        self.authed(call, |c, auth| with_headers(c.get(url), auth))
             .await
     }
 
@@ -211,12 +245,10 @@ impl GitHub {
             "resolution": "revoked",
             "resolution_comment": comment,
         });
-        let auth = self.credentials().await?;
-        self.http
-            .send("GitHub resolve alert", &[], |c| {
-                with_headers(c.patch(&url), &auth).json(&body)
-            })
-            .await?;
+        self.authed("GitHub resolve alert", |c, auth| {
+            with_headers(c.patch(&url), auth).json(&body)
+        })
+        .await?;
         Ok(())
     }
 

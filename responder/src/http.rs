@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 
+use crate::queue::Failure;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("{call}: timed out")]
@@ -22,6 +24,10 @@ pub enum CallError {
     Status { call: String, status: u16 },
     #[error("{call}: unexpected response: {message}")]
     Decode { call: String, message: String },
+    /// The provider answered and said no (an AWS error code, say): asking
+    /// again gets the same answer.
+    #[error("{call}: refused: {message}")]
+    Refused { call: String, message: String },
 }
 
 impl CallError {
@@ -30,6 +36,36 @@ impl CallError {
         match self {
             CallError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether a later retry can help: timeouts, transport errors, 429,
+    /// 5xx and unreadable answers can; a client error (400, 401, 403,
+    /// 404, 422, ...) or a refusal cannot.
+    pub fn failure(&self) -> Failure {
+        match self {
+            CallError::Status { status, .. } if *status != 429 && (400..500).contains(status) => {
+                Failure::Permanent
+            }
+            CallError::Refused { .. } => Failure::Permanent,
+            _ => Failure::Retryable,
+        }
+    }
+
+    /// Whether the server answered, so that the request surely completed
+    /// (with whatever effect the answer says). A timeout or a broken
+    /// connection leaves a mutation's effect unknown.
+    pub fn answered(&self) -> bool {
+        !matches!(
+            self,
+            CallError::Timeout { .. } | CallError::Transport { .. }
+        )
+    }
+
+    pub fn refused(call: &str, message: impl ToString) -> CallError {
+        CallError::Refused {
+            call: call.into(),
+            message: message.to_string(),
         }
     }
 

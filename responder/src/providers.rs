@@ -42,6 +42,17 @@ pub trait Provider: Send + Sync {
     /// Revoke; `Ok` means the provider accepted the revocation (the caller
     /// validates again to see that it took).
     fn revoke<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<(), CallError>>;
+    /// Whether [`Provider::validate`] can be believed for this type: when
+    /// it cannot, the secret is revoked whatever it says and the
+    /// revocation is not confirmed by it.
+    fn validation_trusted(&self, _secret_type: &str) -> bool {
+        true
+    }
+    /// A containment step after revoking (AWS's quarantine policy), when
+    /// the provider has one configured.
+    fn quarantine<'a>(&'a self, _secret: &'a str) -> Option<BoxFuture<'a, Result<(), CallError>>> {
+        None
+    }
 }
 
 /// GitHub tokens: validated with `GET /user`, revoked through the
@@ -77,6 +88,16 @@ impl Provider for GitHubTokens {
         GITHUB_TYPES.contains(&secret_type)
     }
 
+    /// Installation tokens (`ghs_`) cannot call `GET /user` (403 whatever
+    /// their state) and refresh tokens (`ghr_`) are not API credentials
+    /// (401 whatever their state): neither answer says anything.
+    fn validation_trusted(&self, secret_type: &str) -> bool {
+        !matches!(
+            secret_type,
+            "github_app_installation_access_token" | "github_refresh_token"
+        )
+    }
+
     fn validate<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<Validity, CallError>> {
         Box::pin(async move {
             let url = format!("{}/user", self.github.api_url());
@@ -84,7 +105,10 @@ impl Provider for GitHubTokens {
                 .http
                 .send(
                     "GitHub validate token",
-                    &[reqwest::StatusCode::UNAUTHORIZED],
+                    &[
+                        reqwest::StatusCode::UNAUTHORIZED,
+                        reqwest::StatusCode::FORBIDDEN,
+                    ],
                     |c| {
                         c.get(&url)
                             .header(AUTHORIZATION, format!("Bearer {secret}"))

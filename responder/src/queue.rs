@@ -9,7 +9,14 @@
 //! reached; a worker that dies mid-step leaves the job `running` with an
 //! expired lease, and the next [`Queue::claim`] takes it up again at that
 //! step. Failed steps are retried with exponential backoff and jitter until
-//! the retry budget is spent, then the job is `dead` until retried by hand.
+//! the retry budget is spent, then the job is `dead` until re-driven
+//! (reconciliation, or `keyburn jobs retry`).
+//!
+//! Leases are fenced: every claim bumps the job's `fence`, the worker holds
+//! a [`Lease`] (id and fence) and renews it while a step runs, and every
+//! later change to the job names the lease. A worker whose lease was taken
+//! over (it stalled past the lease) finds out at its next write
+//! ([`QueueError::LeaseLost`]) and its late result is discarded.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +34,8 @@ pub enum QueueError {
     NotDead { id: i64, state: String },
     #[error("job queue: worker thread failed: {0}")]
     Worker(String),
+    #[error("job queue: job {0} is no longer held by this worker (its lease was taken over)")]
+    LeaseLost(i64),
 }
 
 /// Where a job stands.
@@ -84,6 +93,35 @@ pub struct Job {
     pub updated_at: i64,
     /// What earlier steps decided and found (JSON; never the secret).
     pub context: String,
+    /// Bumped by every claim: the holder's token.
+    pub fence: i64,
+}
+
+impl Job {
+    /// The lease this job was claimed under.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            fence: self.fence,
+        }
+    }
+}
+
+/// A claimed job, as its worker holds it: every write names it, and is
+/// refused once another worker has claimed the job since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: i64,
+    pub fence: i64,
+}
+
+/// Why a step failed, for the retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth trying again later (timeouts, 429, 5xx, a full disk).
+    Retryable,
+    /// Trying again gives the same answer (400/401/403/404/422): dead now.
+    Permanent,
 }
 
 /// A job to create.
@@ -119,11 +157,13 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
+    /// About three hours of retries (1.5 to 3 with jitter): long enough to
+    /// outlast a provider's or GitHub's outage.
     fn default() -> Backoff {
         Backoff {
             base: Duration::from_secs(2),
-            max: Duration::from_secs(600),
-            attempts: 8,
+            max: Duration::from_secs(1_800),
+            attempts: 16,
         }
     }
 }
@@ -139,6 +179,23 @@ impl Backoff {
         let half = exp / 2;
         half + half.mul_f64(rand::random::<f64>())
     }
+}
+
+/// What the newest job for an alert says, as [`Queue::standing`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// No job ever.
+    Unknown,
+    /// A job is queued or running.
+    Pending(i64),
+    /// The job gave up: re-drive it.
+    Dead(i64),
+    /// Done, and the alert was left open on purpose (notify, ignore, dry
+    /// run): an open alert is the same episode.
+    Handled(i64),
+    /// Done, and the alert was closed (resolved by keyburn or a person): an
+    /// open alert now was reopened, and is a new job.
+    Closed(i64),
 }
 
 /// What [`Queue::fail`] decided.
@@ -167,6 +224,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_run_at INTEGER NOT NULL,
     lease_until INTEGER NOT NULL DEFAULT 0,
+    fence INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     context TEXT NOT NULL DEFAULT '{}',
     created_at INTEGER NOT NULL,
@@ -182,7 +240,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 ";
 
 const COLUMNS: &str = "id, repo, alert_number, source, delivery, payload, state, step, attempts, \
-                       next_run_at, last_error, created_at, updated_at, context";
+                       next_run_at, last_error, created_at, updated_at, context, fence";
+
+/// Columns added since the first release, for databases created before.
+const MIGRATIONS: &[(&str, &str)] = &[("fence", "INTEGER NOT NULL DEFAULT 0")];
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -199,6 +260,16 @@ impl Queue {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        for (column, decl) in MIGRATIONS {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
+            }
+        }
         Ok(Queue { conn })
     }
 
@@ -216,7 +287,8 @@ impl Queue {
     /// died: they are due again at once, at their step. Returns how many.
     pub fn recover(&mut self, now: i64) -> Result<usize, QueueError> {
         Ok(self.conn.execute(
-            "UPDATE jobs SET state = 'queued', next_run_at = ?1, updated_at = ?1 WHERE state = 'running'",
+            "UPDATE jobs SET state = 'queued', fence = fence + 1, next_run_at = ?1, updated_at = ?1 \
+             WHERE state = 'running'",
             [now],
         )?)
     }
@@ -254,18 +326,26 @@ impl Queue {
         Ok(n == 1)
     }
 
-    /// Whether an alert has a job that is pending or done (reconciliation
-    /// skips those; a dead job is left to `jobs retry`).
-    pub fn knows_alert(&self, repo: &str, alert_number: u64) -> Result<bool, QueueError> {
-        Ok(self
+    /// Where the newest job for an alert stands, for reconciliation.
+    pub fn standing(&self, repo: &str, alert_number: u64) -> Result<Standing, QueueError> {
+        let latest: Option<(i64, String, bool)> = self
             .conn
             .query_row(
-                "SELECT 1 FROM jobs WHERE repo = ?1 AND alert_number = ?2 LIMIT 1",
+                "SELECT id, state, coalesce(json_extract(context, '$.alert_closed'), 0) \
+                 FROM jobs WHERE repo = ?1 AND alert_number = ?2 ORDER BY id DESC LIMIT 1",
                 params![repo, alert_number as i64],
-                |_| Ok(()),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .optional()?
-            .is_some())
+            .optional()?;
+        Ok(match latest {
+            None => Standing::Unknown,
+            Some((id, state, closed)) => match State::parse(&state) {
+                State::Queued | State::Running => Standing::Pending(id),
+                State::Dead => Standing::Dead(id),
+                State::Done if closed => Standing::Closed(id),
+                State::Done => Standing::Handled(id),
+            },
+        })
     }
 
     /// Take the next due job, marking it running under a lease. A job
@@ -273,7 +353,7 @@ impl Queue {
     pub fn claim(&mut self, now: i64, lease: Duration) -> Result<Option<Job>, QueueError> {
         let until = now + lease.as_millis() as i64;
         let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_until = ?2, updated_at = ?1 \
+            "UPDATE jobs SET state = 'running', lease_until = ?2, fence = fence + 1, updated_at = ?1 \
              WHERE id = (SELECT id FROM jobs \
                          WHERE (state = 'queued' AND next_run_at <= ?1) \
                             OR (state = 'running' AND lease_until <= ?1) \
@@ -286,21 +366,42 @@ impl Queue {
             .optional()?)
     }
 
+    /// Extend a held lease to `now + lease`. Fails with
+    /// [`QueueError::LeaseLost`] once another worker has claimed the job.
+    pub fn renew(&mut self, held: Lease, now: i64, lease: Duration) -> Result<(), QueueError> {
+        self.fenced(
+            held,
+            "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+            params![held.id, held.fence, now + lease.as_millis() as i64],
+        )
+    }
+
     /// Record that the job finished its step and moves on to `next`
     /// (attempts reset), with the context the later steps need. The worker
     /// keeps its lease.
     pub fn advance(
         &mut self,
-        id: i64,
+        held: Lease,
         next: &str,
         context: &str,
         now: i64,
     ) -> Result<(), QueueError> {
-        self.update(
-            id,
-            "UPDATE jobs SET step = ?2, context = ?3, attempts = 0, last_error = NULL, updated_at = ?4 \
-             WHERE id = ?1",
-            params![id, next, context, now],
+        self.fenced(
+            held,
+            "UPDATE jobs SET step = ?3, context = ?4, attempts = 0, last_error = NULL, updated_at = ?5 \
+             WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+            params![held.id, held.fence, next, context, now],
+        )
+    }
+
+    /// Store the job's context without moving on: an intent recorded
+    /// before a call that changes the outside world.
+    pub fn save(&mut self, held: Lease, context: &str, now: i64) -> Result<(), QueueError> {
+        self.fenced(
+            held,
+            "UPDATE jobs SET context = ?3, updated_at = ?4 \
+             WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+            params![held.id, held.fence, context, now],
         )
     }
 
@@ -311,51 +412,59 @@ impl Queue {
     }
 
     /// The job is finished.
-    pub fn complete(&mut self, id: i64, now: i64) -> Result<(), QueueError> {
-        self.update(
-            id,
-            "UPDATE jobs SET state = 'done', step = 'done', last_error = NULL, updated_at = ?2 WHERE id = ?1",
-            params![id, now],
+    pub fn complete(&mut self, held: Lease, context: &str, now: i64) -> Result<(), QueueError> {
+        self.fenced(
+            held,
+            "UPDATE jobs SET state = 'done', step = 'done', context = ?3, last_error = NULL, \
+             updated_at = ?4 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+            params![held.id, held.fence, context, now],
         )
     }
 
     /// The current step failed: schedule a retry, or mark the job dead when
-    /// the budget is spent.
+    /// the failure is permanent or the budget is spent.
     pub fn fail(
         &mut self,
-        id: i64,
+        held: Lease,
         error: &str,
+        failure: Failure,
         backoff: &Backoff,
         now: i64,
     ) -> Result<Retry, QueueError> {
         let attempts: u32 = self
             .conn
-            .query_row("SELECT attempts FROM jobs WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT attempts FROM jobs WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+                params![held.id, held.fence],
+                |r| r.get(0),
+            )
             .optional()?
-            .ok_or(QueueError::NoSuchJob(id))?;
+            .ok_or(QueueError::LeaseLost(held.id))?;
         let attempts = attempts + 1;
-        if attempts >= backoff.attempts {
-            self.update(
-                id,
-                "UPDATE jobs SET state = 'dead', attempts = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, attempts, error, now],
+        if failure == Failure::Permanent || attempts >= backoff.attempts {
+            self.fenced(
+                held,
+                "UPDATE jobs SET state = 'dead', attempts = ?3, last_error = ?4, updated_at = ?5 \
+                 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+                params![held.id, held.fence, attempts, error, now],
             )?;
             return Ok(Retry::Dead);
         }
         let at = now + backoff.delay(attempts).as_millis() as i64;
-        self.update(
-            id,
-            "UPDATE jobs SET state = 'queued', attempts = ?2, last_error = ?3, next_run_at = ?4, \
-             updated_at = ?5 WHERE id = ?1",
-            params![id, attempts, error, at, now],
+        self.fenced(
+            held,
+            "UPDATE jobs SET state = 'queued', attempts = ?3, last_error = ?4, next_run_at = ?5, \
+             updated_at = ?6 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
+            params![held.id, held.fence, attempts, error, at, now],
         )?;
         Ok(Retry::At(at))
     }
 
-    /// Put a dead job back in the queue at the step where it died.
-    pub fn retry(&mut self, id: i64, now: i64) -> Result<(), QueueError> {
+    /// Put a dead job back in the queue, at the step where it died or at
+    /// `from_step`. Going back to an earlier step drops the intent that
+    /// step recorded: the person asking has checked, so the call is made
+    /// again rather than presumed made.
+    pub fn retry(&mut self, id: i64, from_step: Option<&str>, now: i64) -> Result<(), QueueError> {
         let job = self.get(id)?;
         if job.state != State::Dead {
             return Err(QueueError::NotDead {
@@ -363,11 +472,26 @@ impl Queue {
                 state: job.state.as_str().into(),
             });
         }
-        self.update(
-            id,
-            "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = ?2, updated_at = ?2 WHERE id = ?1",
-            params![id, now],
-        )
+        let step = from_step.unwrap_or(&job.step);
+        let sql = if from_step.is_some() {
+            "UPDATE jobs SET state = 'queued', step = ?3, attempts = 0, next_run_at = ?2, \
+             context = json_remove(context, '$.intent'), updated_at = ?2 \
+             WHERE id = ?1 AND state = 'dead'"
+        } else {
+            "UPDATE jobs SET state = 'queued', step = ?3, attempts = 0, next_run_at = ?2, \
+             updated_at = ?2 WHERE id = ?1 AND state = 'dead'"
+        };
+        self.update(id, sql, params![id, now, step])
+    }
+
+    /// Every dead job back in the queue at its step. Returns their ids.
+    pub fn retry_dead(&mut self, now: i64) -> Result<Vec<i64>, QueueError> {
+        let mut stmt = self.conn.prepare(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = ?1, updated_at = ?1 \
+             WHERE state = 'dead' RETURNING id",
+        )?;
+        let ids = stmt.query_map([now], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     pub fn get(&self, id: i64) -> Result<Job, QueueError> {
@@ -408,6 +532,14 @@ impl Queue {
     fn update(&self, id: i64, sql: &str, p: impl rusqlite::Params) -> Result<(), QueueError> {
         match self.conn.execute(sql, p)? {
             0 => Err(QueueError::NoSuchJob(id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A write that only the lease's holder may make.
+    fn fenced(&self, held: Lease, sql: &str, p: impl rusqlite::Params) -> Result<(), QueueError> {
+        match self.conn.execute(sql, p)? {
+            0 => Err(QueueError::LeaseLost(held.id)),
             _ => Ok(()),
         }
     }
@@ -480,6 +612,7 @@ fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
         context: r.get(13)?,
+        fence: r.get(14)?,
     })
 }
 
@@ -527,8 +660,86 @@ mod tests {
         ));
         assert!(q.record_delivery("ping-1", 5).unwrap());
         assert!(!q.record_delivery("ping-1", 6).unwrap());
-        assert!(q.knows_alert("acme/app", 7).unwrap());
-        assert!(!q.knows_alert("acme/app", 9).unwrap());
+        assert_eq!(q.standing("acme/app", 7).unwrap(), Standing::Pending(id));
+        assert_eq!(q.standing("acme/app", 9).unwrap(), Standing::Unknown);
+    }
+
+    #[test]
+    fn a_stale_worker_cannot_write_once_its_lease_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let lease = Duration::from_millis(1_000);
+        q.enqueue(&new_job(None, 1), 0).unwrap();
+        let first = q.claim(0, lease).unwrap().unwrap().lease();
+        q.renew(first, 900, lease).unwrap();
+        assert!(q.claim(1_500, lease).unwrap().is_none(), "renewed to 1900");
+        let second = q.claim(1_900, lease).unwrap().unwrap().lease();
+        assert_eq!(second.id, first.id);
+        assert!(second.fence > first.fence);
+        for refused in [
+            q.renew(first, 2_000, lease),
+            q.advance(first, "revoke", "{}", 2_000),
+            q.save(first, r#"{"intent":"revoke"}"#, 2_000),
+            q.complete(first, "{}", 2_000),
+            q.fail(first, "late", Failure::Retryable, &Backoff::default(), 2_000)
+                .map(|_| ()),
+        ] {
+            assert!(
+                matches!(refused, Err(QueueError::LeaseLost(id)) if id == first.id),
+                "{refused:?}"
+            );
+        }
+        q.advance(second, "confirm", "{}", 2_001).unwrap();
+        let job = q.get(second.id).unwrap();
+        assert_eq!((job.step.as_str(), job.state), ("confirm", State::Running));
+        q.complete(second, r#"{"alert_closed":true}"#, 2_002).unwrap();
+        assert_eq!(
+            q.standing("acme/app", 1).unwrap(),
+            Standing::Closed(second.id)
+        );
+    }
+
+    #[test]
+    fn standing_tells_a_reopened_alert_from_one_already_handled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let lease = Duration::from_secs(1);
+        q.enqueue(&new_job(None, 1), 0).unwrap();
+        let held = q.claim(0, lease).unwrap().unwrap().lease();
+        q.complete(held, r#"{"action":"notify"}"#, 1).unwrap();
+        assert_eq!(q.standing("acme/app", 1).unwrap(), Standing::Handled(held.id));
+        q.enqueue(&new_job(None, 2), 2).unwrap();
+        let held = q.claim(2, lease).unwrap().unwrap().lease();
+        let permanent = q
+            .fail(held, "HTTP 404", Failure::Permanent, &Backoff::default(), 3)
+            .unwrap();
+        assert_eq!(permanent, Retry::Dead, "a 404 is not retried");
+        assert_eq!(q.standing("acme/app", 2).unwrap(), Standing::Dead(held.id));
+        assert_eq!(q.retry_dead(4).unwrap(), vec![held.id]);
+        assert_eq!(q.standing("acme/app", 2).unwrap(), Standing::Pending(held.id));
+    }
+
+    #[test]
+    fn a_retry_from_an_earlier_step_drops_that_steps_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = queue(&dir);
+        let lease = Duration::from_secs(1);
+        q.enqueue(&new_job(None, 1), 0).unwrap();
+        let held = q.claim(0, lease).unwrap().unwrap().lease();
+        q.advance(held, "confirm", r#"{"intent":"revoke","action":"revoke"}"#, 1)
+            .unwrap();
+        q.fail(held, "still active", Failure::Permanent, &Backoff::default(), 2)
+            .unwrap();
+        q.retry(held.id, None, 3).unwrap();
+        let job = q.claim(3, lease).unwrap().unwrap();
+        assert_eq!(job.step, "confirm");
+        assert!(job.context.contains("intent"), "{}", job.context);
+        q.fail(job.lease(), "still active", Failure::Permanent, &Backoff::default(), 4)
+            .unwrap();
+        q.retry(held.id, Some("revoke"), 5).unwrap();
+        let job = q.claim(5, lease).unwrap().unwrap();
+        assert_eq!(job.step, "revoke");
+        assert_eq!(job.context, r#"{"action":"revoke"}"#);
     }
 
     #[test]
@@ -563,7 +774,7 @@ mod tests {
             };
             let job = q.claim(0, lease).unwrap().unwrap();
             assert_eq!((job.id, job.step.as_str()), (id, "fetch"));
-            q.advance(id, "revoke", r#"{"action":"revoke"}"#, 10)
+            q.advance(job.lease(), "revoke", r#"{"action":"revoke"}"#, 10)
                 .unwrap();
             // The worker dies here: the process is gone, the lease runs.
             id
@@ -575,7 +786,7 @@ mod tests {
             (job.id, job.step.as_str(), job.state),
             (id, "revoke", State::Running)
         );
-        q.complete(id, 30_002).unwrap();
+        q.complete(job.lease(), &job.context, 30_002).unwrap();
         assert!(q.claim(100_000, lease).unwrap().is_none());
         // A done alert can be raised again (reopened): a new job.
         assert!(matches!(
@@ -595,19 +806,19 @@ mod tests {
         };
         q.enqueue(&new_job(None, 1), 0).unwrap();
         let job = q.claim(0, Duration::from_secs(1)).unwrap().unwrap();
-        let Retry::At(at) = q.fail(job.id, "502 from GitHub", &backoff, 0).unwrap() else {
+        let Retry::At(at) = q.fail(job.lease(), "502 from GitHub", Failure::Retryable, &backoff, 0).unwrap() else {
             panic!("first failure retries")
         };
         assert!((50..=100).contains(&at), "{at}");
         assert!(q.claim(at - 1, Duration::from_secs(1)).unwrap().is_none());
         let job = q.claim(at, Duration::from_secs(1)).unwrap().unwrap();
-        let Retry::At(at2) = q.fail(job.id, "timeout", &backoff, at).unwrap() else {
+        let Retry::At(at2) = q.fail(job.lease(), "timeout", Failure::Retryable, &backoff, at).unwrap() else {
             panic!()
         };
         assert!((at + 100..=at + 200).contains(&at2), "{at} {at2}");
         let job = q.claim(at2, Duration::from_secs(1)).unwrap().unwrap();
         assert_eq!(
-            q.fail(job.id, "timeout", &backoff, at2).unwrap(),
+            q.fail(job.lease(), "timeout", Failure::Retryable, &backoff, at2).unwrap(),
             Retry::Dead
         );
         let dead = q.get(job.id).unwrap();
@@ -621,9 +832,9 @@ mod tests {
             .is_none());
         assert_eq!(q.list(Some(State::Dead), 10).unwrap().len(), 1);
 
-        q.retry(job.id, at2 + 1).unwrap();
+        q.retry(job.id, None, at2 + 1).unwrap();
         assert!(
-            q.retry(job.id, at2 + 1).is_err(),
+            q.retry(job.id, None, at2 + 1).is_err(),
             "only dead jobs are retried"
         );
         let again = q.claim(at2 + 1, Duration::from_secs(1)).unwrap().unwrap();

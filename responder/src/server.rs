@@ -214,7 +214,8 @@ async fn handle(
         return (StatusCode::BAD_REQUEST, "bad_request", resp);
     }
     let number = ev.alert.number;
-    let payload = String::from_utf8_lossy(&body).into_owned();
+    // Only what the worker reads; the alert itself is re-read from GitHub.
+    let payload = crate::worker::stored_payload(&ev.action);
     match r
         .submit(delivery, ev.repository.full_name, number, payload)
         .await

@@ -1,14 +1,21 @@
 //! The responder's state and its workers: each job runs its steps in
 //! order, from the step it reached, recording progress after every step.
 //!
-//! fetch -> decide -> revoke -> confirm -> resolve -> notify
+//! fetch -> decide -> revoke -> [quarantine] -> confirm -> resolve -> notify
 //!
 //! Every run first fetches the alert (read-only, and the only source of the
-//! secret, which is never stored). Steps that change the outside world
-//! check first: `revoke` validates the secret and skips the call when it is
-//! already dead, `resolve` skips an alert that is already resolved. So a
-//! worker killed between revoking and recording it does not revoke twice
-//! after a restart, and still resolves.
+//! secret, which is never stored). One outside effect per decision: before
+//! a call that changes the outside world (a revoke, a notice), the job
+//! records its intent, fenced by its lease; a run that finds the intent of
+//! an earlier run (a worker killed mid-call, a call that timed out) does not
+//! call again blind: the revoke is recorded as `unknown` and `confirm`
+//! asks the provider, the notice is not sent twice. Steps also check before
+//! acting: `revoke` re-reads the alert (a person may have closed it) and
+//! validates the secret, `resolve` skips an alert already resolved.
+//!
+//! While a step runs its worker renews the lease; a worker that loses it
+//! (it stalled past the lease and another took the job) is stopped and its
+//! results are refused by the queue.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,17 +28,25 @@ use crate::audit::{AuditError, AuditLog, Record};
 use crate::aws::Aws;
 use crate::config::{Action, Config, ConfigError};
 use crate::github::{Alert, AppAuth, Auth, GitHub};
-use crate::http::Http;
+use crate::http::{CallError, Http};
 use crate::metrics::Metrics;
 use crate::notify::{Notice, Notifier};
 use crate::providers::{GitHubTokens, Provider, Slack, Validity};
-use crate::queue::{now_ms, Enqueued, NewJob, Queue, QueueError, Retry};
+use crate::queue::{now_ms, Enqueued, Failure, Lease, NewJob, Queue, QueueError, Retry, Standing};
 use crate::signature::Verifier;
 use keyburn_scanner::finding::mask;
 
-/// A worker holds a job this long; a job whose worker died is taken over
-/// after it (and at once after a restart, see [`Responder::new`]).
-const LEASE: Duration = Duration::from_secs(300);
+/// The steps a job goes through, in order (`keyburn jobs retry
+/// --from-step` takes one of them).
+pub const STEPS: &[&str] = &[
+    "fetch",
+    "decide",
+    "revoke",
+    "quarantine",
+    "confirm",
+    "resolve",
+    "notify",
+];
 
 const ACTOR: &str = "keyburn-serve";
 
@@ -164,17 +179,52 @@ struct Context {
     /// Where the secret was found (the first few locations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     locations: Vec<String>,
+    /// The step whose outside call was started and not yet recorded as
+    /// finished: found by a later run, it means "may have happened".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent: Option<String>,
+    /// The job saw the alert closed (it resolved it, or a person had):
+    /// the alert open again later was reopened, and gets a new job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    alert_closed: bool,
 }
 
-/// A failed step, with a message fit for logs (no secret).
+/// Why a run stopped short.
 #[derive(Debug)]
-struct StepError(String);
+enum StepError {
+    /// The step failed, with a message fit for logs (no secret).
+    Failed { message: String, failure: Failure },
+    /// Another worker holds the job now: stop, record nothing more.
+    LeaseLost,
+}
 
-impl<E: std::fmt::Display> From<E> for StepError {
-    fn from(e: E) -> StepError {
-        StepError(e.to_string())
+impl StepError {
+    fn retryable(message: impl ToString) -> StepError {
+        StepError::Failed {
+            message: message.to_string(),
+            failure: Failure::Retryable,
+        }
     }
 }
+
+impl From<CallError> for StepError {
+    fn from(e: CallError) -> StepError {
+        StepError::Failed {
+            failure: e.failure(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<QueueError> for StepError {
+    fn from(e: QueueError) -> StepError {
+        match e {
+            QueueError::LeaseLost(_) => StepError::LeaseLost,
+            e => StepError::retryable(e),
+        }
+    }
+}
+
 
 impl Responder {
     /// Open the queue and the audit log in the data directory and build
@@ -346,44 +396,54 @@ impl Responder {
         }
     }
 
-    /// Enqueue an alert found by reconciliation or given on the command
-    /// line, unless it already has a job.
+    /// Enqueue an alert found open by reconciliation or given on the
+    /// command line: a new job unless one is pending or already handled
+    /// this opening of the alert; a dead job is re-driven at its step.
     pub async fn enqueue_alert(
         self: &Arc<Self>,
         repo: &str,
         number: u64,
         source: &'static str,
-    ) -> Result<Option<i64>, QueueError> {
+    ) -> Result<Enqueue, QueueError> {
         let repo = repo.to_string();
-        let payload =
-            json!({"alert": {"number": number}, "repository": {"full_name": repo}}).to_string();
+        let payload = stored_payload(source);
         let outcome = self
             .db(move |q| {
-                if q.knows_alert(&repo, number)? {
-                    return Ok(None);
+                let now = now_ms();
+                match q.standing(&repo, number)? {
+                    Standing::Pending(_) | Standing::Handled(_) => Ok(Enqueue::Nothing),
+                    Standing::Dead(id) => {
+                        q.retry(id, None, now)?;
+                        Ok(Enqueue::Redriven(id))
+                    }
+                    standing @ (Standing::Unknown | Standing::Closed(_)) => {
+                        let job = NewJob {
+                            delivery: None,
+                            repo: &repo,
+                            alert_number: number,
+                            source,
+                            payload: &payload,
+                            step: "fetch",
+                        };
+                        Ok(match q.enqueue(&job, now)? {
+                            Enqueued::Created(id) if matches!(standing, Standing::Closed(_)) => {
+                                Enqueue::Reopened(id)
+                            }
+                            Enqueued::Created(id) => Enqueue::Created(id),
+                            _ => Enqueue::Nothing,
+                        })
+                    }
                 }
-                let job = NewJob {
-                    delivery: None,
-                    repo: &repo,
-                    alert_number: number,
-                    source,
-                    payload: &payload,
-                    step: "fetch",
-                };
-                q.enqueue(&job, now_ms()).map(Some)
             })
             .await?;
-        Ok(match outcome {
-            Some(Enqueued::Created(id)) => {
-                self.wake.notify_one();
-                Some(id)
-            }
-            _ => None,
-        })
+        if outcome != Enqueue::Nothing {
+            self.wake.notify_one();
+        }
+        Ok(outcome)
     }
 
     /// One reconciliation pass over the configured organisations and
-    /// repositories. Returns how many alerts were enqueued.
+    /// repositories. Returns how many alerts were enqueued or re-driven.
     pub async fn reconcile(self: &Arc<Self>) -> usize {
         let scopes = (self
             .cfg
@@ -403,19 +463,22 @@ impl Responder {
             match self.github.open_alerts(&scope).await {
                 Ok(alerts) => {
                     for (repo, a) in alerts {
-                        match self.enqueue_alert(&repo, a.number, "reconcile").await {
-                            Ok(Some(_)) => {
-                                added += 1;
-                                self.record(
-                                    "reconcile.enqueued",
-                                    &format!("{repo}#{}", a.number),
-                                    "queued",
-                                    |_| {},
-                                );
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::error!("reconcile {scope}: {e}"),
-                        }
+                        let alert_ref = format!("{repo}#{}", a.number);
+                        let (event, job) =
+                            match self.enqueue_alert(&repo, a.number, "reconcile").await {
+                                Ok(Enqueue::Created(id)) => ("reconcile.enqueued", id),
+                                Ok(Enqueue::Reopened(id)) => ("reconcile.reopened", id),
+                                Ok(Enqueue::Redriven(id)) => ("reconcile.redriven", id),
+                                Ok(Enqueue::Nothing) => continue,
+                                Err(e) => {
+                                    tracing::error!("reconcile {scope}: {e}");
+                                    continue;
+                                }
+                            };
+                        added += 1;
+                        self.record(event, &alert_ref, "queued", |r| {
+                            r.detail.insert("job".into(), job.into());
+                        });
                     }
                 }
                 Err(e) => tracing::warn!("reconcile {scope}: {e}"),
@@ -424,10 +487,15 @@ impl Responder {
         added
     }
 
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.cfg.worker.lease_secs.max(1))
+    }
+
     /// Take jobs until the process stops.
     pub async fn work(self: Arc<Self>) {
+        let lease = self.lease();
         loop {
-            match self.db(|q| q.claim(now_ms(), LEASE)).await {
+            match self.db(move |q| q.claim(now_ms(), lease)).await {
                 Ok(Some(job)) => self.process(job).await,
                 Ok(None) => {
                     tokio::select! {
@@ -443,16 +511,38 @@ impl Responder {
         }
     }
 
+    /// Renew `held` every third of the lease until the lease is lost
+    /// (returns then) or the caller drops this future.
+    async fn keep_lease(self: &Arc<Self>, held: Lease) {
+        let lease = self.lease();
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match self.db(move |q| q.renew(held, now_ms(), lease)).await {
+                Ok(()) => {}
+                Err(QueueError::LeaseLost(_)) => return,
+                // The next renewal may get through; the lease has two
+                // more thirds to run.
+                Err(e) => tracing::warn!(job = held.id, "cannot renew the lease: {e}"),
+            }
+        }
+    }
+
     async fn process(self: &Arc<Self>, job: crate::queue::Job) {
         let alert_ref = format!("{}#{}", job.repo, job.alert_number);
+        let held = job.lease();
         let mut ctx: Context = serde_json::from_str(&job.context).unwrap_or_default();
-        let result = self.steps(&job, &alert_ref, &mut ctx).await;
+        let result = tokio::select! {
+            r = self.steps(&job, held, &alert_ref, &mut ctx) => r,
+            () = self.keep_lease(held) => Err(StepError::LeaseLost),
+        };
         let now = now_ms();
         match result {
             Ok(()) => {
-                let id = job.id;
-                if let Err(e) = self.db(move |q| q.complete(id, now)).await {
-                    tracing::error!("job {id}: {e}");
+                let c = serde_json::to_string(&ctx).unwrap_or_else(|_| "{}".into());
+                match self.db(move |q| q.complete(held, &c, now)).await {
+                    Ok(()) => {}
+                    Err(QueueError::LeaseLost(_)) => return self.lost(&job, &alert_ref),
+                    Err(e) => tracing::error!("job {}: {e}", job.id),
                 }
                 self.metrics.count(
                     "keyburn_steps_total",
@@ -464,42 +554,63 @@ impl Responder {
                 );
                 tracing::info!(job = job.id, alert = %alert_ref, "job done");
             }
-            Err(StepError(msg)) => {
-                let (id, backoff, m) = (job.id, self.cfg.backoff(), msg.clone());
-                let retry = self.db(move |q| q.fail(id, &m, &backoff, now)).await;
+            Err(StepError::LeaseLost) => self.lost(&job, &alert_ref),
+            Err(StepError::Failed { message, failure }) => {
+                let (backoff, m) = (self.cfg.backoff(), message.clone());
+                let retry = self
+                    .db(move |q| q.fail(held, &m, failure, &backoff, now))
+                    .await;
+                if matches!(retry, Err(QueueError::LeaseLost(_))) {
+                    return self.lost(&job, &alert_ref);
+                }
                 self.metrics.count(
                     "keyburn_steps_total",
                     &[("step", &job.step), ("outcome", "error")],
                 );
                 self.record("step.failed", &alert_ref, "error", |r| {
-                    r.detail.insert("error".into(), Value::String(msg.clone()));
+                    r.detail.insert("error".into(), Value::String(message.clone()));
+                    if failure == Failure::Permanent {
+                        r.detail.insert("permanent".into(), true.into());
+                    }
                 });
                 match retry {
                     Ok(Retry::At(at)) => {
-                        tracing::warn!(job = id, alert = %alert_ref, "step failed, retry in {} ms: {msg}", at - now)
+                        tracing::warn!(job = job.id, alert = %alert_ref, "step failed, retry in {} ms: {message}", at - now)
                     }
-                    Ok(Retry::Dead) => {
-                        tracing::error!(job = id, alert = %alert_ref, "job dead: {msg}");
-                        self.record("job.dead", &alert_ref, "dead", |_| {});
-                        let notice = Notice {
-                            repository: job.repo.clone(),
-                            alert_number: job.alert_number,
-                            alert_url: None,
-                            secret_type: String::new(),
-                            outcome: "dead-letter".into(),
-                            summary: format!(
-                                "keyburn gave up after repeated failures ({msg}); see `keyburn jobs show {id}`"
-                            ),
-                            secret_masked: String::new(),
-                            locations: Vec::new(),
-                        };
-                        if let Err(e) = self.notifier.send(&notice).await {
-                            tracing::error!("dead-letter notification: {e}");
-                        }
-                    }
-                    Err(e) => tracing::error!("job {id}: {e}"),
+                    Ok(Retry::Dead) => self.dead_letter(&job, &alert_ref, &message).await,
+                    Err(e) => tracing::error!("job {}: {e}", job.id),
                 }
             }
+        }
+    }
+
+    /// Another worker took the job over: this one's result is discarded.
+    fn lost(&self, job: &crate::queue::Job, alert_ref: &str) {
+        tracing::warn!(job = job.id, alert = %alert_ref, "lease lost to another worker; this run's result is discarded");
+        self.metrics.count(
+            "keyburn_steps_total",
+            &[("step", &job.step), ("outcome", "lease_lost")],
+        );
+    }
+
+    async fn dead_letter(&self, job: &crate::queue::Job, alert_ref: &str, message: &str) {
+        let id = job.id;
+        tracing::error!(job = id, alert = %alert_ref, "job dead: {message}");
+        self.record("job.dead", alert_ref, "dead", |_| {});
+        let notice = Notice {
+            repository: job.repo.clone(),
+            alert_number: job.alert_number,
+            alert_url: None,
+            secret_type: String::new(),
+            outcome: "dead-letter".into(),
+            summary: format!(
+                "keyburn gave up ({message}); see `keyburn jobs show {id}`, then `keyburn jobs retry {id}`"
+            ),
+            secret_masked: String::new(),
+            locations: Vec::new(),
+        };
+        if let Err(e) = self.notifier.send(&notice).await {
+            tracing::error!("dead-letter notification: {e}");
         }
     }
 
@@ -510,9 +621,44 @@ impl Responder {
             .map(|p| p.as_ref())
     }
 
+    /// Record, under the lease, that `step`'s outside call is about to be
+    /// made. Returns false when an earlier run recorded it already: that
+    /// call may have happened, and must not be repeated blind.
+    async fn intend(
+        self: &Arc<Self>,
+        held: Lease,
+        ctx: &mut Context,
+        step: &str,
+    ) -> Result<bool, StepError> {
+        if ctx.intent.as_deref() == Some(step) {
+            return Ok(false);
+        }
+        ctx.intent = Some(step.to_string());
+        let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
+        self.db(move |q| q.save(held, &c, now_ms())).await?;
+        Ok(true)
+    }
+
+    /// An intended call failed with an answer (so it had no effect): drop
+    /// the intent so the retry calls again. A timeout keeps it.
+    async fn unintend(
+        self: &Arc<Self>,
+        held: Lease,
+        ctx: &mut Context,
+        e: &CallError,
+    ) -> Result<(), StepError> {
+        if e.answered() {
+            ctx.intent = None;
+            let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
+            self.db(move |q| q.save(held, &c, now_ms())).await?;
+        }
+        Ok(())
+    }
+
     async fn steps(
         self: &Arc<Self>,
         job: &crate::queue::Job,
+        held: Lease,
         alert_ref: &str,
         ctx: &mut Context,
     ) -> Result<(), StepError> {
@@ -532,6 +678,7 @@ impl Responder {
                         r.detail.insert("locations".into(), json!(locations));
                     });
                     if alert.state != "open" {
+                        ctx.alert_closed = true;
                         return Ok(());
                     }
                     "decide"
@@ -563,14 +710,46 @@ impl Responder {
                     }
                 }
                 "revoke" => {
+                    // A person may have closed the alert since the job was
+                    // queued (a false positive, say): their word stands.
+                    let now = self.github.alert(&job.repo, job.alert_number).await?;
+                    if now.state != "open" {
+                        let by = now.resolved_by.as_ref().map_or("someone", |u| &u.login);
+                        let why = now.resolution.as_deref().unwrap_or("closed");
+                        self.record("revoke.skipped", alert_ref, "not-revoked", |r| {
+                            r.secret = Some(secret_ref.clone());
+                            r.detail.insert(
+                                "reason".into(),
+                                format!("resolved by {by} as {why}; not revoked").into(),
+                            );
+                        });
+                        ctx.alert_closed = true;
+                        return Ok(());
+                    }
                     let p = self.require_provider(&alert)?;
-                    let outcome = if self.cfg.policy.dry_run {
-                        "dry-run"
-                    } else if p.validate(&alert.secret).await? == Validity::Inactive {
-                        "already-inactive"
+                    let trusted = p.validation_trusted(&alert.secret_type);
+                    let (outcome, note) = if self.cfg.policy.dry_run {
+                        ("dry-run", None)
+                    } else if ctx.intent.as_deref() == Some("revoke") {
+                        (
+                            "unknown",
+                            Some("an earlier revoke call may have been made (interrupted or timed out); not repeated, verified afterwards"),
+                        )
+                    } else if trusted && p.validate(&alert.secret).await? == Validity::Inactive {
+                        ("already-inactive", None)
                     } else {
-                        p.revoke(&alert.secret).await?;
-                        "revoked"
+                        self.intend(held, ctx, "revoke").await?;
+                        if let Err(e) = p.revoke(&alert.secret).await {
+                            self.record("revoke", alert_ref, "error", |r| {
+                                r.provider = Some(p.name().into());
+                                r.secret = Some(secret_ref.clone());
+                                r.detail.insert("error".into(), e.to_string().into());
+                            });
+                            self.unintend(held, ctx, &e).await?;
+                            return Err(e.into());
+                        }
+                        // Confirmed (or not) by the confirm step.
+                        (if trusted { "revoked" } else { "accepted" }, None)
                     };
                     ctx.revoke = Some(outcome.into());
                     self.metrics.count(
@@ -580,31 +759,62 @@ impl Responder {
                     self.record("revoke", alert_ref, outcome, |r| {
                         r.provider = Some(p.name().into());
                         r.secret = Some(secret_ref.clone());
+                        if let Some(n) = note {
+                            r.detail.insert("note".into(), n.into());
+                        }
                     });
-                    if outcome == "dry-run" {
-                        "notify"
-                    } else {
-                        "confirm"
+                    match outcome {
+                        "dry-run" => "notify",
+                        _ => "quarantine",
                     }
+                }
+                "quarantine" => {
+                    let p = self.require_provider(&alert)?;
+                    if let Some(call) = p.quarantine(&alert.secret) {
+                        let result = call.await;
+                        self.record(
+                            "quarantine",
+                            alert_ref,
+                            if result.is_ok() { "attached" } else { "error" },
+                            |r| {
+                                r.provider = Some(p.name().into());
+                                r.secret = Some(secret_ref.clone());
+                                if let Err(e) = &result {
+                                    r.detail.insert("error".into(), e.to_string().into());
+                                }
+                            },
+                        );
+                        result?;
+                    }
+                    "confirm"
                 }
                 "confirm" => {
                     let p = self.require_provider(&alert)?;
-                    let v = p.validate(&alert.secret).await?;
-                    self.record("confirm", alert_ref, v.as_str(), |r| {
-                        r.provider = Some(p.name().into());
-                        r.secret = Some(secret_ref.clone());
-                    });
-                    if v == Validity::Active {
-                        return Err(StepError(format!(
-                            "{} still accepts the secret after revocation",
-                            p.name()
-                        )));
+                    if p.validation_trusted(&alert.secret_type) {
+                        let v = p.validate(&alert.secret).await?;
+                        self.record("confirm", alert_ref, v.as_str(), |r| {
+                            r.provider = Some(p.name().into());
+                            r.secret = Some(secret_ref.clone());
+                        });
+                        if v == Validity::Active {
+                            return Err(StepError::retryable(format!(
+                                "{} still accepts the secret after revocation",
+                                p.name()
+                            )));
+                        }
+                        ctx.validity = Some(v);
+                    } else {
+                        self.record("confirm", alert_ref, "unverifiable", |r| {
+                            r.provider = Some(p.name().into());
+                            r.secret = Some(secret_ref.clone());
+                        });
                     }
-                    ctx.validity = Some(v);
                     "resolve"
                 }
                 "resolve" => {
-                    let outcome = if alert.state == "resolved" {
+                    // The alert as this run fetched it: after a crash
+                    // mid-PATCH it reads resolved, and is not patched again.
+                    let outcome = if alert.state != "open" {
                         "already-resolved"
                     } else {
                         let comment = format!(
@@ -617,31 +827,86 @@ impl Responder {
                             .await?;
                         "resolved"
                     };
+                    ctx.alert_closed = true;
                     self.record("alert.resolve", alert_ref, outcome, |_| {});
                     "notify"
                 }
                 "notify" => {
                     let notice = notice_for(job, &alert, ctx);
-                    self.notifier.send(&notice).await?;
-                    self.record("notify", alert_ref, &notice.outcome, |r| {
-                        r.secret = Some(secret_ref.clone());
-                    });
+                    if !self.intend(held, ctx, "notify").await? {
+                        // Sent or not, it is not sent twice.
+                        self.record("notify", alert_ref, "unknown", |r| {
+                            r.secret = Some(secret_ref.clone());
+                            r.detail.insert(
+                                "note".into(),
+                                "an earlier run may have sent it; not sent again".into(),
+                            );
+                        });
+                        ctx.intent = None;
+                        return Ok(());
+                    }
+                    let sent = self.notifier.send(&notice).await;
+                    self.record(
+                        "notify",
+                        alert_ref,
+                        if sent.is_ok() { &notice.outcome } else { "error" },
+                        |r| {
+                            r.secret = Some(secret_ref.clone());
+                            if let Err(e) = &sent {
+                                r.detail.insert("error".into(), e.to_string().into());
+                            }
+                        },
+                    );
+                    if let Err(e) = sent {
+                        self.unintend(held, ctx, &e).await?;
+                        return Err(e.into());
+                    }
+                    ctx.intent = None;
                     return Ok(());
                 }
-                other => return Err(StepError(format!("unknown step {other:?}"))),
+                other => {
+                    return Err(StepError::Failed {
+                        message: format!("unknown step {other:?}"),
+                        failure: Failure::Permanent,
+                    })
+                }
             };
             self.metrics
                 .count("keyburn_steps_total", &[("step", &step), ("outcome", "ok")]);
-            let (id, n, c) = (job.id, next.to_string(), serde_json::to_string(ctx)?);
-            self.db(move |q| q.advance(id, &n, &c, now_ms())).await?;
+            ctx.intent = None;
+            let n = next.to_string();
+            let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
+            self.db(move |q| q.advance(held, &n, &c, now_ms())).await?;
             step = next.to_string();
         }
     }
 
     fn require_provider(&self, alert: &Alert) -> Result<&dyn Provider, StepError> {
         self.provider(&alert.secret_type)
-            .ok_or_else(|| StepError(format!("no provider for {}", alert.secret_type)))
+            .ok_or_else(|| StepError::Failed {
+                message: format!("no provider for {}", alert.secret_type),
+                failure: Failure::Permanent,
+            })
     }
+}
+
+/// What [`Responder::enqueue_alert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueue {
+    /// A first job for the alert.
+    Created(i64),
+    /// The alert was closed and is open again: a new job.
+    Reopened(i64),
+    /// Its dead job is queued again at its step.
+    Redriven(i64),
+    /// A job is pending, or handled this opening of the alert already.
+    Nothing,
+}
+
+/// What a job keeps of a delivery: the action (it may say
+/// `publicly_leaked`) and nothing else; the alert is re-read from GitHub.
+pub fn stored_payload(action: &str) -> String {
+    json!({ "action": action }).to_string()
 }
 
 fn action_str(a: Action) -> &'static str {
