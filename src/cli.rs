@@ -62,6 +62,18 @@ pub enum JobsCommand {
     /// Put a dead job back in the queue at the step where it died (or an
     /// earlier one), or every dead job with `--state dead`.
     Retry(JobsRetryArgs),
+    /// Drop finished jobs' payloads and old delivery ids (the server does
+    /// this hourly past `server.retention_days`).
+    Prune(JobsPruneArgs),
+}
+
+#[derive(Args)]
+pub struct JobsPruneArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Days to keep (default: `server.retention_days`).
+    #[arg(long, value_name = "DAYS")]
+    pub older_than_days: Option<u64>,
 }
 
 #[derive(Args)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Jobs(cli::JobsCommand::List(a)) => serve::jobs_list(a),
         cli::Command::Jobs(cli::JobsCommand::Show(a)) => serve::jobs_show(a),
         cli::Command::Jobs(cli::JobsCommand::Retry(a)) => serve::jobs_retry(a),
+        cli::Command::Jobs(cli::JobsCommand::Prune(a)) => serve::jobs_prune(a),
         cli::Command::Audit(cli::AuditCommand::Verify(a)) => serve::audit_verify(a),
     };
     match result {

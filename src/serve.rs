@@ -7,7 +7,8 @@ use keyburn_responder::queue::{now_ms, Job, Queue, State};
 use keyburn_responder::worker::Responder;
 
 use crate::cli::{
-    AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, JobsRetryArgs, ServeArgs,
+    AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, JobsPruneArgs, JobsRetryArgs,
+    ServeArgs,
 };
 
 fn load(c: &ConfigArg) -> Result<Config> {
@@ -181,12 +182,44 @@ pub fn jobs_retry(args: JobsRetryArgs) -> Result<u8> {
     Ok(0)
 }
 
-pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
-    let path = match args.file {
-        Some(f) => f,
-        None => load(&args.config)?.audit_path(),
+pub fn jobs_prune(args: JobsPruneArgs) -> Result<u8> {
+    let days = match args.older_than_days {
+        Some(d) => d,
+        None => load(&args.config)?.server.retention_days,
     };
-    let v = keyburn_responder::audit::verify(&path)?;
-    out!("{}: {} records, chain intact", path.display(), v.records);
+    let mut q = open_queue(&args.config)?;
+    let age = std::time::Duration::from_secs(days.saturating_mul(86_400));
+    let (payloads, deliveries) = q.prune(age, now_ms())?;
+    out!("dropped {payloads} finished job payload(s) and {deliveries} delivery id(s) older than {days} day(s)");
+    Ok(0)
+}
+
+pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
+    let cfg = load(&args.config)?;
+    let path = args.file.unwrap_or_else(|| cfg.audit_path());
+    // The anchor, when the queue database is there to hold one.
+    let anchor = match cfg.queue_path() {
+        q if q.exists() => Queue::open(&q)?.anchor()?,
+        _ => None,
+    };
+    match anchor {
+        Some(anchor) => {
+            let v = keyburn_responder::audit::verify_anchored(&path, &anchor)?;
+            out!(
+                "{}: {} records, chain intact, matches its anchor ({} records)",
+                path.display(),
+                v.records,
+                anchor.records
+            );
+        }
+        None => {
+            let v = keyburn_responder::audit::verify(&path)?;
+            out!(
+                "{}: {} records, chain intact (no anchor found: truncation cannot be checked)",
+                path.display(),
+                v.records
+            );
+        }
+    }
     Ok(0)
 }

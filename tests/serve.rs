@@ -163,9 +163,12 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
     // provider but before the step was recorded. Rewind the job to it.
     {
         let mut q = Queue::open(&dir.path().join("keyburn-data/queue.db")).unwrap();
-        let job = q.list(None, 1).unwrap().remove(0);
+        let job = q
+            .claim(i64::MAX / 2, Duration::from_secs(1))
+            .unwrap()
+            .expect("the job waits for its retry");
         assert_eq!(job.step, "resolve");
-        q.advance(job.id, "revoke", &job.context, 0).unwrap();
+        q.advance(job.lease(), "revoke", &job.context, 0).unwrap();
     }
     mock.lock().unwrap().refuse_resolve = false;
     let mut second = spawn(dir.path(), port, &murl, Some(&config), 2);
@@ -211,6 +214,92 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
         jobs.contains("done") && jobs.contains("acme/app#1"),
         "{jobs}"
     );
+}
+
+/// A signed `created` delivery about `acme/app#number` to the server on
+/// `port`; the status it got.
+async fn deliver(port: u16, delivery: &str, number: u64) -> u16 {
+    let body = json!({
+        "action": "created",
+        "alert": {"number": number},
+        "repository": {"full_name": "acme/app"},
+    })
+    .to_string();
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/github"))
+        .header("X-GitHub-Event", "secret_scanning_alert")
+        .header("X-GitHub-Delivery", delivery)
+        .header(
+            "X-Hub-Signature-256",
+            sign(SECRET.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_an_in_flight_revoke_and_an_immediate_restart_revoke_once() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.leak("acme/app", 1, "github_personal_access_token", &token);
+        // The provider takes the call, and kills the token only when it
+        // answers, seconds later: until then the token still validates.
+        m.revoke_delay = Duration::from_secs(2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyburn.toml");
+    fs::write(
+        &config,
+        "[policy]\ndefault = \"revoke\"\n[worker]\nbackoff_base_ms = 50\nbackoff_max_ms = 100\n\
+         [github]\nreconcile_interval_secs = 0\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut first = spawn(dir.path(), port, &murl, Some(&config), 1);
+    wait_ready(port).await;
+    assert_eq!(deliver(port, "inflight-1", 1).await, 202);
+    wait_for("the revoke call", || mock.lock().unwrap().revoke_calls == 1).await;
+    first.kill().unwrap(); // mid-call
+    first.wait().unwrap();
+    let mut second = spawn(dir.path(), port, &murl, Some(&config), 2);
+    wait_ready(port).await;
+    wait_for("the alert to be resolved", || {
+        mock.lock().unwrap().alerts["acme/app#1"]["state"] == "resolved"
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let m = mock.lock().unwrap();
+    assert_eq!(m.revoke_calls, 1, "the restart did not call again blind");
+    assert!(!m.active.contains(&token));
+    assert_eq!(m.patches.len(), 1);
+    let audit = fs::read_to_string(dir.path().join("keyburn-data/audit.jsonl")).unwrap();
+    let revokes: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(r#""event":"revoke""#))
+        .collect();
+    assert_eq!(revokes.len(), 1, "one record per call made: {revokes:?}");
+    assert!(
+        revokes[0].contains(r#""outcome":"unknown""#),
+        "{}",
+        revokes[0]
+    );
+    assert!(audit.contains(r#""event":"confirm""#) && audit.contains(r#""outcome":"inactive""#));
+    let verify = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && said.contains("anchor"), "{said}");
 }
 
 #[test]

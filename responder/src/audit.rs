@@ -7,6 +7,14 @@
 //! without revealing it. Each record carries `prev`, the SHA-256 of the
 //! previous line (64 zeros for the first), and `keyburn audit verify`
 //! recomputes the chain.
+//!
+//! Appends are whole lines or nothing: a write that fails (a full disk) is
+//! cut back to the last complete record. A torn final line left by a crash
+//! mid-write is moved aside to `<log>.torn-<time>` when the log is opened
+//! (see [`AuditLog::repaired`]), and the chain continues from the last
+//! intact record. The head (record count and last hash) is also kept apart
+//! from the log, as an [`Anchor`] in the queue database, so that a
+//! truncated log or a recomputed chain is caught by [`verify_anchored`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +41,16 @@ pub enum AuditError {
     },
     #[error("the audit HMAC key is empty")]
     EmptyKey,
+    #[error("{path}: {message}")]
+    Anchor { path: PathBuf, message: String },
+}
+
+/// The log's head as last recorded apart from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub records: u64,
+    /// SHA-256 of record number `records` (the last one).
+    pub head: String,
 }
 
 /// One step, as written. Fields other than these go in `detail`.
@@ -65,18 +83,25 @@ pub struct AuditLog {
     path: PathBuf,
     key: Vec<u8>,
     inner: Mutex<Inner>,
+    /// Where a torn final record was moved when the log was opened.
+    repaired: Option<PathBuf>,
 }
 
 struct Inner {
     file: File,
     prev: String,
+    records: u64,
+    /// Length of the log up to its last complete record.
+    len: u64,
+    /// Whether the last append reached the disk.
+    writable: bool,
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl AuditLog {
     /// Open (or create) the log at `path`, checking its chain so that new
-    /// records continue it.
+    /// records continue it. A torn final line is moved aside first.
     pub fn open(path: &Path, key: &[u8]) -> Result<AuditLog, AuditError> {
         if key.is_empty() {
             return Err(AuditError::EmptyKey);
@@ -85,21 +110,57 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         };
-        let prev = if path.exists() {
-            verify(path)?.last_hash
+        let repaired = if path.exists() {
+            cut_torn_tail(path)?
         } else {
-            GENESIS.to_string()
+            None
+        };
+        let (prev, records) = if path.exists() {
+            let v = verify(path)?;
+            (v.last_hash, v.records as u64)
+        } else {
+            (GENESIS.to_string(), 0)
         };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
         Ok(AuditLog {
             path: path.to_path_buf(),
             key: key.to_vec(),
-            inner: Mutex::new(Inner { file, prev }),
+            inner: Mutex::new(Inner {
+                file,
+                prev,
+                records,
+                len,
+                writable: true,
+            }),
+            repaired,
         })
+    }
+
+    /// Where a torn final record was moved aside when the log was opened.
+    pub fn repaired(&self) -> Option<&Path> {
+        self.repaired.as_deref()
+    }
+
+    /// The head to anchor: records written and the last one's hash.
+    pub fn anchor(&self) -> Anchor {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Anchor {
+            records: inner.records,
+            head: inner.prev.clone(),
+        }
+    }
+
+    /// Whether the last append reached the disk (for `/readyz`).
+    pub fn writable(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .writable
     }
 
     pub fn path(&self) -> &Path {
@@ -123,6 +184,7 @@ impl AuditLog {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::new();
         let mut prev = inner.prev.clone();
+        let count = records.len() as u64;
         for mut record in records {
             if record.time.is_empty() {
                 record.time = now();
@@ -141,8 +203,21 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        inner.file.write_all(text.as_bytes()).map_err(io)?;
-        inner.file.sync_data().map_err(io)?;
+        let written = inner
+            .file
+            .write_all(text.as_bytes())
+            .and_then(|()| inner.file.sync_data());
+        if let Err(e) = written {
+            // Whole records or none: cut back whatever part reached the
+            // file, so the next append starts on a line of its own.
+            let len = inner.len;
+            let _ = inner.file.set_len(len);
+            inner.writable = false;
+            return Err(io(e));
+        }
+        inner.len += text.len() as u64;
+        inner.records += count;
+        inner.writable = true;
         inner.prev = prev;
         Ok(())
     }
@@ -162,6 +237,8 @@ pub struct Verified {
     pub records: usize,
     /// SHA-256 of the last line (what the next record's `prev` must be).
     pub last_hash: String,
+    /// SHA-256 of each line, in order.
+    hashes: Vec<String>,
 }
 
 /// Check every line of the log: valid JSON, `prev` equal to the hash of the
@@ -172,7 +249,7 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         source,
     })?;
     let mut prev = GENESIS.to_string();
-    let mut records = 0;
+    let mut hashes = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let broken = |message: String| AuditError::Broken {
             path: path.to_path_buf(),
@@ -189,12 +266,87 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
             )));
         }
         prev = hex::encode(Sha256::digest(line.as_bytes()));
-        records += 1;
+        hashes.push(prev.clone());
     }
     Ok(Verified {
-        records,
+        records: hashes.len(),
         last_hash: prev,
+        hashes,
     })
+}
+
+/// [`verify`], then check the log against its anchor: it must hold at
+/// least the anchored records (else it was truncated) and the anchored
+/// record must hash to the anchored head (else the chain was recomputed).
+/// Records after the anchor are the few written since it was last saved.
+pub fn verify_anchored(path: &Path, anchor: &Anchor) -> Result<Verified, AuditError> {
+    let v = verify(path)?;
+    let bad = |message: String| AuditError::Anchor {
+        path: path.to_path_buf(),
+        message,
+    };
+    if anchor.records == 0 {
+        return Ok(v);
+    }
+    match v.hashes.get(anchor.records as usize - 1) {
+        None => Err(bad(format!(
+            "truncated: the anchor records {} records, the log holds {}",
+            anchor.records, v.records
+        ))),
+        Some(h) if *h != anchor.head => Err(bad(format!(
+            "the chain was rewritten: record {} hashes to {h}, the anchor says {}",
+            anchor.records, anchor.head
+        ))),
+        Some(_) => Ok(v),
+    }
+}
+
+/// If the log's last line is torn (no final newline, or not JSON: a crash
+/// or a full disk mid-write), move it to `<log>.torn-<time>` and cut the
+/// log back to its last complete record. Returns where it went.
+fn cut_torn_tail(path: &Path) -> Result<Option<PathBuf>, AuditError> {
+    let io = |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let data = std::fs::read(path).map_err(io)?;
+    let body_end = data.strip_suffix(b"\n").map_or(data.len(), <[u8]>::len);
+    let last_start = data[..body_end]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let last = &data[last_start..];
+    let complete = last.ends_with(b"\n")
+        && serde_json::from_slice::<Map<String, Value>>(&last[..last.len() - 1]).is_ok();
+    if last.is_empty() || complete {
+        return Ok(None);
+    }
+    let stamp = now().replace(':', "");
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".torn-{stamp}"));
+    let aside = PathBuf::from(aside);
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&aside).map_err(|source| AuditError::Io {
+        path: aside.clone(),
+        source,
+    })?;
+    f.write_all(last)
+        .and_then(|()| f.sync_all())
+        .map_err(|source| AuditError::Io {
+            path: aside.clone(),
+            source,
+        })?;
+    let log = OpenOptions::new().write(true).open(path).map_err(io)?;
+    log.set_len(last_start as u64)
+        .and_then(|()| log.sync_all())
+        .map_err(io)?;
+    Ok(Some(aside))
 }
 
 #[cfg(test)]
@@ -247,6 +399,73 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         // A broken log refuses new records rather than extending a lie.
         assert!(AuditLog::open(&path, b"k").is_err());
+    }
+
+    #[test]
+    fn a_torn_final_record_is_moved_aside_and_the_chain_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, b"k").unwrap();
+        log.append(record("a")).unwrap();
+        log.append(record("b")).unwrap();
+        drop(log);
+        let intact = std::fs::read(&path).unwrap();
+        let mut torn = intact.clone();
+        torn.extend_from_slice(br#"{"time":"2026-12-01T00:00:00Z","event":"rev"#);
+        std::fs::write(&path, &torn).unwrap();
+        assert!(verify(&path).is_err(), "a torn line fails verification");
+
+        let log = AuditLog::open(&path, b"k").unwrap();
+        let aside = log.repaired().expect("repaired").to_path_buf();
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            &torn[intact.len()..],
+            "the torn bytes are kept"
+        );
+        log.append(record("c")).unwrap();
+        assert_eq!(verify(&path).unwrap().records, 3);
+        drop(log);
+        let again = AuditLog::open(&path, b"k").unwrap();
+        assert!(again.repaired().is_none(), "an intact log is left alone");
+
+        // A torn line in the middle is not a torn tail: still refused.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{{\"half\n{}\n", lines[0], lines[1])).unwrap();
+        assert!(AuditLog::open(&path, b"k").is_err());
+    }
+
+    #[test]
+    fn the_anchor_catches_truncation_and_a_recomputed_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, b"k").unwrap();
+        for e in ["a", "b", "c"] {
+            log.append(record(e)).unwrap();
+        }
+        let anchor = log.anchor();
+        assert_eq!(anchor.records, 3);
+        log.append(record("d")).unwrap();
+        drop(log);
+        assert_eq!(verify_anchored(&path, &anchor).unwrap().records, 4);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+        assert!(verify(&path).is_ok(), "a cut chain is still a chain");
+        let err = verify_anchored(&path, &anchor).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+
+        // Rewrite the log from scratch with an edited record: the chain
+        // verifies, the anchor does not.
+        std::fs::remove_file(&path).unwrap();
+        let forged = AuditLog::open(&path, b"k").unwrap();
+        for e in ["a", "b-edited", "c", "d"] {
+            forged.append(record(e)).unwrap();
+        }
+        assert!(verify(&path).is_ok());
+        let err = verify_anchored(&path, &anchor).unwrap_err().to_string();
+        assert!(err.contains("rewritten"), "{err}");
     }
 
     #[test]

@@ -62,9 +62,14 @@ pub struct Server {
     /// Largest accepted webhook body (GitHub caps payloads at 25 MB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Cap on the queue database's size; past it deliveries get 503.
+    /// Cap on the queue database's size; at nine tenths of it deliveries
+    /// get 503 while the workers drain what is queued.
     #[serde(default)]
     pub queue_max_bytes: Option<u64>,
+    /// Finished jobs' payloads and old delivery ids are dropped after
+    /// this many days (hourly, and by `keyburn jobs prune`).
+    #[serde(default = "default_retention")]
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +275,9 @@ fn default_backoff_base() -> u64 {
 fn default_backoff_max() -> u64 {
     1_800_000
 }
+fn default_retention() -> u64 {
+    30
+}
 fn default_lease() -> u64 {
     300
 }
@@ -463,6 +471,11 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("audit.jsonl"))
+    }
+
+    /// How long finished jobs keep their payload and deliveries their id.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.server.retention_days.saturating_mul(86_400))
     }
 
     pub fn backoff(&self) -> crate::queue::Backoff {

@@ -294,7 +294,7 @@ impl GitHub {
         let url = format!("{}/credentials/revoke", self.api);
         let body = json!({ "credentials": tokens });
         self.http
-            .send("GitHub revoke credentials", &[StatusCode::ACCEPTED], |c| {
+            .mutate("GitHub revoke credentials", &[StatusCode::ACCEPTED], |c| {
                 with_headers(c.post(&url), &None).json(&body)
             })
             .await?;

@@ -109,11 +109,35 @@ impl Http {
 
     /// Send the request `build` makes (called again for each try), and
     /// return the response if its status is a success or one of `accept`.
+    /// For reads and idempotent writes: a timeout is tried again.
     pub async fn send(
         &self,
         call: &str,
         accept: &[StatusCode],
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, CallError> {
+        self.send_with(call, accept, build, true).await
+    }
+
+    /// [`Http::send`] for a call whose repetition is an effect of its own
+    /// (a revocation, a notice): tried again only when the server said
+    /// it did nothing (429, 503), never after a timeout, a broken
+    /// connection or a gateway error, after which its effect is unknown.
+    pub async fn mutate(
+        &self,
+        call: &str,
+        accept: &[StatusCode],
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, CallError> {
+        self.send_with(call, accept, build, false).await
+    }
+
+    async fn send_with(
+        &self,
+        call: &str,
+        accept: &[StatusCode],
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        idempotent: bool,
     ) -> Result<Response, CallError> {
         let mut tries = 0;
         loop {
@@ -132,8 +156,9 @@ impl Http {
                 Ok(r) if r.status().is_success() || accept.contains(&r.status()) => {
                     return res;
                 }
-                Ok(r) => retry_wait(r, tries),
-                Err(CallError::Timeout { .. }) | Err(CallError::Transport { .. }) => {
+                Ok(r) if idempotent || refused_untouched(r.status()) => retry_wait(r, tries),
+                Ok(_) => None,
+                Err(CallError::Timeout { .. }) | Err(CallError::Transport { .. }) if idempotent => {
                     Some(Duration::from_millis(200 << tries))
                 }
                 Err(_) => None,
@@ -155,6 +180,11 @@ impl Http {
             }
         }
     }
+}
+
+/// Answers that say the request was not acted on.
+fn refused_untouched(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 503)
 }
 
 /// How long to wait before trying again, if the answer invites it.

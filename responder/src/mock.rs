@@ -53,6 +53,10 @@ pub struct Mock {
     pub throttle_slack: usize,
     /// Make `/user` this slow.
     pub user_delay: Duration,
+    /// Make `/credentials/revoke` this slow: the call is counted when it
+    /// arrives, the token dies when the answer is sent (as a provider
+    /// that processes revocations asynchronously).
+    pub revoke_delay: Duration,
     /// While set, resolving an alert answers 503 (a GitHub outage between
     /// revocation and resolution).
     pub refuse_resolve: bool,
@@ -186,7 +190,7 @@ async fn installation_token(State(m): State<Shared>, h: HeaderMap) -> Response {
     if jsonwebtoken::decode::<Value>(&bearer(&h), &key, &v).is_err() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let token = format!("ghs_mock{}", m.installation_tokens.len());
+    let token = format!("ghs_mock{:08x}", rand::random::<u32>());
     m.installation_tokens.push(token.clone());
     (
         StatusCode::CREATED,
@@ -196,12 +200,23 @@ async fn installation_token(State(m): State<Shared>, h: HeaderMap) -> Response {
 }
 
 async fn revoke(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode {
-    let mut m = m.lock().unwrap();
-    m.revoke_calls += 1;
-    for t in body["credentials"].as_array().unwrap() {
-        let t = t.as_str().unwrap().to_string();
-        m.active.retain(|a| *a != t);
-    }
+    let delay = {
+        let mut m = m.lock().unwrap();
+        m.revoke_calls += 1;
+        m.revoke_delay
+    };
+    let tokens: Vec<String> = body["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    // The revocation goes through even if the caller hangs up meanwhile.
+    let done = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        m.lock().unwrap().active.retain(|a| !tokens.contains(a));
+    });
+    let _ = done.await;
     StatusCode::ACCEPTED
 }
 

@@ -57,12 +57,12 @@ impl Notifier {
             }
             let body = json!({ "text": text });
             self.http
-                .send("Slack notification", &[], |c| c.post(url).json(&body))
+                .mutate("Slack notification", &[], |c| c.post(url).json(&body))
                 .await?;
         }
         if let Some(url) = &self.webhook {
             self.http
-                .send("webhook notification", &[], |c| c.post(url).json(n))
+                .mutate("webhook notification", &[], |c| c.post(url).json(n))
                 .await?;
         }
         Ok(())

@@ -145,13 +145,15 @@ impl Slack {
     async fn call(&self, method: &str, secret: &str) -> Result<SlackReply, CallError> {
         let url = format!("{}/{method}", self.api);
         let call = format!("Slack {method}");
-        let r = self
-            .http
-            .send(&call, &[], |c| {
-                c.post(&url)
-                    .header(AUTHORIZATION, format!("Bearer {secret}"))
-            })
-            .await?;
+        let build = |c: &reqwest::Client| {
+            c.post(&url)
+                .header(AUTHORIZATION, format!("Bearer {secret}"))
+        };
+        let r = if method == "auth.revoke" {
+            self.http.mutate(&call, &[], build).await?
+        } else {
+            self.http.send(&call, &[], build).await?
+        };
         r.json().await.map_err(|e| CallError::decode(&call, e))
     }
 }

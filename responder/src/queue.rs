@@ -36,6 +36,8 @@ pub enum QueueError {
     Worker(String),
     #[error("job queue: job {0} is no longer held by this worker (its lease was taken over)")]
     LeaseLost(i64),
+    #[error("job queue: full (queue_max_bytes); new deliveries wait while queued jobs finish")]
+    Full,
 }
 
 /// Where a job stands.
@@ -209,7 +211,18 @@ pub enum Retry {
 
 pub struct Queue {
     conn: Connection,
+    /// Bytes intake may fill (with the pending jobs' reserve), and the
+    /// page size; the rest of the size limit is kept for the workers'
+    /// progress (claims, steps, completions).
+    intake_limit: Option<(i64, i64)>,
 }
+
+/// The share of `queue_max_bytes` that intake may fill.
+const INTAKE_SHARE: (i64, i64) = (9, 10);
+
+/// Room kept for each pending job's progress: its context grows as its
+/// steps record what they found (a few hundred bytes in practice).
+const JOB_RESERVE: i64 = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -232,6 +245,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_alert ON jobs (repo, alert_number, state);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_run_at);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    records INTEGER NOT NULL,
+    head TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     job_id INTEGER,
@@ -270,17 +288,59 @@ impl Queue {
                 conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {column} {decl}"))?;
             }
         }
-        Ok(Queue { conn })
+        Ok(Queue {
+            conn,
+            intake_limit: None,
+        })
     }
 
-    /// Cap the database's size (SQLite's `max_page_count`): past it, writes
-    /// fail as on a full disk, and the server answers 503.
+    /// Cap the database's size (SQLite's `max_page_count`). Intake stops
+    /// short of it ([`Queue::full`]: the server answers 503), keeping a
+    /// tenth and room for every pending job's progress, so that the jobs
+    /// already queued can always move on and finish.
     pub fn limit_size(&mut self, bytes: u64) -> Result<(), QueueError> {
         let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let pages = (bytes / page.max(1) as u64).max(1);
+        let pages = (bytes / page.max(1) as u64).max(1) as i64;
         self.conn
             .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        self.intake_limit = Some((pages * page * INTAKE_SHARE.0 / INTAKE_SHARE.1, page));
         Ok(())
+    }
+
+    /// Whether intake must stop: the pages in use and the pending jobs'
+    /// reserve reached intake's share of the size limit.
+    pub fn full(&self) -> Result<bool, QueueError> {
+        let Some((limit, page)) = self.intake_limit else {
+            return Ok(false);
+        };
+        let (pages, pending): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT page_count FROM pragma_page_count()) - \
+                    (SELECT freelist_count FROM pragma_freelist_count()), \
+                    (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(pages * page + pending * JOB_RESERVE >= limit)
+    }
+
+    /// Forget what finished jobs no longer need, for those last updated
+    /// more than `age` before `now`: their stored payload, and delivery ids
+    /// received as long ago (GitHub redelivers for days, not months; a
+    /// redelivery after that only re-checks an alert already handled).
+    /// Jobs themselves stay, so that reconciliation still knows the alerts
+    /// they handled. Returns (payloads dropped, deliveries dropped).
+    pub fn prune(&mut self, age: Duration, now: i64) -> Result<(usize, usize), QueueError> {
+        let before = now.saturating_sub(age.as_millis().min(i64::MAX as u128) as i64);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let payloads = tx.execute(
+            "UPDATE jobs SET payload = '' WHERE state = 'done' AND updated_at < ?1 AND payload <> ''",
+            [before],
+        )?;
+        let deliveries = tx.execute("DELETE FROM deliveries WHERE received_at < ?1", [before])?;
+        tx.commit()?;
+        Ok((payloads, deliveries))
     }
 
     /// After a restart, jobs left running belonged to the process that
@@ -405,10 +465,31 @@ impl Queue {
         )
     }
 
-    /// Whether the database answers (for `/readyz`).
-    pub fn ping(&self) -> Result<(), QueueError> {
-        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+    /// Keep the audit log's head apart from the log.
+    pub fn save_anchor(&mut self, anchor: &crate::audit::Anchor) -> Result<(), QueueError> {
+        self.conn.execute(
+            "INSERT INTO audit_anchor (id, records, head) VALUES (1, ?1, ?2) \
+             ON CONFLICT (id) DO UPDATE SET records = ?1, head = ?2",
+            params![anchor.records as i64, anchor.head],
+        )?;
         Ok(())
+    }
+
+    /// The audit log's head as last anchored.
+    pub fn anchor(&self) -> Result<Option<crate::audit::Anchor>, QueueError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT records, head FROM audit_anchor WHERE id = 1",
+                [],
+                |r| {
+                    Ok(crate::audit::Anchor {
+                        records: r.get::<_, i64>(0)? as u64,
+                        head: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// The job is finished.
@@ -681,8 +762,14 @@ mod tests {
             q.advance(first, "revoke", "{}", 2_000),
             q.save(first, r#"{"intent":"revoke"}"#, 2_000),
             q.complete(first, "{}", 2_000),
-            q.fail(first, "late", Failure::Retryable, &Backoff::default(), 2_000)
-                .map(|_| ()),
+            q.fail(
+                first,
+                "late",
+                Failure::Retryable,
+                &Backoff::default(),
+                2_000,
+            )
+            .map(|_| ()),
         ] {
             assert!(
                 matches!(refused, Err(QueueError::LeaseLost(id)) if id == first.id),
@@ -692,7 +779,8 @@ mod tests {
         q.advance(second, "confirm", "{}", 2_001).unwrap();
         let job = q.get(second.id).unwrap();
         assert_eq!((job.step.as_str(), job.state), ("confirm", State::Running));
-        q.complete(second, r#"{"alert_closed":true}"#, 2_002).unwrap();
+        q.complete(second, r#"{"alert_closed":true}"#, 2_002)
+            .unwrap();
         assert_eq!(
             q.standing("acme/app", 1).unwrap(),
             Standing::Closed(second.id)
@@ -707,7 +795,10 @@ mod tests {
         q.enqueue(&new_job(None, 1), 0).unwrap();
         let held = q.claim(0, lease).unwrap().unwrap().lease();
         q.complete(held, r#"{"action":"notify"}"#, 1).unwrap();
-        assert_eq!(q.standing("acme/app", 1).unwrap(), Standing::Handled(held.id));
+        assert_eq!(
+            q.standing("acme/app", 1).unwrap(),
+            Standing::Handled(held.id)
+        );
         q.enqueue(&new_job(None, 2), 2).unwrap();
         let held = q.claim(2, lease).unwrap().unwrap().lease();
         let permanent = q
@@ -716,7 +807,10 @@ mod tests {
         assert_eq!(permanent, Retry::Dead, "a 404 is not retried");
         assert_eq!(q.standing("acme/app", 2).unwrap(), Standing::Dead(held.id));
         assert_eq!(q.retry_dead(4).unwrap(), vec![held.id]);
-        assert_eq!(q.standing("acme/app", 2).unwrap(), Standing::Pending(held.id));
+        assert_eq!(
+            q.standing("acme/app", 2).unwrap(),
+            Standing::Pending(held.id)
+        );
     }
 
     #[test]
@@ -726,16 +820,33 @@ mod tests {
         let lease = Duration::from_secs(1);
         q.enqueue(&new_job(None, 1), 0).unwrap();
         let held = q.claim(0, lease).unwrap().unwrap().lease();
-        q.advance(held, "confirm", r#"{"intent":"revoke","action":"revoke"}"#, 1)
-            .unwrap();
-        q.fail(held, "still active", Failure::Permanent, &Backoff::default(), 2)
-            .unwrap();
+        q.advance(
+            held,
+            "confirm",
+            r#"{"intent":"revoke","action":"revoke"}"#,
+            1,
+        )
+        .unwrap();
+        q.fail(
+            held,
+            "still active",
+            Failure::Permanent,
+            &Backoff::default(),
+            2,
+        )
+        .unwrap();
         q.retry(held.id, None, 3).unwrap();
         let job = q.claim(3, lease).unwrap().unwrap();
         assert_eq!(job.step, "confirm");
         assert!(job.context.contains("intent"), "{}", job.context);
-        q.fail(job.lease(), "still active", Failure::Permanent, &Backoff::default(), 4)
-            .unwrap();
+        q.fail(
+            job.lease(),
+            "still active",
+            Failure::Permanent,
+            &Backoff::default(),
+            4,
+        )
+        .unwrap();
         q.retry(held.id, Some("revoke"), 5).unwrap();
         let job = q.claim(5, lease).unwrap().unwrap();
         assert_eq!(job.step, "revoke");
@@ -806,19 +917,32 @@ mod tests {
         };
         q.enqueue(&new_job(None, 1), 0).unwrap();
         let job = q.claim(0, Duration::from_secs(1)).unwrap().unwrap();
-        let Retry::At(at) = q.fail(job.lease(), "502 from GitHub", Failure::Retryable, &backoff, 0).unwrap() else {
+        let Retry::At(at) = q
+            .fail(
+                job.lease(),
+                "502 from GitHub",
+                Failure::Retryable,
+                &backoff,
+                0,
+            )
+            .unwrap()
+        else {
             panic!("first failure retries")
         };
         assert!((50..=100).contains(&at), "{at}");
         assert!(q.claim(at - 1, Duration::from_secs(1)).unwrap().is_none());
         let job = q.claim(at, Duration::from_secs(1)).unwrap().unwrap();
-        let Retry::At(at2) = q.fail(job.lease(), "timeout", Failure::Retryable, &backoff, at).unwrap() else {
+        let Retry::At(at2) = q
+            .fail(job.lease(), "timeout", Failure::Retryable, &backoff, at)
+            .unwrap()
+        else {
             panic!()
         };
         assert!((at + 100..=at + 200).contains(&at2), "{at} {at2}");
         let job = q.claim(at2, Duration::from_secs(1)).unwrap().unwrap();
         assert_eq!(
-            q.fail(job.lease(), "timeout", Failure::Retryable, &backoff, at2).unwrap(),
+            q.fail(job.lease(), "timeout", Failure::Retryable, &backoff, at2)
+                .unwrap(),
             Retry::Dead
         );
         let dead = q.get(job.id).unwrap();
@@ -841,6 +965,13 @@ mod tests {
         assert_eq!((again.id, again.attempts), (job.id, 0));
         let counts = q.counts().unwrap();
         assert!(counts.contains(&(State::Running, 1)), "{counts:?}");
+    }
+
+    #[test]
+    fn the_default_budget_outlasts_an_outage_of_an_hour_and_more() {
+        let b = Backoff::default();
+        let total: Duration = (1..b.attempts).map(|n| b.delay(n)).sum();
+        assert!(total >= Duration::from_secs(3_600), "{total:?}");
     }
 
     #[test]

@@ -46,6 +46,19 @@ pub async fn serve(
     for _ in 0..r.cfg.worker.concurrency.max(1) {
         tokio::spawn(Arc::clone(&r).work());
     }
+    let pruner = Arc::clone(&r);
+    tokio::spawn(async move {
+        loop {
+            match pruner.prune().await {
+                Ok((0, 0)) => {}
+                Ok((p, d)) => tracing::info!(
+                    "pruned {p} finished job payload(s) and {d} delivery id(s) past retention"
+                ),
+                Err(e) => tracing::warn!("prune: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    });
     let rec = Arc::clone(&r);
     tokio::spawn(async move {
         let every = rec.cfg.github.reconcile_interval_secs;
@@ -252,11 +265,19 @@ fn unavailable(error: &str) -> (StatusCode, &'static str, Response) {
     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", resp)
 }
 
+/// Ready when the queue answers and has room for deliveries, and the
+/// audit log took its last record.
 async fn readyz(State(r): State<Arc<Responder>>) -> Response {
-    match r.db(|q| q.ping()).await {
-        Ok(()) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("queue: {e}\n")).into_response(),
+    let not_ready = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    match r.db(|q| q.full()).await {
+        Ok(false) => {}
+        Ok(true) => return not_ready("queue: full; draining\n".into()),
+        Err(e) => return not_ready(format!("queue: {e}\n")),
     }
+    if !r.audit.writable() {
+        return not_ready("audit log: the last record could not be written\n".into());
+    }
+    "ready\n".into_response()
 }
 
 async fn metrics(State(r): State<Arc<Responder>>) -> Response {

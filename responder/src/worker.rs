@@ -104,6 +104,7 @@ const BATCH: usize = 512;
 /// deliveries together (one transaction, one fsync, one audit sync), so
 /// acknowledgements do not queue behind each other's fsyncs.
 fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Receiver<Delivery>) {
+    let mut last_room = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -123,10 +124,17 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
                 step: "fetch",
             })
             .collect();
-        let result = q
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .enqueue_all(&jobs, now_ms());
+        let result = {
+            let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
+            match q.full() {
+                Ok(false) => q.enqueue_all(&jobs, now_ms()),
+                Ok(true) => {
+                    make_room(&mut q, &mut last_room);
+                    Err(QueueError::Full)
+                }
+                Err(e) => Err(e),
+            }
+        };
         drop(jobs);
         match result {
             Ok(outcomes) => {
@@ -159,6 +167,57 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
                 }
             }
         }
+    }
+}
+
+/// How often the audit log's head is copied to the queue database.
+const ANCHOR_EVERY: Duration = Duration::from_millis(200);
+
+/// Copy the audit log's head to the queue database whenever it moved,
+/// until the responder is dropped.
+fn spawn_anchor(
+    queue: std::sync::Weak<Mutex<Queue>>,
+    audit: std::sync::Weak<AuditLog>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("keyburn-anchor".into())
+        .spawn(move || {
+            let mut saved = None;
+            loop {
+                std::thread::sleep(ANCHOR_EVERY);
+                let (Some(queue), Some(audit)) = (queue.upgrade(), audit.upgrade()) else {
+                    return;
+                };
+                let anchor = audit.anchor();
+                if saved.as_ref() == Some(&anchor) {
+                    continue;
+                }
+                let result = queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .save_anchor(&anchor);
+                match result {
+                    Ok(()) => saved = Some(anchor),
+                    Err(e) => tracing::warn!("cannot anchor the audit log: {e}"),
+                }
+            }
+        })
+        .map(drop)
+}
+
+/// A full queue drops delivery ids older than an hour and finished jobs'
+/// payloads at once (not after `retention_days`), at most once a minute,
+/// so that intake resumes when the workers have drained it.
+fn make_room(q: &mut Queue, last: &mut Option<std::time::Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    match q.prune(Duration::from_secs(3600), now_ms()) {
+        Ok((p, d)) => tracing::warn!(
+            "job queue full: dropped {p} finished payload(s) and {d} delivery id(s) to make room"
+        ),
+        Err(e) => tracing::error!("job queue full, and cannot make room: {e}"),
     }
 }
 
@@ -225,7 +284,6 @@ impl From<QueueError> for StepError {
     }
 }
 
-
 impl Responder {
     /// Open the queue and the audit log in the data directory and build
     /// the clients. Returns notes for the operator (a generated audit key).
@@ -269,7 +327,42 @@ impl Responder {
                 "{recovered} job(s) were running when the responder stopped; resuming them at their step"
             ));
         }
+        if let Some(aside) = audit.repaired() {
+            let msg = format!(
+                "the audit log ended in a torn record (a crash or a full disk mid-write); \
+                 it was moved to {} and the chain continues from the last intact record",
+                aside.display()
+            );
+            audit.append(Record {
+                event: "audit.repaired".into(),
+                actor: ACTOR.into(),
+                outcome: "torn-record-moved".into(),
+                detail: [("moved_to".to_string(), aside.display().to_string().into())]
+                    .into_iter()
+                    .collect(),
+                ..Record::default()
+            })?;
+            notes.push(msg);
+        }
+        if let Some(anchor) = queue.anchor()? {
+            if let Err(e) = crate::audit::verify_anchored(&cfg.audit_path(), &anchor) {
+                audit.append(Record {
+                    event: "audit.anchor_mismatch".into(),
+                    actor: ACTOR.into(),
+                    outcome: "error".into(),
+                    detail: [("error".to_string(), e.to_string().into())]
+                        .into_iter()
+                        .collect(),
+                    ..Record::default()
+                })?;
+                notes.push(format!(
+                    "the audit log does not match its anchor in the queue database: {e}"
+                ));
+            }
+        }
+        queue.save_anchor(&audit.anchor())?;
         let queue = Arc::new(Mutex::new(queue));
+        spawn_anchor(Arc::downgrade(&queue), Arc::downgrade(&audit)).map_err(io(dir))?;
         let (intake_tx, intake_rx) = std::sync::mpsc::channel();
         let (intake_q, intake_audit) = (Arc::clone(&queue), Arc::clone(&audit));
         std::thread::Builder::new()
@@ -491,6 +584,12 @@ impl Responder {
         Duration::from_secs(self.cfg.worker.lease_secs.max(1))
     }
 
+    /// Drop what finished jobs older than `retention_days` no longer need.
+    pub async fn prune(self: &Arc<Self>) -> Result<(usize, usize), QueueError> {
+        let age = self.cfg.retention();
+        self.db(move |q| q.prune(age, now_ms())).await
+    }
+
     /// Take jobs until the process stops.
     pub async fn work(self: Arc<Self>) {
         let lease = self.lease();
@@ -568,7 +667,8 @@ impl Responder {
                     &[("step", &job.step), ("outcome", "error")],
                 );
                 self.record("step.failed", &alert_ref, "error", |r| {
-                    r.detail.insert("error".into(), Value::String(message.clone()));
+                    r.detail
+                        .insert("error".into(), Value::String(message.clone()));
                     if failure == Failure::Permanent {
                         r.detail.insert("permanent".into(), true.into());
                     }
@@ -849,7 +949,11 @@ impl Responder {
                     self.record(
                         "notify",
                         alert_ref,
-                        if sent.is_ok() { &notice.outcome } else { "error" },
+                        if sent.is_ok() {
+                            &notice.outcome
+                        } else {
+                            "error"
+                        },
                         |r| {
                             r.secret = Some(secret_ref.clone());
                             if let Err(e) = &sent {

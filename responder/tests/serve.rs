@@ -470,45 +470,259 @@ async fn policy_ignore_unknown_types_dry_run_and_reconciliation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_answers_503_not_202() {
-    let (_mock, murl) = start_mock().await;
-    let dir = tempfile::tempdir().unwrap();
-    // A small cap on the database, filled with large payloads.
-    let mut cfg = config(dir.path(), &murl, "[policy]\ndefault = \"ignore\"\n");
-    cfg.server.queue_max_bytes = Some(64 * 1024);
-    let r = start_with(cfg).await;
-    let pad = "x".repeat(8 * 1024);
-    let mut statuses = Vec::new();
-    for i in 0..40 {
-        let body = json!({
-            "action": "created",
-            "alert": {"number": 100 + i},
-            "repository": {"full_name": "acme/app"},
-            "pad": pad,
-        })
-        .to_string()
-        .into_bytes();
-        statuses.push(
-            r.deliver(
-                "secret_scanning_alert",
-                &format!("full-{i}"),
-                body,
-                WEBHOOK_SECRET,
-            )
-            .await
-            .status()
-            .as_u16(),
-        );
+async fn a_full_queue_answers_503_while_the_queued_jobs_still_finish() {
+    let (mock, murl) = start_mock().await;
+    {
+        let mut m = mock.lock().unwrap();
+        for n in 100..400 {
+            m.leak(
+                "acme/app",
+                n,
+                "github_personal_access_token",
+                &fake_github_token(),
+            );
+        }
     }
-    assert_eq!(statuses[0], 202);
-    assert!(statuses.contains(&503), "{statuses:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &murl, "[policy]\ndefault = \"notify\"\n");
+    cfg.server.queue_max_bytes = Some(64 * 1024);
+    let (resp, _) = Responder::new(cfg).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let r = Running {
+        url: url.clone(),
+        client: reqwest::Client::new(),
+        responder: resp.clone(),
+    };
+    // Intake only first: no workers yet, so the queue fills.
+    let app = keyburn_responder::server::router(resp.clone());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let mut statuses = Vec::new();
+    for n in 100..400u64 {
+        let s = r.alert(&format!("full-{n}"), "created", n).await;
+        statuses.push(s);
+        if s == 503 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 202));
+    let accepted = statuses.len() as u64 - 1;
+    assert!(accepted > 5, "{accepted}");
+    let ready = r.client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready while full");
+
+    // The workers still claim, step and complete every queued job.
+    for _ in 0..2 {
+        tokio::spawn(resp.clone().work());
+    }
+    wait_for("every accepted job to finish", || {
+        let counts = resp.queue.lock().unwrap().counts().unwrap();
+        counts
+            .iter()
+            .any(|(s, n)| s.as_str() == "done" && *n == accepted)
+    })
+    .await;
+    assert_eq!(mock.lock().unwrap().notices.len() as u64, accepted);
+
+    // Dropping what finished jobs no longer need makes room again.
+    resp.queue
+        .lock()
+        .unwrap()
+        .prune(Duration::ZERO, i64::MAX / 2)
+        .unwrap();
+    let ready = r.client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(r.alert("after-prune", "created", 399).await, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_slower_than_the_lease_is_revoked_once_by_one_worker() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.leak("acme/app", 1, "github_personal_access_token", &token);
+        m.revoke_delay = Duration::from_millis(2_500);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Two workers, a one-second lease, a revoke that takes 2.5 s.
+    let mut cfg = config(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n");
+    cfg.worker.lease_secs = 1;
+    cfg.worker.http_timeout_ms = 5_000;
+    let r = start_with(cfg).await;
+    assert_eq!(r.alert("slow-1", "created", 1).await, 202);
+    wait_for("the alert to resolve", || {
+        let m = mock.lock().unwrap();
+        m.alerts["acme/app#1"]["state"] == "resolved" && !m.notices.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = mock.lock().unwrap();
+    assert_eq!(m.revoke_calls, 1);
+    assert_eq!(m.patches.len(), 1);
+    assert_eq!(m.notices.len(), 1);
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let revokes: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(r#""event":"revoke""#))
+        .collect();
+    assert_eq!(revokes.len(), 1, "{revokes:?}");
     assert!(
-        !statuses.iter().any(|s| ![202, 503].contains(s)),
-        "{statuses:?}"
+        revokes[0].contains(r#""outcome":"revoked""#),
+        "{}",
+        revokes[0]
     );
 }
 
-/// moto's IAM emulator (PyPI `moto[server]`), on a free port, killed on drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_closing_the_alert_before_the_revoke_wins() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.leak("acme/app", 5, "github_personal_access_token", &token);
+        // Validation times out: the job waits to retry at `revoke`.
+        m.user_delay = Duration::from_millis(1_500);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n").await;
+    assert_eq!(r.alert("fp-5", "created", 5).await, 202);
+    wait_for("a failed revoke attempt", || {
+        std::fs::read_to_string(dir.path().join("audit.jsonl"))
+            .is_ok_and(|a| a.contains("step.failed"))
+    })
+    .await;
+    {
+        let mut m = mock.lock().unwrap();
+        let a = m.alerts.get_mut("acme/app#5").unwrap();
+        a["state"] = "resolved".into();
+        a["resolution"] = "false_positive".into();
+        a["resolved_by"] = json!({"login": "octocat"});
+        m.user_delay = Duration::ZERO;
+    }
+    wait_for("the job to finish", || {
+        let counts = r.responder.queue.lock().unwrap().counts().unwrap();
+        counts.iter().any(|(s, n)| s.as_str() == "done" && *n == 1)
+    })
+    .await;
+    let m = mock.lock().unwrap();
+    assert_eq!(m.revoke_calls, 0, "a person's decision stands");
+    assert!(m.active.contains(&token));
+    assert!(m.patches.is_empty());
+    assert!(
+        !m.notices.iter().any(|n| n["outcome"] == "revoked"),
+        "{:?}",
+        m.notices
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("resolved by octocat as false_positive; not revoked"),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_alert_is_reconciled_and_a_missing_one_is_not_retried() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    mock.lock()
+        .unwrap()
+        .leak("acme/app", 1, "github_personal_access_token", &token);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n");
+    cfg.github.organizations = vec!["acme".into()];
+    let (resp, _) = Responder::new(cfg).unwrap();
+    for _ in 0..2 {
+        tokio::spawn(resp.clone().work());
+    }
+    let done = |n: u64| {
+        let resp = resp.clone();
+        move || {
+            let counts = resp.queue.lock().unwrap().counts().unwrap();
+            counts.iter().any(|(s, c)| s.as_str() == "done" && *c == n)
+        }
+    };
+    assert_eq!(resp.reconcile().await, 1);
+    wait_for("the first job", done(1)).await;
+    assert_eq!(resp.reconcile().await, 0, "resolved: nothing open");
+
+    // Reopened (its webhook missed), the secret live again.
+    {
+        let mut m = mock.lock().unwrap();
+        m.alerts.get_mut("acme/app#1").unwrap()["state"] = "open".into();
+        m.active.insert(token.clone());
+    }
+    assert_eq!(resp.reconcile().await, 1, "the reopened alert is a new job");
+    wait_for("the second job", done(2)).await;
+    {
+        let m = mock.lock().unwrap();
+        assert_eq!(m.revoke_calls, 2);
+        assert_eq!(m.alerts["acme/app#1"]["state"], "resolved");
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("reconcile.reopened"), "{audit}");
+
+    // An alert GitHub answers 404 for: dead at once, not retried for hours.
+    let id = match resp.enqueue_alert("acme/app", 404, "cli").await.unwrap() {
+        keyburn_responder::worker::Enqueue::Created(id) => id,
+        other => panic!("{other:?}"),
+    };
+    wait_for("the 404 job to die", || {
+        resp.queue.lock().unwrap().get(id).unwrap().state.as_str() == "dead"
+    })
+    .await;
+    let job = resp.queue.lock().unwrap().get(id).unwrap();
+    assert_eq!(job.attempts, 1, "a 404 is permanent");
+    assert!(job.last_error.unwrap().contains("404"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_audit_tail_is_moved_aside_and_the_responder_starts() {
+    let (_mock, murl) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &murl, "");
+    let log = dir.path().join("audit.jsonl");
+    {
+        let (resp, _) = Responder::new(cfg.clone()).unwrap();
+        resp.audit
+            .append(keyburn_responder::audit::Record {
+                event: "test".into(),
+                actor: "test".into(),
+                outcome: "ok".into(),
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    // The disk filled mid-record.
+    let mut text = std::fs::read(&log).unwrap();
+    text.extend_from_slice(br#"{"time":"2026-12-01T00:00:00Z","event":"webhook.acc"#);
+    std::fs::write(&log, text).unwrap();
+
+    let (resp, notes) = Responder::new(cfg).unwrap();
+    assert!(notes.iter().any(|n| n.contains("torn")), "{notes:?}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("audit.jsonl.torn-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(std::fs::read_to_string(aside[0].path())
+        .unwrap()
+        .contains("webhook.acc"));
+    let v = keyburn_responder::audit::verify(&log).unwrap();
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("audit.repaired"));
+    drop(resp);
+    assert!(v.records >= 2, "{v:?}");
+}
+
+/// moto's IAM emulator/// moto's IAM emulator (PyPI `moto[server]`), on a free port, killed on drop.
 struct Moto {
     child: std::process::Child,
     url: String,
@@ -689,4 +903,20 @@ async fn a_github_app_buys_one_installation_token_and_reuses_it() {
         1,
         "the token is cached"
     );
+
+    // GitHub stops honouring the cached token (revoked, key rotated): the
+    // 401 drops it and a new one is bought, rather than failing every job
+    // until the cached one would have expired.
+    let third = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.installation_tokens.clear();
+        m.leak("acme/app", 12, "github_personal_access_token", &third);
+    }
+    assert_eq!(r.alert("app-12", "created", 12).await, 202);
+    wait_for("the third alert to resolve with a new token", || {
+        mock.lock().unwrap().alerts["acme/app#12"]["state"] == "resolved"
+    })
+    .await;
+    assert_eq!(mock.lock().unwrap().installation_tokens.len(), 1);
 }
