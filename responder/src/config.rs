@@ -70,6 +70,19 @@ pub struct Server {
     /// this many days (hourly, and by `keyburn jobs prune`).
     #[serde(default = "default_retention")]
     pub retention_days: u64,
+    /// A client must send its request headers within this many seconds,
+    /// and its body within `body_timeout_secs`; a slower one is cut.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On SIGTERM, connections get this long to finish before the server
+    /// stops anyway.
+    #[serde(default = "default_drain")]
+    pub shutdown_drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +288,18 @@ fn default_backoff_base() -> u64 {
 fn default_backoff_max() -> u64 {
     1_800_000
 }
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_drain() -> u64 {
+    10
+}
 fn default_retention() -> u64 {
     30
 }
@@ -344,6 +369,12 @@ impl Config {
             ("worker.http_timeout_ms", w.http_timeout_ms),
             ("worker.concurrency", w.concurrency as u64),
             ("worker.lease_secs", w.lease_secs),
+            (
+                "server.header_timeout_secs",
+                self.server.header_timeout_secs,
+            ),
+            ("server.body_timeout_secs", self.server.body_timeout_secs),
+            ("server.max_connections", self.server.max_connections as u64),
         ] {
             if value == 0 {
                 bad(key, "must be at least 1".into());

@@ -37,7 +37,10 @@ pub fn router(r: Arc<Responder>) -> Router {
 }
 
 /// Serve on `listener` until `shutdown` completes, with the workers and
-/// the periodic reconciliation running beside it.
+/// the periodic reconciliation running beside it. Connections are served
+/// at most `max_connections` at a time, each cut if its headers take over
+/// `header_timeout_secs`; on shutdown, open connections finish their
+/// request within `shutdown_drain_secs` or are dropped.
 pub async fn serve(
     r: Arc<Responder>,
     listener: tokio::net::TcpListener,
@@ -73,9 +76,60 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_secs(every)).await;
         }
     });
-    axum::serve(listener, router(r))
-        .with_graceful_shutdown(shutdown)
+    let limits = &r.cfg.server;
+    let max = limits.max_connections.max(1);
+    let drain = Duration::from_secs(limits.shutdown_drain_secs);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs.max(1)));
+    let app = router(r);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&slots).acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait, and go on.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(drain, slots.acquire_many(max as u32))
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connection(s) still open after {} s: stopping anyway",
+            max - slots.available_permits(),
+            drain.as_secs()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -156,9 +210,16 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    let timeout = Duration::from_secs(r.cfg.server.body_timeout_secs.max(1));
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => {
+            let status = StatusCode::REQUEST_TIMEOUT;
+            let resp = reply(status, json!({"error": "request body too slow"}));
+            Err((status, "timeout", resp))
+        }
+    }
 }
 
 async fn handle(

@@ -920,3 +920,102 @@ async fn a_github_app_buys_one_installation_token_and_reuses_it() {
     .await;
     assert_eq!(mock.lock().unwrap().installation_tokens.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_connections_are_bounded_and_shutdown_drains_in_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_mock, murl) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &murl, "");
+    cfg.server.header_timeout_secs = 1;
+    cfg.server.body_timeout_secs = 1;
+    cfg.server.max_connections = 2;
+    cfg.server.shutdown_drain_secs = 1;
+    let (resp, _) = Responder::new(cfg).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(keyburn_responder::server::serve(resp, l, async {
+        let _ = stop_rx.await;
+    }));
+
+    // Headers a byte at a time (a whole request would take 8 s): the
+    // server hangs up after the 1 s header timeout.
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap()
+        .into_split();
+    tokio::spawn(async move {
+        for b in b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\n".iter() {
+            if wr.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), rd.read_to_end(&mut buf))
+        .await
+        .expect("a slow sender of headers is cut")
+        .ok();
+
+    // A body slower than the body timeout: 408.
+    let mut body_slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    body_slow
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(Duration::from_secs(3), body_slow.read(&mut answer))
+        .await
+        .expect("answered within the body timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Two idle connections fill the limit: a third request waits until
+    // the header timeout frees a slot, then is served.
+    let idle: Vec<_> = idle_connections(addr, 2).await;
+    let started = Instant::now();
+    let ok = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the third connection waited for a slot: {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+
+    // A client that holds a request open does not hold up shutdown past
+    // the drain time.
+    let mut holder = tokio::net::TcpStream::connect(addr).await.unwrap();
+    holder
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("shutdown is bounded")
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `n` connections that send nothing.
+async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    v
+}
