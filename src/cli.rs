@@ -51,6 +51,16 @@ pub struct ServeArgs {
     /// on stderr), 2 with every problem listed when it would not.
     #[arg(long)]
     pub check_config: bool,
+    /// Log lines as text, or as one JSON object per line for a log
+    /// pipeline. Colour only on a terminal.
+    #[arg(long, value_enum, default_value = "text", env = "KEYBURN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use keyburn_responder::worker::Responder;
 
 use crate::cli::{
     AuditVerifyArgs, ConfigArg, JobArgs, JobStateArg, JobsListArgs, JobsPruneArgs, JobsRetryArgs,
-    ServeArgs,
+    LogFormat, ServeArgs,
 };
 
 fn load(c: &ConfigArg) -> Result<Config> {
@@ -16,15 +16,18 @@ fn load(c: &ConfigArg) -> Result<Config> {
 }
 
 pub fn serve(args: ServeArgs) -> Result<u8> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, not a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEYBURN_LOG")
                 .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        );
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     let cfg = load(&args.config)?;
     if args.check_config {
         return check_config(&cfg);

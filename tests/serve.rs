@@ -23,6 +23,11 @@ fn free_port() -> u16 {
 
 /// Start `keyburn serve` in `dir`, stderr appended to `dir/serve-N.log`.
 fn spawn(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -> Child {
+    command(dir, port, mock, config, n).spawn().unwrap()
+}
+
+/// The command [`spawn`] runs.
+fn command(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -> Command {
     let log = fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyburn"));
     cmd.arg("serve")
@@ -39,7 +44,7 @@ fn spawn(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -> 
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.spawn().unwrap()
+    cmd
 }
 
 async fn wait_ready(port: u16) {
@@ -90,11 +95,21 @@ async fn serve_starts_with_only_a_webhook_secret_and_generates_an_audit_key() {
     for f in ["audit.key", "audit.jsonl", "queue.db", "lock"] {
         assert_eq!(mode(&format!("keyburn-data/{f}")), 0o600, "{f}");
     }
-    // Once the first is gone, the data dir can be used again.
-    let mut third = spawn(dir.path(), port, "http://127.0.0.1:9", None, 2);
+    // Once the first is gone, the data dir can be used again; this time
+    // logging JSON lines.
+    let mut third = command(dir.path(), port, "http://127.0.0.1:9", None, 2)
+        .env("KEYBURN_LOG_FORMAT", "json")
+        .spawn()
+        .unwrap();
     wait_ready(port).await;
     third.kill().unwrap();
     third.wait().unwrap();
+    let json_log = fs::read_to_string(dir.path().join("serve-2.log")).unwrap();
+    assert!(json_log.lines().count() >= 2, "{json_log}");
+    for line in json_log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
     let log = fs::read_to_string(dir.path().join("serve-0.log")).unwrap();
     assert!(log.contains("generated one in"), "{log}");
     assert!(

@@ -83,6 +83,12 @@ pub struct Server {
     /// stops anyway.
     #[serde(default = "default_drain")]
     pub shutdown_drain_secs: u64,
+    /// Serve `/metrics` on this address instead of `listen` (an internal
+    /// interface, say).
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`
+    /// (`env:NAME` / `file:PATH`).
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,7 +335,8 @@ impl Default for Config {
 
 impl Config {
     /// Read `path`, or the defaults when `None`; then apply the
-    /// environment overrides (`KEYBURN_LISTEN`, `KEYBURN_GITHUB_API`).
+    /// environment overrides (`KEYBURN_LISTEN`, `KEYBURN_GITHUB_API`,
+    /// `KEYBURN_DATA_DIR`).
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cfg = match path {
             Some(p) => {
@@ -347,6 +354,9 @@ impl Config {
         }
         if let Some(v) = env_nonempty("KEYBURN_GITHUB_API") {
             cfg.github.api_url = v;
+        }
+        if let Some(v) = env_nonempty("KEYBURN_DATA_DIR") {
+            cfg.server.data_dir = v.into();
         }
         Ok(cfg)
     }
@@ -466,6 +476,13 @@ impl Config {
     pub fn audit_key(&self) -> Result<Option<String>, ConfigError> {
         match &self.audit.hmac_key {
             Some(k) => resolve("audit.hmac_key", k, false),
+            None => Ok(None),
+        }
+    }
+
+    pub fn metrics_token(&self) -> Result<Option<String>, ConfigError> {
+        match &self.server.metrics_token {
+            Some(t) => resolve("server.metrics_token", t, false),
             None => Ok(None),
         }
     }

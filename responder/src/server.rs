@@ -27,13 +27,21 @@ const ACTIONS: &[&str] = &["created", "reopened", "publicly_leaked", "validated"
 
 pub fn router(r: Arc<Responder>) -> Router {
     let limit = r.cfg.server.max_body_bytes;
-    Router::new()
+    let app = Router::new()
         .route("/webhooks/github", post(webhook))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(r)
+        .route("/readyz", get(readyz));
+    // With a listen address of its own, /metrics is served only there.
+    let app = match r.cfg.server.metrics_listen {
+        Some(_) => app,
+        None => app.route("/metrics", get(metrics)),
+    };
+    app.layer(DefaultBodyLimit::max(limit)).with_state(r)
+}
+
+/// The router of `server.metrics_listen`: `/metrics` alone.
+fn metrics_router(r: Arc<Responder>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(r)
 }
 
 /// Serve on `listener` until `shutdown` completes, with the workers and
@@ -76,6 +84,16 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_secs(every)).await;
         }
     });
+    if let Some(addr) = &r.cfg.server.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+        let app = metrics_router(Arc::clone(&r));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!("metrics listener: {e}");
+            }
+        });
+    }
     let limits = &r.cfg.server;
     let max = limits.max_connections.max(1);
     let drain = Duration::from_secs(limits.shutdown_drain_secs);
@@ -341,7 +359,20 @@ async fn readyz(State(r): State<Arc<Responder>>) -> Response {
     "ready\n".into_response()
 }
 
-async fn metrics(State(r): State<Arc<Responder>>) -> Response {
+async fn metrics(State(r): State<Arc<Responder>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &r.metrics_token {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Digests compared, so that the time taken says nothing of the
+        // token.
+        use sha2::{Digest, Sha256};
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(token.as_bytes()) {
+            return reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+        }
+    }
     let counts = r.db(|q| q.counts()).await.unwrap_or_default();
     let jobs: Vec<(&str, u64)> = JobState::ALL
         .iter()

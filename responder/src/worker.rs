@@ -82,6 +82,8 @@ pub struct Responder {
     pub providers: Vec<Box<dyn Provider>>,
     pub notifier: Notifier,
     pub metrics: Metrics,
+    /// Bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
     /// Signalled when a job is enqueued.
     pub wake: tokio::sync::Notify,
     /// The data directory's lock, held while the responder lives.
@@ -428,6 +430,7 @@ impl Responder {
             providers,
             notifier,
             metrics: Metrics::default(),
+            metrics_token: cfg.metrics_token()?,
             wake: tokio::sync::Notify::new(),
             cfg,
             _data_dir: data_dir,

@@ -1019,3 +1019,64 @@ async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::ne
     }
     v
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token_or_live_on_their_own_address() {
+    let (_mock, murl) = start_mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("KB_TEST_METRICS_TOKEN", "metrics-token-for-tests");
+    let mut cfg = config(dir.path(), &murl, "");
+    cfg.server.metrics_token = Some("env:KB_TEST_METRICS_TOKEN".into());
+    let r = start_with(cfg).await;
+    let url = format!("{}/metrics", r.url);
+    let refused = r.client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let wrong = r
+        .client
+        .get(&url)
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = r
+        .client
+        .get(&url)
+        .bearer_auth("metrics-token-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("keyburn_jobs"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(dir.path(), &murl, "");
+    cfg.server.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    let r = start_with(cfg).await;
+    let main = r
+        .client
+        .get(format!("{}/metrics", r.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the webhook listener");
+    wait_for_ok(&r.client, &format!("http://127.0.0.1:{port}/metrics")).await;
+}
+
+async fn wait_for_ok(client: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(res) = client.get(url).send().await {
+            if res.status() == 200 {
+                return;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
