@@ -94,8 +94,13 @@ async fn shutdown() {
     }
 }
 
+/// The configured queue: PostgreSQL when `server.queue_url` is set,
+/// else the data directory's SQLite database (which must exist).
 fn open_queue(c: &ConfigArg) -> Result<Queue> {
     let cfg = load(c)?;
+    if let Some(url) = cfg.queue_url()? {
+        return Ok(Queue::connect(&url)?);
+    }
     let path = cfg.queue_path();
     anyhow::ensure!(
         path.exists(),
@@ -110,7 +115,7 @@ fn time(ms: i64) -> String {
 }
 
 pub fn jobs_list(args: JobsListArgs) -> Result<u8> {
-    let q = open_queue(&args.config)?;
+    let mut q = open_queue(&args.config)?;
     let state = args.state.map(|s| match s {
         JobStateArg::Queued => State::Queued,
         JobStateArg::Running => State::Running,
@@ -199,6 +204,14 @@ pub fn jobs_prune(args: JobsPruneArgs) -> Result<u8> {
 
 pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
     let cfg = load(&args.config)?;
+    if let (None, Some(url)) = (&args.file, cfg.queue_url()?) {
+        let v = keyburn_responder::audit::verify_postgres(&url)?;
+        out!(
+            "audit log in PostgreSQL: {} records, chain intact, matches its head",
+            v.records
+        );
+        return Ok(0);
+    }
     let path = args.file.unwrap_or_else(|| cfg.audit_path());
     // The anchor, when the queue database is there to hold one.
     let anchor = match cfg.queue_path() {

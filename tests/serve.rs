@@ -356,3 +356,109 @@ fn check_config_lists_every_problem_and_warns_without_github_credentials() {
         "a check starts nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgres_one_killed_resolve_every_alert_once() {
+    let pg = keyburn_responder::testdb::TestPostgres::start();
+    let (mock, murl) = start_mock().await;
+    const ALERTS: u64 = 24;
+    {
+        let mut m = mock.lock().unwrap();
+        for n in 1..=ALERTS {
+            m.leak(
+                "acme/app",
+                n,
+                "github_personal_access_token",
+                &fake_github_token(),
+            );
+        }
+        // Revocations in flight long enough for the kill to catch some.
+        m.revoke_delay = Duration::from_millis(300);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyburn.toml");
+    fs::write(
+        &config,
+        "[policy]\ndefault = \"revoke\"\n[worker]\nlease_secs = 2\nbackoff_base_ms = 50\n\
+         backoff_max_ms = 200\n[github]\nreconcile_interval_secs = 0\n",
+    )
+    .unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut replicas: Vec<Child> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let home = dir.path().join(format!("replica-{i}"));
+            fs::create_dir_all(&home).unwrap();
+            command(&home, *port, &murl, Some(&config), i)
+                .env("KEYBURN_QUEUE_URL", pg.url())
+                .env("KEYBURN_AUDIT_HMAC_KEY", "shared-audit-key-of-the-replicas")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for port in &ports {
+        wait_ready(*port).await;
+    }
+    // Each delivery reaches two replicas (a retrying load balancer): one
+    // job all the same.
+    for n in 1..=ALERTS {
+        let d = format!("pg-{n}");
+        let first = ports[n as usize % 3];
+        let second = ports[(n as usize + 1) % 3];
+        assert_eq!(deliver(first, &d, n).await, 202);
+        assert!([200, 202].contains(&deliver(second, &d, n).await));
+    }
+    wait_for("a few revocations", || {
+        mock.lock().unwrap().revoke_calls >= 4
+    })
+    .await;
+    replicas[0].kill().unwrap(); // SIGKILL, mid-run
+    replicas[0].wait().unwrap();
+    let resolved = || {
+        let m = mock.lock().unwrap();
+        (1..=ALERTS).all(|n| m.alerts[&format!("acme/app#{n}")]["state"] == "resolved")
+    };
+    let started = Instant::now();
+    while !resolved() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every alert resolved: {}",
+            fs::read_to_string(dir.path().join("replica-1/serve-1.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for r in &mut replicas[1..] {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    let m = mock.lock().unwrap();
+    assert!(m.active.is_empty(), "every secret is dead");
+    assert_eq!(m.revoke_calls as u64, ALERTS, "one revoke per secret");
+    assert_eq!(m.patches.len() as u64, ALERTS, "each alert resolved once");
+    drop(m);
+
+    let keyburn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keyburn"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env("KEYBURN_QUEUE_URL", pg.url())
+            .output()
+            .unwrap()
+    };
+    let verify = keyburn(&["audit", "verify"]);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && said.contains("PostgreSQL"),
+        "{said}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let jobs = keyburn(&[
+        "jobs", "list", "--state", "done", "--json", "--limit", "100",
+    ]);
+    let jobs: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len() as u64, ALERTS);
+}

@@ -19,6 +19,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use hmac::{Hmac, Mac};
@@ -43,6 +44,10 @@ pub enum AuditError {
     EmptyKey,
     #[error("{path}: {message}")]
     Anchor { path: PathBuf, message: String },
+    #[error("audit log (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("audit log: {0}")]
+    Database(String),
 }
 
 /// The log's head as last recorded apart from it.
@@ -77,24 +82,31 @@ pub struct Record {
     pub detail: Map<String, Value>,
 }
 
-/// An open audit log. Appends are serialized and flushed to disk (fsync)
-/// before `append` returns.
+/// An open audit log: a file in the data directory, or (with a shared
+/// PostgreSQL queue) a table that every replica appends to. Appends are
+/// serialized and durable (fsync, or a committed transaction) before
+/// `append` returns.
 pub struct AuditLog {
-    path: PathBuf,
     key: Vec<u8>,
-    inner: Mutex<Inner>,
+    sink: Sink,
     /// Where a torn final record was moved when the log was opened.
     repaired: Option<PathBuf>,
+    /// Whether the last append was stored.
+    writable: AtomicBool,
 }
 
-struct Inner {
+enum Sink {
+    File(Mutex<FileLog>),
+    Postgres(Mutex<Box<postgres::Client>>),
+}
+
+struct FileLog {
+    path: PathBuf,
     file: File,
     prev: String,
     records: u64,
     /// Length of the log up to its last complete record.
     len: u64,
-    /// Whether the last append reached the disk.
-    writable: bool,
 }
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -128,16 +140,33 @@ impl AuditLog {
             .map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         Ok(AuditLog {
-            path: path.to_path_buf(),
             key: key.to_vec(),
-            inner: Mutex::new(Inner {
+            sink: Sink::File(Mutex::new(FileLog {
+                path: path.to_path_buf(),
                 file,
                 prev,
                 records,
                 len,
-                writable: true,
-            }),
+            })),
             repaired,
+            writable: AtomicBool::new(true),
+        })
+    }
+
+    /// The log kept in the PostgreSQL database at `url` (its tables are
+    /// created by [`crate::queue::Queue::connect`]): replicas append to
+    /// one chain, each append holding the head row's lock.
+    pub fn connect(url: &str, key: &[u8]) -> Result<AuditLog, AuditError> {
+        if key.is_empty() {
+            return Err(AuditError::EmptyKey);
+        }
+        let client = crate::queue::blocking(|| crate::queue::connect_postgres(url))
+            .map_err(|e| AuditError::Database(e.to_string()))?;
+        Ok(AuditLog {
+            key: key.to_vec(),
+            sink: Sink::Postgres(Mutex::new(Box::new(client))),
+            repaired: None,
+            writable: AtomicBool::new(true),
         })
     }
 
@@ -146,25 +175,25 @@ impl AuditLog {
         self.repaired.as_deref()
     }
 
-    /// The head to anchor: records written and the last one's hash.
-    pub fn anchor(&self) -> Anchor {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Anchor {
-            records: inner.records,
-            head: inner.prev.clone(),
+    /// The head to anchor apart from a file log: records written and the
+    /// last one's hash. `None` for a log in the database, whose head row
+    /// is its anchor.
+    pub fn anchor(&self) -> Option<Anchor> {
+        match &self.sink {
+            Sink::File(f) => {
+                let f = f.lock().unwrap_or_else(|e| e.into_inner());
+                Some(Anchor {
+                    records: f.records,
+                    head: f.prev.clone(),
+                })
+            }
+            Sink::Postgres(_) => None,
         }
     }
 
-    /// Whether the last append reached the disk (for `/readyz`).
+    /// Whether the last append was stored (for `/readyz`).
     pub fn writable(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .writable
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        self.writable.load(Ordering::Relaxed)
     }
 
     /// `hmac-sha256:<hex>` of `secret` under the log's key.
@@ -181,11 +210,26 @@ impl AuditLog {
 
     /// Append records in order with one sync for all of them.
     pub fn append_all(&self, records: Vec<Record>) -> Result<(), AuditError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = String::new();
-        let mut prev = inner.prev.clone();
-        let count = records.len() as u64;
-        for mut record in records {
+        let result = match &self.sink {
+            Sink::File(f) => {
+                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+                f.append(records)
+            }
+            Sink::Postgres(c) => {
+                let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+                crate::queue::blocking(|| append_postgres(&mut c, records))
+            }
+        };
+        self.writable.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+}
+
+/// Chain `records` after `prev`: their lines, and the new head.
+fn chain(records: Vec<Record>, mut prev: String) -> (Vec<String>, String) {
+    let lines = records
+        .into_iter()
+        .map(|mut record| {
             if record.time.is_empty() {
                 record.time = now();
             }
@@ -193,34 +237,116 @@ impl AuditLog {
                 Ok(Value::Object(o)) => o,
                 _ => Map::new(),
             };
-            obj.insert("prev".into(), Value::String(prev));
+            obj.insert("prev".into(), Value::String(prev.clone()));
             let line = serde_json::to_string(&obj).unwrap_or_default();
             prev = hex::encode(Sha256::digest(line.as_bytes()));
-            text.push_str(&line);
-            text.push('\n');
-        }
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let written = inner
+            line
+        })
+        .collect();
+    (lines, prev)
+}
+
+impl FileLog {
+    fn append(&mut self, records: Vec<Record>) -> Result<(), AuditError> {
+        let count = records.len() as u64;
+        let (lines, prev) = chain(records, self.prev.clone());
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let written = self
             .file
             .write_all(text.as_bytes())
-            .and_then(|()| inner.file.sync_data());
-        if let Err(e) = written {
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = written {
             // Whole records or none: cut back whatever part reached the
             // file, so the next append starts on a line of its own.
-            let len = inner.len;
-            let _ = inner.file.set_len(len);
-            inner.writable = false;
-            return Err(io(e));
+            let _ = self.file.set_len(self.len);
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            });
         }
-        inner.len += text.len() as u64;
-        inner.records += count;
-        inner.writable = true;
-        inner.prev = prev;
+        self.len += text.len() as u64;
+        self.records += count;
+        self.prev = prev;
         Ok(())
     }
+}
+
+/// One transaction: lock the head row (so replicas append one at a time),
+/// chain the records after it, insert them, move the head.
+fn append_postgres(c: &mut postgres::Client, records: Vec<Record>) -> Result<(), AuditError> {
+    let mut tx = c.transaction()?;
+    let head = tx.query_one(
+        "SELECT records, head FROM audit_anchor WHERE id = 1 FOR UPDATE",
+        &[],
+    )?;
+    let (count, prev): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
+    let (lines, head) = chain(records, prev);
+    let seqs: Vec<i64> = (1..=lines.len() as i64).map(|i| count + i).collect();
+    tx.execute(
+        "INSERT INTO audit_log (seq, line) SELECT * FROM UNNEST($1::bigint[], $2::text[])",
+        &[&seqs, &lines],
+    )?;
+    tx.execute(
+        "UPDATE audit_anchor SET records = $1, head = $2 WHERE id = 1",
+        &[&(count + lines.len() as i64), &head],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Check the log kept in PostgreSQL: every record in sequence, chained,
+/// and the head row naming the last one (else records were removed from
+/// the end, or the chain recomputed).
+pub fn verify_postgres(url: &str) -> Result<Verified, AuditError> {
+    let mut c =
+        crate::queue::connect_postgres(url).map_err(|e| AuditError::Database(e.to_string()))?;
+    let what = PathBuf::from("postgres:audit_log");
+    let broken = |line: usize, message: String| AuditError::Broken {
+        path: what.clone(),
+        line,
+        message,
+    };
+    let mut prev = GENESIS.to_string();
+    let mut hashes = Vec::new();
+    loop {
+        let rows = c.query(
+            "SELECT seq, line FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000",
+            &[&(hashes.len() as i64)],
+        )?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let (seq, line): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            let n = hashes.len() + 1;
+            if seq != n as i64 {
+                return Err(broken(n, format!("record {n} is missing (next is {seq})")));
+            }
+            let obj: Map<String, Value> = serde_json::from_str(&line)
+                .map_err(|e| broken(n, format!("not a JSON record: {e}")))?;
+            let got = obj.get("prev").and_then(Value::as_str).unwrap_or("");
+            if got != prev {
+                return Err(broken(
+                    n,
+                    format!("chain broken: prev is {got:?}, the record before hashes to {prev}"),
+                ));
+            }
+            prev = hex::encode(Sha256::digest(line.as_bytes()));
+            hashes.push(prev.clone());
+        }
+    }
+    let head = c.query_one("SELECT records, head FROM audit_anchor WHERE id = 1", &[])?;
+    let anchor = Anchor {
+        records: head.try_get::<_, i64>(0)? as u64,
+        head: head.try_get(1)?,
+    };
+    let v = Verified {
+        records: hashes.len(),
+        last_hash: prev,
+        hashes,
+    };
+    check_anchor(&what, v, &anchor)
 }
 
 /// The current time, RFC 3339 UTC.
@@ -280,7 +406,10 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
 /// record must hash to the anchored head (else the chain was recomputed).
 /// Records after the anchor are the few written since it was last saved.
 pub fn verify_anchored(path: &Path, anchor: &Anchor) -> Result<Verified, AuditError> {
-    let v = verify(path)?;
+    check_anchor(path, verify(path)?, anchor)
+}
+
+fn check_anchor(path: &Path, v: Verified, anchor: &Anchor) -> Result<Verified, AuditError> {
     let bad = |message: String| AuditError::Anchor {
         path: path.to_path_buf(),
         message,
@@ -443,7 +572,7 @@ mod tests {
         for e in ["a", "b", "c"] {
             log.append(record(e)).unwrap();
         }
-        let anchor = log.anchor();
+        let anchor = log.anchor().expect("a file log has an anchor");
         assert_eq!(anchor.records, 3);
         log.append(record("d")).unwrap();
         drop(log);

@@ -89,6 +89,12 @@ pub struct Server {
     /// Require `Authorization: Bearer <token>` on `/metrics`
     /// (`env:NAME` / `file:PATH`).
     pub metrics_token: Option<String>,
+    /// `postgres://user@host/db`: the queue and the audit log in
+    /// PostgreSQL, shared by several `keyburn serve` replicas (default:
+    /// SQLite and a file in `data_dir`). `KEYBURN_QUEUE_URL`; `env:NAME`
+    /// or `file:PATH` for a URL holding a password.
+    #[serde(default = "default_queue_url")]
+    pub queue_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -294,6 +300,9 @@ fn default_backoff_base() -> u64 {
 fn default_backoff_max() -> u64 {
     1_800_000
 }
+fn default_queue_url() -> Option<String> {
+    Some("env:KEYBURN_QUEUE_URL".into())
+}
 fn default_header_timeout() -> u64 {
     10
 }
@@ -434,10 +443,32 @@ impl Config {
                 });
             }
         }
+        let shared = match self.queue_url() {
+            Ok(url) => url.is_some(),
+            Err(e) => {
+                errors.push(e);
+                false
+            }
+        };
+        if shared && !matches!(self.audit_key(), Ok(Some(_))) {
+            errors.push(ConfigError::Value {
+                key: "audit.hmac_key".into(),
+                message: "replicas sharing a queue must share the audit key: set \
+                          KEYBURN_AUDIT_HMAC_KEY (or audit.hmac_key) on every one"
+                    .into(),
+            });
+        }
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(errors));
         }
         let mut warnings = Vec::new();
+        if shared && self.server.queue_max_bytes.is_some() {
+            warnings.push(
+                "server.queue_max_bytes applies to the embedded SQLite queue only; \
+                 PostgreSQL manages its own space"
+                    .to_string(),
+            );
+        }
         if self.github.app.is_none() && !matches!(self.github_token(), Ok(Some(_))) {
             warnings.push(
                 "no GitHub credentials (github.token or [github.app]): alerts cannot be \
@@ -477,6 +508,21 @@ impl Config {
         match &self.audit.hmac_key {
             Some(k) => resolve("audit.hmac_key", k, false),
             None => Ok(None),
+        }
+    }
+
+    /// The shared queue's URL, when one is configured.
+    pub fn queue_url(&self) -> Result<Option<String>, ConfigError> {
+        let Some(u) = &self.server.queue_url else {
+            return Ok(None);
+        };
+        let url = resolve("server.queue_url", u, true)?;
+        match url {
+            Some(url) if !crate::queue::is_postgres_url(&url) => Err(ConfigError::Value {
+                key: "server.queue_url".into(),
+                message: "must be a postgres:// or postgresql:// URL".into(),
+            }),
+            url => Ok(url),
         }
     }
 
@@ -695,5 +741,23 @@ action = "ignore"
             warnings.iter().any(|w| w.contains("no GitHub credentials")),
             "{warnings:?}"
         );
+
+        // A shared queue: a PostgreSQL URL, and the audit key every
+        // replica shares.
+        let not_pg: Config = toml::from_str(&format!(
+            "[server]\nqueue_url = \"mysql://db/keyburn\"\n\
+             [github]\nwebhook_secrets = [{long:?}]\n"
+        ))
+        .unwrap();
+        let text = not_pg.check().unwrap_err().to_string();
+        assert!(text.contains("server.queue_url"), "{text}");
+        let no_key: Config = toml::from_str(&format!(
+            "[server]\nqueue_url = \"postgres://db/keyburn\"\n\
+             [audit]\nhmac_key = \"env:KB_TEST_UNSET_KEY\"\n\
+             [github]\nwebhook_secrets = [{long:?}]\n"
+        ))
+        .unwrap();
+        let text = no_key.check().unwrap_err().to_string();
+        assert!(text.contains("audit.hmac_key"), "{text}");
     }
 }

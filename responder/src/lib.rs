@@ -17,4 +17,6 @@ pub mod providers;
 pub mod queue;
 pub mod server;
 pub mod signature;
+#[cfg(feature = "mock")]
+pub mod testdb;
 pub mod worker;

@@ -172,6 +172,79 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
     }
 }
 
+/// The embedded queue and the audit file in the data directory: private
+/// files, the size limit, jobs left running resumed, a torn audit tail
+/// repaired and the log checked against its anchor, which is kept up to
+/// date from then on.
+fn open_embedded(
+    cfg: &Config,
+    key: &[u8],
+    notes: &mut Vec<String>,
+) -> Result<(Arc<Mutex<Queue>>, Arc<AuditLog>), SetupError> {
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| SetupError::Io { path, source }
+    };
+    let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key)?);
+    let queue_path = cfg.queue_path();
+    let mut queue = Queue::open(&queue_path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = queue_path.clone().into_os_string();
+        name.push(suffix);
+        crate::datadir::private_file(std::path::Path::new(&name)).map_err(io(&queue_path))?;
+    }
+    crate::datadir::private_file(&cfg.audit_path()).map_err(io(&cfg.audit_path()))?;
+    if let Some(max) = cfg.server.queue_max_bytes {
+        queue.limit_size(max)?;
+    }
+    let recovered = queue.recover(now_ms())?;
+    if recovered > 0 {
+        notes.push(format!(
+            "{recovered} job(s) were running when the responder stopped; resuming them at their step"
+        ));
+    }
+    let record = |event: &str, outcome: &str, key: &str, value: String| Record {
+        event: event.into(),
+        actor: ACTOR.into(),
+        outcome: outcome.into(),
+        detail: [(key.to_string(), value.into())].into_iter().collect(),
+        ..Record::default()
+    };
+    if let Some(aside) = audit.repaired() {
+        audit.append(record(
+            "audit.repaired",
+            "torn-record-moved",
+            "moved_to",
+            aside.display().to_string(),
+        ))?;
+        notes.push(format!(
+            "the audit log ended in a torn record (a crash or a full disk mid-write); \
+             it was moved to {} and the chain continues from the last intact record",
+            aside.display()
+        ));
+    }
+    if let Some(anchor) = queue.anchor()? {
+        if let Err(e) = crate::audit::verify_anchored(&cfg.audit_path(), &anchor) {
+            audit.append(record(
+                "audit.anchor_mismatch",
+                "error",
+                "error",
+                e.to_string(),
+            ))?;
+            notes.push(format!(
+                "the audit log does not match its anchor in the queue database: {e}"
+            ));
+        }
+    }
+    if let Some(anchor) = audit.anchor() {
+        queue.save_anchor(&anchor)?;
+    }
+    let queue = Arc::new(Mutex::new(queue));
+    spawn_anchor(Arc::downgrade(&queue), Arc::downgrade(&audit))
+        .map_err(io(&cfg.server.data_dir))?;
+    Ok((queue, audit))
+}
+
 /// How often the audit log's head is copied to the queue database.
 const ANCHOR_EVERY: Duration = Duration::from_millis(200);
 
@@ -190,7 +263,9 @@ fn spawn_anchor(
                 let (Some(queue), Some(audit)) = (queue.upgrade(), audit.upgrade()) else {
                     return;
                 };
-                let anchor = audit.anchor();
+                let Some(anchor) = audit.anchor() else {
+                    return;
+                };
                 if saved.as_ref() == Some(&anchor) {
                     continue;
                 }
@@ -297,6 +372,7 @@ impl Responder {
         };
         let mut notes = cfg.check()?;
         let data_dir = crate::datadir::DataDir::claim(dir)?;
+        let queue_url = cfg.queue_url()?;
         let key = match cfg.audit_key()? {
             Some(k) => k,
             None => {
@@ -311,60 +387,14 @@ impl Responder {
                 k
             }
         };
-        let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key.as_bytes())?);
-        let queue_path = cfg.queue_path();
-        let mut queue = Queue::open(&queue_path)?;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = queue_path.clone().into_os_string();
-            name.push(suffix);
-            crate::datadir::private_file(std::path::Path::new(&name)).map_err(io(&queue_path))?;
-        }
-        crate::datadir::private_file(&cfg.audit_path()).map_err(io(&cfg.audit_path()))?;
-        if let Some(max) = cfg.server.queue_max_bytes {
-            queue.limit_size(max)?;
-        }
-        let recovered = queue.recover(now_ms())?;
-        if recovered > 0 {
-            notes.push(format!(
-                "{recovered} job(s) were running when the responder stopped; resuming them at their step"
-            ));
-        }
-        if let Some(aside) = audit.repaired() {
-            let msg = format!(
-                "the audit log ended in a torn record (a crash or a full disk mid-write); \
-                 it was moved to {} and the chain continues from the last intact record",
-                aside.display()
-            );
-            audit.append(Record {
-                event: "audit.repaired".into(),
-                actor: ACTOR.into(),
-                outcome: "torn-record-moved".into(),
-                detail: [("moved_to".to_string(), aside.display().to_string().into())]
-                    .into_iter()
-                    .collect(),
-                ..Record::default()
-            })?;
-            notes.push(msg);
-        }
-        if let Some(anchor) = queue.anchor()? {
-            if let Err(e) = crate::audit::verify_anchored(&cfg.audit_path(), &anchor) {
-                audit.append(Record {
-                    event: "audit.anchor_mismatch".into(),
-                    actor: ACTOR.into(),
-                    outcome: "error".into(),
-                    detail: [("error".to_string(), e.to_string().into())]
-                        .into_iter()
-                        .collect(),
-                    ..Record::default()
-                })?;
-                notes.push(format!(
-                    "the audit log does not match its anchor in the queue database: {e}"
-                ));
+        let (queue, audit) = match &queue_url {
+            Some(url) => {
+                let queue = crate::queue::blocking(|| Queue::connect(url))?;
+                let audit = Arc::new(AuditLog::connect(url, key.as_bytes())?);
+                (Arc::new(Mutex::new(queue)), audit)
             }
-        }
-        queue.save_anchor(&audit.anchor())?;
-        let queue = Arc::new(Mutex::new(queue));
-        spawn_anchor(Arc::downgrade(&queue), Arc::downgrade(&audit)).map_err(io(dir))?;
+            None => open_embedded(&cfg, key.as_bytes(), &mut notes)?,
+        };
         let (intake_tx, intake_rx) = std::sync::mpsc::channel();
         let (intake_q, intake_audit) = (Arc::clone(&queue), Arc::clone(&audit));
         std::thread::Builder::new()

@@ -21,13 +21,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+mod db;
+
+use db::{Db, Row, P};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("job queue: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("job queue (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("job queue: not a PostgreSQL URL: {0}")]
+    Url(String),
     #[error("job queue: no job {0}")]
     NoSuchJob(i64),
     #[error("job queue: job {id} is {state}, not dead")]
@@ -210,10 +216,10 @@ pub enum Retry {
 }
 
 pub struct Queue {
-    conn: Connection,
+    db: Db,
     /// Bytes intake may fill (with the pending jobs' reserve), and the
     /// page size; the rest of the size limit is kept for the workers'
-    /// progress (claims, steps, completions).
+    /// progress (claims, steps, completions). SQLite only.
     intake_limit: Option<(i64, i64)>,
 }
 
@@ -224,7 +230,7 @@ const INTAKE_SHARE: (i64, i64) = (9, 10);
 /// steps record what they found (a few hundred bytes in practice).
 const JOB_RESERVE: i64 = 1024;
 
-const SCHEMA: &str = "
+const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     repo TEXT NOT NULL,
@@ -257,6 +263,54 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 ";
 
+/// The same tables on PostgreSQL, plus what lets replicas share them: at
+/// most one pending job per alert (a partial unique index, so that two
+/// replicas taking deliveries of one alert make one job), and the audit
+/// log with its head (see [`crate::audit`]). Creating them is serialized
+/// by an advisory lock, since replicas may start together.
+const POSTGRES_SCHEMA: &str = "
+SELECT pg_advisory_xact_lock(4242001);
+CREATE TABLE IF NOT EXISTS jobs (
+    id BIGSERIAL PRIMARY KEY,
+    repo TEXT NOT NULL,
+    alert_number BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    delivery TEXT,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_run_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL DEFAULT 0,
+    fence BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    context TEXT NOT NULL DEFAULT '{}',
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_alert ON jobs (repo, alert_number, state);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_run_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs (repo, alert_number)
+    WHERE state IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    job_id BIGINT,
+    received_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    records BIGINT NOT NULL,
+    head TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    line TEXT NOT NULL
+);
+INSERT INTO audit_anchor (id, records, head)
+    VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
+    ON CONFLICT (id) DO NOTHING;
+";
+
 const COLUMNS: &str = "id, repo, alert_number, source, delivery, payload, state, step, attempts, \
                        next_run_at, last_error, created_at, updated_at, context, fence";
 
@@ -270,14 +324,45 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Run a blocking database call from wherever it is made: on a thread
+/// that drives async tasks, the runtime is told first (the synchronous
+/// PostgreSQL client blocks on a runtime of its own).
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://`,
+/// `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Connect to PostgreSQL at `url` (a libpq-style URL). TLS is not
+/// offered: run the database on the same host or a private network.
+pub fn connect_postgres(url: &str) -> Result<postgres::Client, QueueError> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| QueueError::Url(e.to_string()))?;
+    let mut config = config;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(config.connect(postgres::NoTls)?)
+}
+
 impl Queue {
-    /// Open (creating) the queue database at `path`.
+    /// Open (creating) the SQLite queue database at `path`.
     pub fn open(path: &Path) -> Result<Queue, QueueError> {
-        let conn = Connection::open(path)?;
+        let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(SQLITE_SCHEMA)?;
         for (column, decl) in MIGRATIONS {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
@@ -289,38 +374,56 @@ impl Queue {
             }
         }
         Ok(Queue {
-            conn,
+            db: Db::Sqlite(conn),
             intake_limit: None,
         })
+    }
+
+    /// Connect to (creating the tables of) the PostgreSQL queue at `url`.
+    pub fn connect(url: &str) -> Result<Queue, QueueError> {
+        let mut client = connect_postgres(url)?;
+        client.batch_execute(&format!("BEGIN; {POSTGRES_SCHEMA} COMMIT;"))?;
+        Ok(Queue {
+            db: Db::Postgres(Box::new(client)),
+            intake_limit: None,
+        })
+    }
+
+    /// Whether this queue is shared (PostgreSQL) rather than embedded.
+    pub fn is_shared(&self) -> bool {
+        self.db.is_postgres()
     }
 
     /// Cap the database's size (SQLite's `max_page_count`). Intake stops
     /// short of it ([`Queue::full`]: the server answers 503), keeping a
     /// tenth and room for every pending job's progress, so that the jobs
-    /// already queued can always move on and finish.
+    /// already queued can always move on and finish. PostgreSQL manages
+    /// its own space: there this does nothing.
     pub fn limit_size(&mut self, bytes: u64) -> Result<(), QueueError> {
-        let page: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let Db::Sqlite(conn) = &self.db else {
+            return Ok(());
+        };
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let pages = (bytes / page.max(1) as u64).max(1) as i64;
-        self.conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         self.intake_limit = Some((pages * page * INTAKE_SHARE.0 / INTAKE_SHARE.1, page));
         Ok(())
     }
 
     /// Whether intake must stop: the pages in use and the pending jobs'
     /// reserve reached intake's share of the size limit.
-    pub fn full(&self) -> Result<bool, QueueError> {
+    pub fn full(&mut self) -> Result<bool, QueueError> {
         let Some((limit, page)) = self.intake_limit else {
             return Ok(false);
         };
-        let (pages, pending): (i64, i64) = self.conn.query_row(
+        let used = self.db.query_opt(
             "SELECT (SELECT page_count FROM pragma_page_count()) - \
                     (SELECT freelist_count FROM pragma_freelist_count()), \
                     (SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running'))",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            &[],
+            |r| Ok((r.int(0)?, r.int(1)?)),
         )?;
-        Ok(pages * page + pending * JOB_RESERVE >= limit)
+        Ok(used.is_some_and(|(pages, pending)| pages * page + pending * JOB_RESERVE >= limit))
     }
 
     /// Forget what finished jobs no longer need, for those last updated
@@ -331,26 +434,32 @@ impl Queue {
     /// they handled. Returns (payloads dropped, deliveries dropped).
     pub fn prune(&mut self, age: Duration, now: i64) -> Result<(usize, usize), QueueError> {
         let before = now.saturating_sub(age.as_millis().min(i64::MAX as u128) as i64);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let payloads = tx.execute(
-            "UPDATE jobs SET payload = '' WHERE state = 'done' AND updated_at < ?1 AND payload <> ''",
-            [before],
-        )?;
-        let deliveries = tx.execute("DELETE FROM deliveries WHERE received_at < ?1", [before])?;
-        tx.commit()?;
-        Ok((payloads, deliveries))
+        self.transaction(|db| {
+            let payloads = db.execute(
+                "UPDATE jobs SET payload = '' WHERE state = 'done' AND updated_at < ?1 AND payload <> ''",
+                &[P::Int(before)],
+            )?;
+            let deliveries = db.execute(
+                "DELETE FROM deliveries WHERE received_at < ?1",
+                &[P::Int(before)],
+            )?;
+            Ok((payloads, deliveries))
+        })
     }
 
     /// After a restart, jobs left running belonged to the process that
     /// died: they are due again at once, at their step. Returns how many.
+    /// A shared queue's running jobs may belong to live replicas: there
+    /// they are left to their leases.
     pub fn recover(&mut self, now: i64) -> Result<usize, QueueError> {
-        Ok(self.conn.execute(
+        if self.db.is_postgres() {
+            return Ok(0);
+        }
+        self.db.execute(
             "UPDATE jobs SET state = 'queued', fence = fence + 1, next_run_at = ?1, updated_at = ?1 \
              WHERE state = 'running'",
-            [now],
-        )?)
+            &[P::Int(now)],
+        )
     }
 
     /// Record a delivery and create its job, in one transaction: when this
@@ -361,42 +470,58 @@ impl Queue {
 
     /// [`Queue::enqueue`] for many deliveries in one transaction: one
     /// fsync for the lot (group commit). Later jobs see earlier ones, so a
-    /// delivery repeated within the batch is still a duplicate.
+    /// delivery repeated within the batch is still a duplicate. On
+    /// PostgreSQL the jobs are written in (repository, alert) order, so
+    /// that replicas' batches wait on each other rather than deadlock.
     pub fn enqueue_all(&mut self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, QueueError> {
-        // IMMEDIATE: take the write lock first (waiting out the workers'
-        // connection) rather than fail to upgrade a read snapshot.
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let outcomes = jobs
-            .iter()
-            .map(|job| enqueue_in(&tx, job, now))
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit()?;
-        Ok(outcomes)
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        if self.db.is_postgres() {
+            order.sort_by_key(|&i| (jobs[i].repo, jobs[i].alert_number, jobs[i].delivery));
+        }
+        let mut tries = 0;
+        loop {
+            let result = self.transaction(|db| {
+                let mut outcomes = vec![Enqueued::DuplicateDelivery(None); jobs.len()];
+                for &i in &order {
+                    outcomes[i] = enqueue_in(db, &jobs[i], now)?;
+                }
+                Ok(outcomes)
+            });
+            match result {
+                // Two replicas can still collide (a deadlock PostgreSQL
+                // breaks by failing one side): once more.
+                Err(QueueError::Postgres(e)) if tries == 0 && is_transient(&e) => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Record a delivery that makes no job (a ping, an ignored event), so
     /// that its redelivery is recognised too. Returns false if seen before.
     pub fn record_delivery(&mut self, delivery: &str, now: i64) -> Result<bool, QueueError> {
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO deliveries (id, job_id, received_at) VALUES (?1, NULL, ?2)",
-            params![delivery, now],
+        let n = self.db.execute(
+            "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, NULL, ?2) \
+             ON CONFLICT (id) DO NOTHING",
+            &[P::Text(delivery), P::Int(now)],
         )?;
         Ok(n == 1)
     }
 
     /// Where the newest job for an alert stands, for reconciliation.
-    pub fn standing(&self, repo: &str, alert_number: u64) -> Result<Standing, QueueError> {
-        let latest: Option<(i64, String, bool)> = self
-            .conn
-            .query_row(
-                "SELECT id, state, coalesce(json_extract(context, '$.alert_closed'), 0) \
-                 FROM jobs WHERE repo = ?1 AND alert_number = ?2 ORDER BY id DESC LIMIT 1",
-                params![repo, alert_number as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+    pub fn standing(&mut self, repo: &str, alert_number: u64) -> Result<Standing, QueueError> {
+        let closed = if self.db.is_postgres() {
+            "CASE WHEN (context::jsonb ->> 'alert_closed') = 'true' THEN 1::bigint ELSE 0::bigint END"
+        } else {
+            "coalesce(json_extract(context, '$.alert_closed'), 0)"
+        };
+        let latest = self.db.query_opt(
+            &format!(
+                "SELECT id, state, {closed} FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
+                 ORDER BY id DESC LIMIT 1"
+            ),
+            &[P::Text(repo), P::Int(alert_number as i64)],
+            |r| Ok((r.int(0)?, r.text(1)?, r.int(2)? != 0)),
+        )?;
         Ok(match latest {
             None => Standing::Unknown,
             Some((id, state, closed)) => match State::parse(&state) {
@@ -408,22 +533,26 @@ impl Queue {
         })
     }
 
-    /// Take the next due job, marking it running under a lease. A job
-    /// whose lease expired (its worker died) is due again, at its step.
+    /// Take the next due job, marking it running under a new lease. A job
+    /// whose lease expired (its worker died) is due again, at its step. On
+    /// PostgreSQL, replicas skip the rows others are claiming.
     pub fn claim(&mut self, now: i64, lease: Duration) -> Result<Option<Job>, QueueError> {
         let until = now + lease.as_millis() as i64;
+        let skip = if self.db.is_postgres() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_until = ?2, fence = fence + 1, updated_at = ?1 \
              WHERE id = (SELECT id FROM jobs \
                          WHERE (state = 'queued' AND next_run_at <= ?1) \
                             OR (state = 'running' AND lease_until <= ?1) \
-                         ORDER BY next_run_at, id LIMIT 1) \
+                         ORDER BY next_run_at, id LIMIT 1 {skip}) \
              RETURNING {COLUMNS}"
         );
-        Ok(self
-            .conn
-            .query_row(&sql, params![now, until], row_to_job)
-            .optional()?)
+        self.db
+            .query_opt(&sql, &[P::Int(now), P::Int(until)], row_to_job)
     }
 
     /// Extend a held lease to `now + lease`. Fails with
@@ -432,7 +561,7 @@ impl Queue {
         self.fenced(
             held,
             "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-            params![held.id, held.fence, now + lease.as_millis() as i64],
+            &[P::Int(now + lease.as_millis() as i64)],
         )
     }
 
@@ -450,7 +579,7 @@ impl Queue {
             held,
             "UPDATE jobs SET step = ?3, context = ?4, attempts = 0, last_error = NULL, updated_at = ?5 \
              WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-            params![held.id, held.fence, next, context, now],
+            &[P::Text(next), P::Text(context), P::Int(now)],
         )
     }
 
@@ -461,35 +590,32 @@ impl Queue {
             held,
             "UPDATE jobs SET context = ?3, updated_at = ?4 \
              WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-            params![held.id, held.fence, context, now],
+            &[P::Text(context), P::Int(now)],
         )
     }
 
     /// Keep the audit log's head apart from the log.
     pub fn save_anchor(&mut self, anchor: &crate::audit::Anchor) -> Result<(), QueueError> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO audit_anchor (id, records, head) VALUES (1, ?1, ?2) \
              ON CONFLICT (id) DO UPDATE SET records = ?1, head = ?2",
-            params![anchor.records as i64, anchor.head],
+            &[P::Int(anchor.records as i64), P::Text(&anchor.head)],
         )?;
         Ok(())
     }
 
     /// The audit log's head as last anchored.
-    pub fn anchor(&self) -> Result<Option<crate::audit::Anchor>, QueueError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT records, head FROM audit_anchor WHERE id = 1",
-                [],
-                |r| {
-                    Ok(crate::audit::Anchor {
-                        records: r.get::<_, i64>(0)? as u64,
-                        head: r.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
+    pub fn anchor(&mut self) -> Result<Option<crate::audit::Anchor>, QueueError> {
+        self.db.query_opt(
+            "SELECT records, head FROM audit_anchor WHERE id = 1",
+            &[],
+            |r| {
+                Ok(crate::audit::Anchor {
+                    records: r.int(0)? as u64,
+                    head: r.text(1)?,
+                })
+            },
+        )
     }
 
     /// The job is finished.
@@ -498,7 +624,7 @@ impl Queue {
             held,
             "UPDATE jobs SET state = 'done', step = 'done', context = ?3, last_error = NULL, \
              updated_at = ?4 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-            params![held.id, held.fence, context, now],
+            &[P::Text(context), P::Int(now)],
         )
     }
 
@@ -512,22 +638,21 @@ impl Queue {
         backoff: &Backoff,
         now: i64,
     ) -> Result<Retry, QueueError> {
-        let attempts: u32 = self
-            .conn
-            .query_row(
+        let attempts = self
+            .db
+            .query_opt(
                 "SELECT attempts FROM jobs WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-                params![held.id, held.fence],
-                |r| r.get(0),
-            )
-            .optional()?
+                &[P::Int(held.id), P::Int(held.fence)],
+                |r| r.int(0),
+            )?
             .ok_or(QueueError::LeaseLost(held.id))?;
-        let attempts = attempts + 1;
+        let attempts = (attempts + 1).clamp(0, u32::MAX as i64) as u32;
         if failure == Failure::Permanent || attempts >= backoff.attempts {
             self.fenced(
                 held,
                 "UPDATE jobs SET state = 'dead', attempts = ?3, last_error = ?4, updated_at = ?5 \
                  WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-                params![held.id, held.fence, attempts, error, now],
+                &[P::Int(attempts.into()), P::Text(error), P::Int(now)],
             )?;
             return Ok(Retry::Dead);
         }
@@ -536,7 +661,12 @@ impl Queue {
             held,
             "UPDATE jobs SET state = 'queued', attempts = ?3, last_error = ?4, next_run_at = ?5, \
              updated_at = ?6 WHERE id = ?1 AND fence = ?2 AND state = 'running'",
-            params![held.id, held.fence, attempts, error, at, now],
+            &[
+                P::Int(attempts.into()),
+                P::Text(error),
+                P::Int(at),
+                P::Int(now),
+            ],
         )?;
         Ok(Retry::At(at))
     }
@@ -554,146 +684,210 @@ impl Queue {
             });
         }
         let step = from_step.unwrap_or(&job.step);
-        let sql = if from_step.is_some() {
-            "UPDATE jobs SET state = 'queued', step = ?3, attempts = 0, next_run_at = ?2, \
-             context = json_remove(context, '$.intent'), updated_at = ?2 \
-             WHERE id = ?1 AND state = 'dead'"
-        } else {
-            "UPDATE jobs SET state = 'queued', step = ?3, attempts = 0, next_run_at = ?2, \
-             updated_at = ?2 WHERE id = ?1 AND state = 'dead'"
+        let context = match (from_step.is_some(), self.db.is_postgres()) {
+            (false, _) => "context",
+            (true, false) => "json_remove(context, '$.intent')",
+            (true, true) => "(context::jsonb - 'intent')::text",
         };
-        self.update(id, sql, params![id, now, step])
-    }
-
-    /// Every dead job back in the queue at its step. Returns their ids.
-    pub fn retry_dead(&mut self, now: i64) -> Result<Vec<i64>, QueueError> {
-        let mut stmt = self.conn.prepare(
-            "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = ?1, updated_at = ?1 \
-             WHERE state = 'dead' RETURNING id",
-        )?;
-        let ids = stmt.query_map([now], |r| r.get(0))?;
-        Ok(ids.collect::<Result<_, _>>()?)
-    }
-
-    pub fn get(&self, id: i64) -> Result<Job, QueueError> {
-        self.conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-                [id],
-                row_to_job,
-            )
-            .optional()?
-            .ok_or(QueueError::NoSuchJob(id))
-    }
-
-    /// Jobs, newest first, optionally of one state.
-    pub fn list(&self, state: Option<State>, limit: usize) -> Result<Vec<Job>, QueueError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![state.map(State::as_str), limit as i64], row_to_job)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// How many jobs are in each state.
-    pub fn counts(&self) -> Result<Vec<(State, u64)>, QueueError> {
-        State::ALL
-            .iter()
-            .map(|s| {
-                let n: i64 = self.conn.query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE state = ?1",
-                    [s.as_str()],
-                    |r| r.get(0),
-                )?;
-                Ok((*s, n as u64))
-            })
-            .collect()
-    }
-
-    fn update(&self, id: i64, sql: &str, p: impl rusqlite::Params) -> Result<(), QueueError> {
-        match self.conn.execute(sql, p)? {
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued', step = ?3, attempts = 0, next_run_at = ?2, \
+             context = {context}, updated_at = ?2 WHERE id = ?1 AND state = 'dead'"
+        );
+        match self
+            .db
+            .execute(&sql, &[P::Int(id), P::Int(now), P::Text(step)])?
+        {
             0 => Err(QueueError::NoSuchJob(id)),
             _ => Ok(()),
         }
     }
 
-    /// A write that only the lease's holder may make.
-    fn fenced(&self, held: Lease, sql: &str, p: impl rusqlite::Params) -> Result<(), QueueError> {
-        match self.conn.execute(sql, p)? {
+    /// Every dead job back in the queue at its step. Returns their ids.
+    pub fn retry_dead(&mut self, now: i64) -> Result<Vec<i64>, QueueError> {
+        self.db.query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, next_run_at = ?1, updated_at = ?1 \
+             WHERE state = 'dead' RETURNING id",
+            &[P::Int(now)],
+            |r| r.int(0),
+        )
+    }
+
+    pub fn get(&mut self, id: i64) -> Result<Job, QueueError> {
+        self.db
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                &[P::Int(id)],
+                row_to_job,
+            )?
+            .ok_or(QueueError::NoSuchJob(id))
+    }
+
+    /// Jobs, newest first, optionally of one state.
+    pub fn list(&mut self, state: Option<State>, limit: usize) -> Result<Vec<Job>, QueueError> {
+        let limit = P::Int(limit.min(i64::MAX as usize) as i64);
+        match state {
+            Some(s) => self.db.query(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE state = ?1 ORDER BY id DESC LIMIT ?2"),
+                &[P::Text(s.as_str()), limit],
+                row_to_job,
+            ),
+            None => self.db.query(
+                &format!("SELECT {COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"),
+                &[limit],
+                row_to_job,
+            ),
+        }
+    }
+
+    /// How many jobs are in each state.
+    pub fn counts(&mut self) -> Result<Vec<(State, u64)>, QueueError> {
+        let mut out = Vec::new();
+        for s in State::ALL {
+            let n = self
+                .db
+                .query_opt(
+                    "SELECT COUNT(*) FROM jobs WHERE state = ?1",
+                    &[P::Text(s.as_str())],
+                    |r| r.int(0),
+                )?
+                .unwrap_or(0);
+            out.push((s, n as u64));
+        }
+        Ok(out)
+    }
+
+    /// Run `f` in a transaction: committed if it succeeds, rolled back if
+    /// it fails.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        self.db.begin()?;
+        match f(&mut self.db).and_then(|v| self.db.commit().map(|()| v)) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.db.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// A write that only the lease's holder may make: `sql` takes the
+    /// job id as `?1`, the fence as `?2`, then `params`.
+    fn fenced(&mut self, held: Lease, sql: &str, params: &[P]) -> Result<(), QueueError> {
+        let mut all = vec![P::Int(held.id), P::Int(held.fence)];
+        all.extend_from_slice(params);
+        match self.db.execute(sql, &all)? {
             0 => Err(QueueError::LeaseLost(held.id)),
             _ => Ok(()),
         }
     }
 }
 
-fn enqueue_in(tx: &rusqlite::Transaction, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
-    if let Some(d) = job.delivery {
-        let seen: Option<Option<i64>> = tx
-            .query_row("SELECT job_id FROM deliveries WHERE id = ?1", [d], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(job_id) = seen {
-            return Ok(Enqueued::DuplicateDelivery(job_id));
-        }
-    }
-    let pending: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
-             AND state IN ('queued', 'running') LIMIT 1",
-            params![job.repo, job.alert_number as i64],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let id = match pending {
-        Some(id) => id,
-        None => {
-            tx.execute(
-                "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
-                 next_run_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)",
-                params![
-                    job.repo,
-                    job.alert_number as i64,
-                    job.source,
-                    job.delivery,
-                    job.payload,
-                    job.step,
-                    now
-                ],
-            )?;
-            tx.last_insert_rowid()
-        }
-    };
-    if let Some(d) = job.delivery {
-        tx.execute(
-            "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, ?2, ?3)",
-            params![d, id, now],
-        )?;
-    }
-    Ok(match pending {
-        Some(id) => Enqueued::AlreadyPending(id),
-        None => Enqueued::Created(id),
+/// A PostgreSQL error worth one more try of the transaction: a deadlock
+/// or a serialization failure between replicas.
+fn is_transient(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            || *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
     })
 }
 
-fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+fn enqueue_in(db: &mut Db, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
+    if let Some(d) = job.delivery {
+        // Claim the delivery id first: a replica taking the same delivery
+        // at the same moment waits here for this transaction, then finds
+        // it taken.
+        let fresh = db.execute(
+            "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, NULL, ?2) \
+             ON CONFLICT (id) DO NOTHING",
+            &[P::Text(d), P::Int(now)],
+        )? == 1;
+        if !fresh {
+            let job_id = db
+                .query_opt(
+                    "SELECT job_id FROM deliveries WHERE id = ?1",
+                    &[P::Text(d)],
+                    |r| r.opt_int(0),
+                )?
+                .flatten();
+            return Ok(Enqueued::DuplicateDelivery(job_id));
+        }
+    }
+    let pending_sql = "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
+                       AND state IN ('queued', 'running') LIMIT 1";
+    let alert = [P::Text(job.repo), P::Int(job.alert_number as i64)];
+    let insert = "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
+                  next_run_at, created_at, updated_at) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)";
+    let values = [
+        P::Text(job.repo),
+        P::Int(job.alert_number as i64),
+        P::Text(job.source),
+        P::OptText(job.delivery),
+        P::Text(job.payload),
+        P::Text(job.step),
+        P::Int(now),
+    ];
+    let outcome = if db.is_postgres() {
+        // The partial unique index makes a second pending job for the
+        // alert a conflict, whichever replica inserts it.
+        let created = db.query_opt(
+            &format!(
+                "{insert} ON CONFLICT (repo, alert_number) \
+                 WHERE state IN ('queued', 'running') DO NOTHING RETURNING id"
+            ),
+            &values,
+            |r| r.int(0),
+        )?;
+        match created {
+            Some(id) => Enqueued::Created(id),
+            None => match db.query_opt(pending_sql, &alert, |r| r.int(0))? {
+                Some(id) => Enqueued::AlreadyPending(id),
+                None => return Err(QueueError::Worker("a pending job vanished".into())),
+            },
+        }
+    } else {
+        match db.query_opt(pending_sql, &alert, |r| r.int(0))? {
+            Some(id) => Enqueued::AlreadyPending(id),
+            None => {
+                let id = db
+                    .query_opt(&format!("{insert} RETURNING id"), &values, |r| r.int(0))?
+                    .ok_or_else(|| QueueError::Worker("insert returned no id".into()))?;
+                Enqueued::Created(id)
+            }
+        }
+    };
+    if let Some(d) = job.delivery {
+        let id = match outcome {
+            Enqueued::Created(id) | Enqueued::AlreadyPending(id) => id,
+            Enqueued::DuplicateDelivery(_) => return Ok(outcome),
+        };
+        db.execute(
+            "UPDATE deliveries SET job_id = ?2 WHERE id = ?1",
+            &[P::Text(d), P::Int(id)],
+        )?;
+    }
+    Ok(outcome)
+}
+
+fn row_to_job(r: Row) -> Result<Job, QueueError> {
     Ok(Job {
-        id: r.get(0)?,
-        repo: r.get(1)?,
-        alert_number: r.get::<_, i64>(2)? as u64,
-        source: r.get(3)?,
-        delivery: r.get(4)?,
-        payload: r.get(5)?,
-        state: State::parse(&r.get::<_, String>(6)?),
-        step: r.get(7)?,
-        attempts: r.get(8)?,
-        next_run_at: r.get(9)?,
-        last_error: r.get(10)?,
-        created_at: r.get(11)?,
-        updated_at: r.get(12)?,
-        context: r.get(13)?,
-        fence: r.get(14)?,
+        id: r.int(0)?,
+        repo: r.text(1)?,
+        alert_number: r.int(2)? as u64,
+        source: r.text(3)?,
+        delivery: r.opt_text(4)?,
+        payload: r.text(5)?,
+        state: State::parse(&r.text(6)?),
+        step: r.text(7)?,
+        attempts: r.int(8)?.clamp(0, u32::MAX as i64) as u32,
+        next_run_at: r.int(9)?,
+        last_error: r.opt_text(10)?,
+        created_at: r.int(11)?,
+        updated_at: r.int(12)?,
+        context: r.text(13)?,
+        fence: r.int(14)?,
     })
 }
 
