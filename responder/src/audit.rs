@@ -97,8 +97,17 @@ pub struct AuditLog {
 
 enum Sink {
     File(Mutex<FileLog>),
-    Postgres(Mutex<Box<postgres::Client>>),
+    /// Appends go to the committer thread, which writes whatever is
+    /// waiting in one transaction (group commit: the head row's lock, held
+    /// across replicas, is taken once per batch, not per record).
+    Postgres(Mutex<std::sync::mpsc::Sender<Append>>),
 }
+
+/// Records to append, and where to say how it went.
+type Append = (Vec<Record>, std::sync::mpsc::SyncSender<Result<(), String>>);
+
+/// Largest group commit of audit records.
+const AUDIT_BATCH: usize = 1024;
 
 struct FileLog {
     path: PathBuf,
@@ -162,9 +171,15 @@ impl AuditLog {
         }
         let client = crate::queue::blocking(|| crate::queue::connect_postgres(url))
             .map_err(|e| AuditError::Database(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("keyburn-audit".into())
+            .spawn(move || commit_postgres(client, &url, rx))
+            .map_err(|e| AuditError::Database(e.to_string()))?;
         Ok(AuditLog {
             key: key.to_vec(),
-            sink: Sink::Postgres(Mutex::new(Box::new(client))),
+            sink: Sink::Postgres(Mutex::new(tx)),
             repaired: None,
             writable: AtomicBool::new(true),
         })
@@ -215,9 +230,18 @@ impl AuditLog {
                 let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
                 f.append(records)
             }
-            Sink::Postgres(c) => {
-                let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
-                crate::queue::blocking(|| append_postgres(&mut c, records))
+            Sink::Postgres(tx) => {
+                let (reply, done) = std::sync::mpsc::sync_channel(1);
+                let sent = tx
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .send((records, reply));
+                match sent {
+                    Ok(()) => crate::queue::blocking(|| done.recv())
+                        .unwrap_or_else(|_| Err("the audit committer stopped".into()))
+                        .map_err(AuditError::Database),
+                    Err(_) => Err(AuditError::Database("the audit committer stopped".into())),
+                }
             }
         };
         self.writable.store(result.is_ok(), Ordering::Relaxed);
@@ -272,26 +296,53 @@ impl FileLog {
     }
 }
 
-/// One transaction: lock the head row (so replicas append one at a time),
-/// chain the records after it, insert them, move the head.
+/// The committer thread of a log in PostgreSQL: takes what is waiting,
+/// appends it in one transaction, answers every caller; reconnects when
+/// the connection is gone. Stops when the log is dropped.
+fn commit_postgres(mut client: postgres::Client, url: &str, rx: std::sync::mpsc::Receiver<Append>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut count = batch[0].0.len();
+        while count < AUDIT_BATCH {
+            match rx.try_recv() {
+                Ok(a) => {
+                    count += a.0.len();
+                    batch.push(a);
+                }
+                Err(_) => break,
+            }
+        }
+        let (records, replies): (Vec<Vec<Record>>, Vec<_>) = batch.into_iter().unzip();
+        let result = append_postgres(&mut client, records.into_iter().flatten().collect())
+            .map_err(|e| e.to_string());
+        if result.is_err() && client.is_closed() {
+            if let Ok(fresh) = crate::queue::connect_postgres(url) {
+                tracing::warn!("audit log: reconnected to PostgreSQL");
+                client = fresh;
+            }
+        }
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+/// One call of `keyburn_audit_append` (created with the queue's tables):
+/// the server locks the head row, chains the records after it, inserts
+/// them and moves the head, in one round trip, so that the lock replicas
+/// wait on is held for no client's network time.
 fn append_postgres(c: &mut postgres::Client, records: Vec<Record>) -> Result<(), AuditError> {
-    let mut tx = c.transaction()?;
-    let head = tx.query_one(
-        "SELECT records, head FROM audit_anchor WHERE id = 1 FOR UPDATE",
-        &[],
-    )?;
-    let (count, prev): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
-    let (lines, head) = chain(records, prev);
-    let seqs: Vec<i64> = (1..=lines.len() as i64).map(|i| count + i).collect();
-    tx.execute(
-        "INSERT INTO audit_log (seq, line) SELECT * FROM UNNEST($1::bigint[], $2::text[])",
-        &[&seqs, &lines],
-    )?;
-    tx.execute(
-        "UPDATE audit_anchor SET records = $1, head = $2 WHERE id = 1",
-        &[&(count + lines.len() as i64), &head],
-    )?;
-    tx.commit()?;
+    let json: Vec<String> = records
+        .into_iter()
+        .map(|mut record| {
+            if record.time.is_empty() {
+                record.time = now();
+            }
+            serde_json::to_string(&record)
+                .unwrap_or_else(|_| r#"{"event":"unserializable"}"#.into())
+        })
+        .collect();
+    c.query_one("SELECT keyburn_audit_append($1::text[])", &[&json])?;
     Ok(())
 }
 

@@ -57,6 +57,8 @@ pub async fn serve(
     for _ in 0..r.cfg.worker.concurrency.max(1) {
         tokio::spawn(Arc::clone(&r).work());
     }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tokio::spawn(return_memory());
     let pruner = Arc::clone(&r);
     tokio::spawn(async move {
         loop {
@@ -148,6 +150,22 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Give freed heap back to the system every half minute: a burst of large
+/// deliveries (up to `max_connections` bodies of `max_body_bytes` at once)
+/// must not leave the process that large for good, and glibc's allocator
+/// keeps freed memory unless asked.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn return_memory() {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        // SAFETY: malloc_trim only releases free heap pages; it takes the
+        // allocator's own locks and touches no live allocation.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -396,7 +396,14 @@ impl Responder {
             None => open_embedded(&cfg, key.as_bytes(), &mut notes)?,
         };
         let (intake_tx, intake_rx) = std::sync::mpsc::channel();
-        let (intake_q, intake_audit) = (Arc::clone(&queue), Arc::clone(&audit));
+        // On PostgreSQL intake gets a connection of its own, so that
+        // acknowledgements do not wait behind the workers' steps (SQLite
+        // has one writer whatever the connections: one is shared).
+        let intake_q = match &queue_url {
+            Some(url) => Arc::new(Mutex::new(crate::queue::blocking(|| Queue::connect(url))?)),
+            None => Arc::clone(&queue),
+        };
+        let intake_audit = Arc::clone(&audit);
         std::thread::Builder::new()
             .name("keyburn-intake".into())
             .spawn(move || intake(intake_q, intake_audit, intake_rx))
@@ -898,7 +905,10 @@ impl Responder {
                     });
                     match outcome {
                         "dry-run" => "notify",
-                        _ => "quarantine",
+                        // A containment step only where the provider has
+                        // one (the future is built, not run).
+                        _ if p.quarantine(&alert.secret).is_some() => "quarantine",
+                        _ => "confirm",
                     }
                 }
                 "quarantine" => {

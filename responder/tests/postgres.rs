@@ -40,6 +40,35 @@ fn replicas_share_one_queue_with_dedupe_skip_locked_claims_and_fencing() {
         b.enqueue(&job(Some("d2"), 7), 2).unwrap(),
         Enqueued::AlreadyPending(id)
     );
+    // One batch: a delivery repeated in it, another delivery of an alert
+    // it creates, a delivery of an alert already pending, one seen before.
+    let out = b
+        .enqueue_all(
+            &[
+                job(Some("e1"), 8),
+                job(Some("e1"), 8),
+                job(Some("e2"), 9),
+                job(Some("e3"), 8),
+                job(Some("e4"), 7),
+                job(Some("d1"), 7),
+                job(None, 10),
+            ],
+            3,
+        )
+        .unwrap();
+    let Enqueued::Created(eight) = out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out[1], Enqueued::DuplicateDelivery(Some(eight)));
+    assert!(matches!(out[2], Enqueued::Created(n) if n != eight));
+    assert_eq!(out[3], Enqueued::AlreadyPending(eight));
+    assert_eq!(out[4], Enqueued::AlreadyPending(id));
+    assert_eq!(out[5], Enqueued::DuplicateDelivery(Some(id)));
+    assert!(matches!(out[6], Enqueued::Created(_)));
+    assert_eq!(
+        a.enqueue(&job(Some("e3"), 8), 4).unwrap(),
+        Enqueued::DuplicateDelivery(Some(eight))
+    );
     assert!(b.record_delivery("ping", 3).unwrap());
     assert!(!a.record_delivery("ping", 4).unwrap());
 
@@ -72,7 +101,7 @@ fn replicas_share_one_queue_with_dedupe_skip_locked_claims_and_fencing() {
         t.join().unwrap();
     }
     let pending = a.list(Some(State::Queued), 1000).unwrap();
-    assert_eq!(pending.len(), 11, "alert 7 and alerts 100..110, once each");
+    assert_eq!(pending.len(), 14, "alerts 7 to 10 and 100..110, once each");
 
     // Two replicas claiming at once never take the same job.
     let claimed: Vec<i64> = (0..2)
@@ -89,8 +118,8 @@ fn replicas_share_one_queue_with_dedupe_skip_locked_claims_and_fencing() {
         })
         .flat_map(|t| t.join().unwrap())
         .collect();
-    assert_eq!(claimed.len(), 11);
-    assert_eq!(claimed.iter().collect::<HashSet<_>>().len(), 11);
+    assert_eq!(claimed.len(), 14);
+    assert_eq!(claimed.iter().collect::<HashSet<_>>().len(), 14);
 
     // A lease taken over: the stale holder's writes are refused.
     let mut c = Queue::connect(&url).unwrap();

@@ -32,7 +32,62 @@ impl rusqlite::ToSql for P<'_> {
 /// A connection to either database.
 pub enum Db {
     Sqlite(rusqlite::Connection),
-    Postgres(Box<postgres::Client>),
+    Postgres(Box<Pg>),
+}
+
+/// A PostgreSQL connection and the statements prepared on it (each SQL
+/// text is parsed by the server once, not at every call).
+pub struct Pg {
+    url: String,
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+impl Pg {
+    pub fn connect(url: &str) -> Result<Pg, QueueError> {
+        Ok(Pg {
+            url: url.to_string(),
+            client: super::connect_postgres(url)?,
+            statements: std::collections::HashMap::new(),
+        })
+    }
+
+    /// After a failure: if the connection is gone (the server restarted,
+    /// the network dropped), connect again, so that the next call can
+    /// succeed; the failed one is reported as it is.
+    fn heal(&mut self) {
+        if self.client.is_closed() {
+            if let Ok(fresh) = Pg::connect(&self.url) {
+                tracing::warn!("job queue: reconnected to PostgreSQL");
+                *self = fresh;
+            }
+        }
+    }
+
+    /// A query with PostgreSQL's own parameter types (arrays, for the
+    /// bulk statements), through the statement cache.
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, QueueError> {
+        let rows = self
+            .statement(sql)
+            .and_then(|stmt| Ok(self.client.query(&stmt, params)?));
+        if rows.is_err() {
+            self.heal();
+        }
+        rows
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, QueueError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&dollar(sql))?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 /// A result row of either database.
@@ -107,11 +162,25 @@ impl Db {
         matches!(self, Db::Postgres(_))
     }
 
+    /// The PostgreSQL connection, for statements only it can run.
+    pub fn postgres(&mut self) -> Option<&mut Pg> {
+        match self {
+            Db::Postgres(pg) => Some(pg),
+            Db::Sqlite(_) => None,
+        }
+    }
+
     /// Statements without parameters or results (schema, `BEGIN`).
     pub fn batch(&mut self, sql: &str) -> Result<(), QueueError> {
         match self {
             Db::Sqlite(c) => c.execute_batch(sql)?,
-            Db::Postgres(c) => c.batch_execute(sql)?,
+            Db::Postgres(c) => {
+                let r = c.client.batch_execute(sql);
+                if r.is_err() {
+                    c.heal();
+                }
+                r?
+            }
         }
         Ok(())
     }
@@ -120,7 +189,15 @@ impl Db {
     pub fn execute(&mut self, sql: &str, params: &[P]) -> Result<usize, QueueError> {
         Ok(match self {
             Db::Sqlite(c) => c.execute(sql, rusqlite::params_from_iter(params.iter()))?,
-            Db::Postgres(c) => c.execute(dollar(sql).as_str(), &pg_params(params))? as usize,
+            Db::Postgres(c) => {
+                let r = c
+                    .statement(sql)
+                    .and_then(|stmt| Ok(c.client.execute(&stmt, &pg_params(params))?));
+                if r.is_err() {
+                    c.heal();
+                }
+                r? as usize
+            }
         })
     }
 
@@ -141,11 +218,18 @@ impl Db {
                 }
                 Ok(out)
             }
-            Db::Postgres(c) => c
-                .query(dollar(sql).as_str(), &pg_params(params))?
-                .iter()
-                .map(|r| f(Row::Postgres(r)))
-                .collect(),
+            Db::Postgres(c) => {
+                let rows = c
+                    .statement(sql)
+                    .and_then(|stmt| Ok(c.client.query(&stmt, &pg_params(params))?));
+                match rows {
+                    Ok(rows) => rows.iter().map(|r| f(Row::Postgres(r))).collect(),
+                    Err(e) => {
+                        c.heal();
+                        Err(e)
+                    }
+                }
+            }
         }
     }
 

@@ -21,6 +21,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+mod bulk;
 mod db;
 
 use db::{Db, Row, P};
@@ -309,6 +310,27 @@ CREATE TABLE IF NOT EXISTS audit_log (
 INSERT INTO audit_anchor (id, records, head)
     VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
     ON CONFLICT (id) DO NOTHING;
+-- Append records (JSON objects) to the chain in one call: each line is
+-- the record with `prev`, the SHA-256 of the line before, added last; the
+-- head row is locked from the first read to the commit.
+CREATE OR REPLACE FUNCTION keyburn_audit_append(records text[]) RETURNS bigint AS $fn$
+DECLARE
+    n bigint;
+    h text;
+    r text;
+    line text;
+BEGIN
+    SELECT a.records, a.head INTO n, h FROM audit_anchor a WHERE a.id = 1 FOR UPDATE;
+    FOREACH r IN ARRAY records LOOP
+        line := left(r, -1) || ',\"prev\":\"' || h || '\"}';
+        h := encode(sha256(convert_to(line, 'UTF8')), 'hex');
+        n := n + 1;
+        INSERT INTO audit_log (seq, line) VALUES (n, line);
+    END LOOP;
+    UPDATE audit_anchor SET records = n, head = h WHERE id = 1;
+    RETURN n;
+END
+$fn$ LANGUAGE plpgsql;
 ";
 
 const COLUMNS: &str = "id, repo, alert_number, source, delivery, payload, state, step, attempts, \
@@ -381,10 +403,10 @@ impl Queue {
 
     /// Connect to (creating the tables of) the PostgreSQL queue at `url`.
     pub fn connect(url: &str) -> Result<Queue, QueueError> {
-        let mut client = connect_postgres(url)?;
-        client.batch_execute(&format!("BEGIN; {POSTGRES_SCHEMA} COMMIT;"))?;
+        let mut db = Db::Postgres(Box::new(db::Pg::connect(url)?));
+        db.batch(&format!("BEGIN; {POSTGRES_SCHEMA} COMMIT;"))?;
         Ok(Queue {
-            db: Db::Postgres(Box::new(client)),
+            db,
             intake_limit: None,
         })
     }
@@ -471,21 +493,14 @@ impl Queue {
     /// [`Queue::enqueue`] for many deliveries in one transaction: one
     /// fsync for the lot (group commit). Later jobs see earlier ones, so a
     /// delivery repeated within the batch is still a duplicate. On
-    /// PostgreSQL the jobs are written in (repository, alert) order, so
-    /// that replicas' batches wait on each other rather than deadlock.
+    /// PostgreSQL a batch is a few array statements whatever its size (see
+    /// [`bulk`]).
     pub fn enqueue_all(&mut self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, QueueError> {
-        let mut order: Vec<usize> = (0..jobs.len()).collect();
-        if self.db.is_postgres() {
-            order.sort_by_key(|&i| (jobs[i].repo, jobs[i].alert_number, jobs[i].delivery));
-        }
         let mut tries = 0;
         loop {
-            let result = self.transaction(|db| {
-                let mut outcomes = vec![Enqueued::DuplicateDelivery(None); jobs.len()];
-                for &i in &order {
-                    outcomes[i] = enqueue_in(db, &jobs[i], now)?;
-                }
-                Ok(outcomes)
+            let result = self.transaction(|db| match db.postgres() {
+                Some(pg) => bulk::enqueue(pg, jobs, now),
+                None => jobs.iter().map(|j| enqueue_in(db, j, now)).collect(),
             });
             match result {
                 // Two replicas can still collide (a deadlock PostgreSQL
@@ -793,11 +808,10 @@ fn is_transient(e: &postgres::Error) -> bool {
     })
 }
 
+/// One job of a batch, on SQLite (whose single writer serializes
+/// batches: checks then inserts are safe).
 fn enqueue_in(db: &mut Db, job: &NewJob, now: i64) -> Result<Enqueued, QueueError> {
     if let Some(d) = job.delivery {
-        // Claim the delivery id first: a replica taking the same delivery
-        // at the same moment waits here for this transaction, then finds
-        // it taken.
         let fresh = db.execute(
             "INSERT INTO deliveries (id, job_id, received_at) VALUES (?1, NULL, ?2) \
              ON CONFLICT (id) DO NOTHING",
@@ -814,55 +828,37 @@ fn enqueue_in(db: &mut Db, job: &NewJob, now: i64) -> Result<Enqueued, QueueErro
             return Ok(Enqueued::DuplicateDelivery(job_id));
         }
     }
-    let pending_sql = "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
-                       AND state IN ('queued', 'running') LIMIT 1";
-    let alert = [P::Text(job.repo), P::Int(job.alert_number as i64)];
-    let insert = "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
-                  next_run_at, created_at, updated_at) \
-                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7)";
-    let values = [
-        P::Text(job.repo),
-        P::Int(job.alert_number as i64),
-        P::Text(job.source),
-        P::OptText(job.delivery),
-        P::Text(job.payload),
-        P::Text(job.step),
-        P::Int(now),
-    ];
-    let outcome = if db.is_postgres() {
-        // The partial unique index makes a second pending job for the
-        // alert a conflict, whichever replica inserts it.
-        let created = db.query_opt(
-            &format!(
-                "{insert} ON CONFLICT (repo, alert_number) \
-                 WHERE state IN ('queued', 'running') DO NOTHING RETURNING id"
-            ),
-            &values,
-            |r| r.int(0),
-        )?;
-        match created {
-            Some(id) => Enqueued::Created(id),
-            None => match db.query_opt(pending_sql, &alert, |r| r.int(0))? {
-                Some(id) => Enqueued::AlreadyPending(id),
-                None => return Err(QueueError::Worker("a pending job vanished".into())),
-            },
-        }
-    } else {
-        match db.query_opt(pending_sql, &alert, |r| r.int(0))? {
-            Some(id) => Enqueued::AlreadyPending(id),
-            None => {
-                let id = db
-                    .query_opt(&format!("{insert} RETURNING id"), &values, |r| r.int(0))?
-                    .ok_or_else(|| QueueError::Worker("insert returned no id".into()))?;
-                Enqueued::Created(id)
-            }
+    let pending = db.query_opt(
+        "SELECT id FROM jobs WHERE repo = ?1 AND alert_number = ?2 \
+         AND state IN ('queued', 'running') LIMIT 1",
+        &[P::Text(job.repo), P::Int(job.alert_number as i64)],
+        |r| r.int(0),
+    )?;
+    let outcome = match pending {
+        Some(id) => Enqueued::AlreadyPending(id),
+        None => {
+            let id = db
+                .query_opt(
+                    "INSERT INTO jobs (repo, alert_number, source, delivery, payload, state, step, \
+                     next_run_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?7, ?7) RETURNING id",
+                    &[
+                        P::Text(job.repo),
+                        P::Int(job.alert_number as i64),
+                        P::Text(job.source),
+                        P::OptText(job.delivery),
+                        P::Text(job.payload),
+                        P::Text(job.step),
+                        P::Int(now),
+                    ],
+                    |r| r.int(0),
+                )?
+                .ok_or_else(|| QueueError::Worker("insert returned no id".into()))?;
+            Enqueued::Created(id)
         }
     };
-    if let Some(d) = job.delivery {
-        let id = match outcome {
-            Enqueued::Created(id) | Enqueued::AlreadyPending(id) => id,
-            Enqueued::DuplicateDelivery(_) => return Ok(outcome),
-        };
+    if let (Some(d), Enqueued::Created(id) | Enqueued::AlreadyPending(id)) = (job.delivery, outcome)
+    {
         db.execute(
             "UPDATE deliveries SET job_id = ?2 WHERE id = ?1",
             &[P::Text(d), P::Int(id)],
