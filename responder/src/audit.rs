@@ -104,7 +104,23 @@ enum Sink {
 }
 
 /// Records to append, and where to say how it went.
-type Append = (Vec<Record>, std::sync::mpsc::SyncSender<Result<(), String>>);
+type Append = (Vec<Record>, Reply);
+
+/// How the committer answers: a thread waits on a channel, a task on a
+/// oneshot (so that async callers do not block a runtime thread).
+enum Reply {
+    Thread(std::sync::mpsc::SyncSender<Result<(), String>>),
+    Task(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        let _ = match self {
+            Reply::Thread(tx) => tx.send(result).map_err(drop),
+            Reply::Task(tx) => tx.send(result).map_err(drop),
+        };
+    }
+}
 
 /// Largest group commit of audit records.
 const AUDIT_BATCH: usize = 1024;
@@ -235,7 +251,7 @@ impl AuditLog {
                 let sent = tx
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .send((records, reply));
+                    .send((records, Reply::Thread(reply)));
                 match sent {
                     Ok(()) => crate::queue::blocking(|| done.recv())
                         .unwrap_or_else(|_| Err("the audit committer stopped".into()))
@@ -243,6 +259,31 @@ impl AuditLog {
                     Err(_) => Err(AuditError::Database("the audit committer stopped".into())),
                 }
             }
+        };
+        self.writable.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+}
+
+impl AuditLog {
+    /// [`AuditLog::append_all`] for async callers: a log in PostgreSQL is
+    /// awaited rather than blocked on (a file is written in place, as
+    /// before: an fsync is short).
+    pub async fn append_async(&self, records: Vec<Record>) -> Result<(), AuditError> {
+        let Sink::Postgres(tx) = &self.sink else {
+            return self.append_all(records);
+        };
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let sent = tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((records, Reply::Task(reply)));
+        let result = match sent {
+            Ok(()) => done
+                .await
+                .unwrap_or_else(|_| Err("the audit committer stopped".into()))
+                .map_err(AuditError::Database),
+            Err(_) => Err(AuditError::Database("the audit committer stopped".into())),
         };
         self.writable.store(result.is_ok(), Ordering::Relaxed);
         result
@@ -322,7 +363,7 @@ fn commit_postgres(mut client: postgres::Client, url: &str, rx: std::sync::mpsc:
             }
         }
         for reply in replies {
-            let _ = reply.send(result.clone());
+            reply.send(result.clone());
         }
     }
 }

@@ -515,7 +515,13 @@ impl Responder {
 
     /// Write an audit record; a failure is logged (the action happened
     /// whether or not it could be recorded).
-    fn record(&self, event: &str, alert: &str, outcome: &str, extra: impl FnOnce(&mut Record)) {
+    async fn record(
+        &self,
+        event: &str,
+        alert: &str,
+        outcome: &str,
+        extra: impl FnOnce(&mut Record),
+    ) {
         let mut rec = Record {
             event: event.into(),
             actor: ACTOR.into(),
@@ -524,7 +530,7 @@ impl Responder {
             ..Record::default()
         };
         extra(&mut rec);
-        if let Err(e) = self.audit.append(rec) {
+        if let Err(e) = self.audit.append_async(vec![rec]).await {
             tracing::error!("audit log: {e}");
         }
     }
@@ -611,7 +617,8 @@ impl Responder {
                         added += 1;
                         self.record(event, &alert_ref, "queued", |r| {
                             r.detail.insert("job".into(), job.into());
-                        });
+                        })
+                        .await;
                     }
                 }
                 Err(e) => tracing::warn!("reconcile {scope}: {e}"),
@@ -712,7 +719,8 @@ impl Responder {
                     if failure == Failure::Permanent {
                         r.detail.insert("permanent".into(), true.into());
                     }
-                });
+                })
+                .await;
                 match retry {
                     Ok(Retry::At(at)) => {
                         tracing::warn!(job = job.id, alert = %alert_ref, "step failed, retry in {} ms: {message}", at - now)
@@ -736,7 +744,7 @@ impl Responder {
     async fn dead_letter(&self, job: &crate::queue::Job, alert_ref: &str, message: &str) {
         let id = job.id;
         tracing::error!(job = id, alert = %alert_ref, "job dead: {message}");
-        self.record("job.dead", alert_ref, "dead", |_| {});
+        self.record("job.dead", alert_ref, "dead", |_| {}).await;
         let notice = Notice {
             repository: job.repo.clone(),
             alert_number: job.alert_number,
@@ -816,7 +824,8 @@ impl Responder {
                         r.detail
                             .insert("secret_type".into(), alert.secret_type.clone().into());
                         r.detail.insert("locations".into(), json!(locations));
-                    });
+                    })
+                    .await;
                     if alert.state != "open" {
                         ctx.alert_closed = true;
                         return Ok(());
@@ -842,7 +851,8 @@ impl Responder {
                         if let Some(n) = &ctx.note {
                             r.detail.insert("note".into(), n.clone().into());
                         }
-                    });
+                    })
+                    .await;
                     match action {
                         Action::Revoke => "revoke",
                         Action::Notify => "notify",
@@ -862,7 +872,8 @@ impl Responder {
                                 "reason".into(),
                                 format!("resolved by {by} as {why}; not revoked").into(),
                             );
-                        });
+                        })
+                        .await;
                         ctx.alert_closed = true;
                         return Ok(());
                     }
@@ -884,7 +895,8 @@ impl Responder {
                                 r.provider = Some(p.name().into());
                                 r.secret = Some(secret_ref.clone());
                                 r.detail.insert("error".into(), e.to_string().into());
-                            });
+                            })
+                            .await;
                             self.unintend(held, ctx, &e).await?;
                             return Err(e.into());
                         }
@@ -902,7 +914,8 @@ impl Responder {
                         if let Some(n) = note {
                             r.detail.insert("note".into(), n.into());
                         }
-                    });
+                    })
+                    .await;
                     match outcome {
                         "dry-run" => "notify",
                         // A containment step only where the provider has
@@ -926,7 +939,8 @@ impl Responder {
                                     r.detail.insert("error".into(), e.to_string().into());
                                 }
                             },
-                        );
+                        )
+                        .await;
                         result?;
                     }
                     "confirm"
@@ -938,7 +952,8 @@ impl Responder {
                         self.record("confirm", alert_ref, v.as_str(), |r| {
                             r.provider = Some(p.name().into());
                             r.secret = Some(secret_ref.clone());
-                        });
+                        })
+                        .await;
                         if v == Validity::Active {
                             return Err(StepError::retryable(format!(
                                 "{} still accepts the secret after revocation",
@@ -950,7 +965,8 @@ impl Responder {
                         self.record("confirm", alert_ref, "unverifiable", |r| {
                             r.provider = Some(p.name().into());
                             r.secret = Some(secret_ref.clone());
-                        });
+                        })
+                        .await;
                     }
                     "resolve"
                 }
@@ -971,7 +987,8 @@ impl Responder {
                         "resolved"
                     };
                     ctx.alert_closed = true;
-                    self.record("alert.resolve", alert_ref, outcome, |_| {});
+                    self.record("alert.resolve", alert_ref, outcome, |_| {})
+                        .await;
                     "notify"
                 }
                 "notify" => {
@@ -984,7 +1001,8 @@ impl Responder {
                                 "note".into(),
                                 "an earlier run may have sent it; not sent again".into(),
                             );
-                        });
+                        })
+                        .await;
                         ctx.intent = None;
                         return Ok(());
                     }
@@ -1003,7 +1021,8 @@ impl Responder {
                                 r.detail.insert("error".into(), e.to_string().into());
                             }
                         },
-                    );
+                    )
+                    .await;
                     if let Err(e) = sent {
                         self.unintend(held, ctx, &e).await?;
                         return Err(e.into());
