@@ -373,18 +373,18 @@ fn commit_postgres(mut client: postgres::Client, url: &str, rx: std::sync::mpsc:
 /// them and moves the head, in one round trip, so that the lock replicas
 /// wait on is held for no client's network time.
 fn append_postgres(c: &mut postgres::Client, records: Vec<Record>) -> Result<(), AuditError> {
-    let json: Vec<String> = records
-        .into_iter()
-        .map(|mut record| {
-            if record.time.is_empty() {
-                record.time = now();
-            }
-            serde_json::to_string(&record)
-                .unwrap_or_else(|_| r#"{"event":"unserializable"}"#.into())
-        })
-        .collect();
+    let json: Vec<String> = records.into_iter().map(record_json).collect();
     c.query_one("SELECT keyburn_audit_append($1::text[])", &[&json])?;
     Ok(())
+}
+
+/// A record as `keyburn_audit_append` takes it: a JSON object, its time
+/// set.
+pub fn record_json(mut record: Record) -> String {
+    if record.time.is_empty() {
+        record.time = now();
+    }
+    serde_json::to_string(&record).unwrap_or_else(|_| r#"{"event":"unserializable"}"#.into())
 }
 
 /// Check the log kept in PostgreSQL: every record in sequence, chained,

@@ -51,6 +51,8 @@ pub struct Mock {
     pub fail_fetches: usize,
     /// Answer this many Slack calls with 429 Retry-After: 1 first.
     pub throttle_slack: usize,
+    /// Make every answer this slow (a real API's round trip).
+    pub latency: Duration,
     /// Make `/user` this slow.
     pub user_delay: Duration,
     /// Make `/credentials/revoke` this slow: the call is counted when it
@@ -260,6 +262,19 @@ async fn notice(State(m): State<Shared>, Json(body): Json<Value>) -> StatusCode 
     StatusCode::OK
 }
 
+/// Every answer waits `Mock::latency` first.
+async fn latency(
+    State(m): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let wait = m.lock().unwrap().latency;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    next.run(request).await
+}
+
 pub async fn start_mock() -> (Shared, String) {
     start_mock_on(0).await
 }
@@ -286,6 +301,7 @@ pub async fn start_mock_on(port: u16) -> (Shared, String) {
         .route("/user", get(user))
         .route("/slack/{method}", post(slack))
         .route("/notify", post(notice))
+        .layer(axum::middleware::from_fn_with_state(m.clone(), latency))
         .with_state(m.clone());
     let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await

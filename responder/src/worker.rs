@@ -126,10 +126,33 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
                 step: "fetch",
             })
             .collect();
+        // The records of the jobs a batch created.
+        let accepted = |outcomes: &[Enqueued]| -> Vec<Record> {
+            batch
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| matches!(o, Enqueued::Created(_)))
+                .map(|(d, _)| Record {
+                    event: "webhook.accepted".into(),
+                    actor: "github".into(),
+                    delivery: Some(d.id.clone()),
+                    alert: Some(format!("{}#{}", d.repo, d.alert_number)),
+                    outcome: "queued".into(),
+                    ..Record::default()
+                })
+                .collect()
+        };
         let result = {
             let mut q = q.lock().unwrap_or_else(|e| e.into_inner());
             match q.full() {
-                Ok(false) => q.enqueue_all(&jobs, now_ms()),
+                // On PostgreSQL the records go in the batch's own
+                // transaction: one commit for jobs and audit.
+                Ok(false) => q.enqueue_all_audited(&jobs, now_ms(), |o| {
+                    accepted(o)
+                        .into_iter()
+                        .map(crate::audit::record_json)
+                        .collect()
+                }),
                 Ok(true) => {
                     make_room(&mut q, &mut last_room);
                     Err(QueueError::Full)
@@ -139,20 +162,12 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
         };
         drop(jobs);
         match result {
-            Ok(outcomes) => {
-                let records = batch
-                    .iter()
-                    .zip(&outcomes)
-                    .filter(|(_, o)| matches!(o, Enqueued::Created(_)))
-                    .map(|(d, _)| Record {
-                        event: "webhook.accepted".into(),
-                        actor: "github".into(),
-                        delivery: Some(d.id.clone()),
-                        alert: Some(format!("{}#{}", d.repo, d.alert_number)),
-                        outcome: "queued".into(),
-                        ..Record::default()
-                    })
-                    .collect::<Vec<_>>();
+            Ok((outcomes, audited)) => {
+                let records = if audited {
+                    Vec::new()
+                } else {
+                    accepted(&outcomes)
+                };
                 if !records.is_empty() {
                     if let Err(e) = audit.append_all(records) {
                         tracing::error!("audit log: {e}");

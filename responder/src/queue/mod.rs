@@ -496,11 +496,36 @@ impl Queue {
     /// PostgreSQL a batch is a few array statements whatever its size (see
     /// [`bulk`]).
     pub fn enqueue_all(&mut self, jobs: &[NewJob], now: i64) -> Result<Vec<Enqueued>, QueueError> {
+        Ok(self.enqueue_all_audited(jobs, now, |_| Vec::new())?.0)
+    }
+
+    /// [`Queue::enqueue_all`], and on PostgreSQL, where the audit log
+    /// lives in the same database, the audit records `audit` makes of the
+    /// outcomes (JSON objects) appended in the same transaction. Returns
+    /// the outcomes and whether the records were stored (else the caller
+    /// writes them to its log).
+    pub fn enqueue_all_audited(
+        &mut self,
+        jobs: &[NewJob],
+        now: i64,
+        audit: impl Fn(&[Enqueued]) -> Vec<String>,
+    ) -> Result<(Vec<Enqueued>, bool), QueueError> {
         let mut tries = 0;
         loop {
             let result = self.transaction(|db| match db.postgres() {
-                Some(pg) => bulk::enqueue(pg, jobs, now),
-                None => jobs.iter().map(|j| enqueue_in(db, j, now)).collect(),
+                Some(pg) => {
+                    let outcomes = bulk::enqueue(pg, jobs, now)?;
+                    let records = audit(&outcomes);
+                    if !records.is_empty() {
+                        pg.query("SELECT keyburn_audit_append($1::text[])", &[&records])?;
+                    }
+                    Ok((outcomes, true))
+                }
+                None => {
+                    let outcomes: Result<Vec<_>, _> =
+                        jobs.iter().map(|j| enqueue_in(db, j, now)).collect();
+                    outcomes.map(|o| (o, false))
+                }
             });
             match result {
                 // Two replicas can still collide (a deadlock PostgreSQL
