@@ -204,3 +204,46 @@ fn retry_wait(r: &Response, tries: u32) -> Option<Duration> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{refused_untouched, CallError};
+    use crate::queue::Failure;
+    use reqwest::StatusCode;
+
+    fn status(s: u16) -> CallError {
+        CallError::Status {
+            call: "c".into(),
+            status: s,
+        }
+    }
+
+    #[test]
+    fn client_errors_are_permanent_the_rest_retryable() {
+        for s in [400, 401, 403, 404, 422] {
+            assert_eq!(status(s).failure(), Failure::Permanent, "{s}");
+        }
+        for s in [429, 500, 502, 503, 504] {
+            assert_eq!(status(s).failure(), Failure::Retryable, "{s}");
+        }
+        assert_eq!(
+            CallError::Timeout { call: "c".into() }.failure(),
+            Failure::Retryable
+        );
+        assert_eq!(
+            CallError::refused("AWS IAM UpdateAccessKey", "AccessDenied").failure(),
+            Failure::Permanent
+        );
+        // A timeout leaves a mutation's effect unknown; an answer does not.
+        assert!(!CallError::Timeout { call: "c".into() }.answered());
+        assert!(status(503).answered());
+    }
+
+    #[test]
+    fn only_answers_that_did_nothing_are_retried_for_a_mutation() {
+        assert!(refused_untouched(StatusCode::TOO_MANY_REQUESTS));
+        assert!(refused_untouched(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!refused_untouched(StatusCode::BAD_GATEWAY));
+        assert!(!refused_untouched(StatusCode::GATEWAY_TIMEOUT));
+    }
+}

@@ -802,19 +802,12 @@ impl Responder {
         Ok(true)
     }
 
-    /// An intended call failed with an answer (so it had no effect): drop
-    /// the intent so the retry calls again. A timeout keeps it.
-    async fn unintend(
-        self: &Arc<Self>,
-        held: Lease,
-        ctx: &mut Context,
-        e: &CallError,
-    ) -> Result<(), StepError> {
-        if e.answered() {
-            ctx.intent = None;
-            let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
-            self.db(move |q| q.save(held, &c, now_ms())).await?;
-        }
+    /// An intended call was answered with an error (so it had no
+    /// effect): drop the intent, so that the retry calls again.
+    async fn unintend(self: &Arc<Self>, held: Lease, ctx: &mut Context) -> Result<(), StepError> {
+        ctx.intent = None;
+        let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
+        self.db(move |q| q.save(held, &c, now_ms())).await?;
         Ok(())
     }
 
@@ -899,24 +892,32 @@ impl Responder {
                     } else if ctx.intent.as_deref() == Some("revoke") {
                         (
                             "unknown",
-                            Some("an earlier revoke call may have been made (interrupted or timed out); not repeated, verified afterwards"),
+                            Some("an earlier run's revoke call was cut short (the process stopped); not repeated, verified afterwards".to_string()),
                         )
                     } else if trusted && p.validate(&alert.secret).await? == Validity::Inactive {
                         ("already-inactive", None)
                     } else {
                         self.intend(held, ctx, "revoke").await?;
-                        if let Err(e) = p.revoke(&alert.secret).await {
-                            self.record("revoke", alert_ref, "error", |r| {
-                                r.provider = Some(p.name().into());
-                                r.secret = Some(secret_ref.clone());
-                                r.detail.insert("error".into(), e.to_string().into());
-                            })
-                            .await;
-                            self.unintend(held, ctx, &e).await?;
-                            return Err(e.into());
+                        match p.revoke(&alert.secret).await {
+                            // Confirmed (or not) by the confirm step.
+                            Ok(()) => (if trusted { "revoked" } else { "accepted" }, None),
+                            // No answer: the provider may have acted.
+                            // Not repeated; confirm finds out.
+                            Err(e) if !e.answered() => (
+                                "unknown",
+                                Some(format!("{e}; not repeated, verified afterwards")),
+                            ),
+                            Err(e) => {
+                                self.record("revoke", alert_ref, "error", |r| {
+                                    r.provider = Some(p.name().into());
+                                    r.secret = Some(secret_ref.clone());
+                                    r.detail.insert("error".into(), e.to_string().into());
+                                })
+                                .await;
+                                self.unintend(held, ctx).await?;
+                                return Err(e.into());
+                            }
                         }
-                        // Confirmed (or not) by the confirm step.
-                        (if trusted { "revoked" } else { "accepted" }, None)
                     };
                     ctx.revoke = Some(outcome.into());
                     self.metrics.count(
@@ -926,8 +927,8 @@ impl Responder {
                     self.record("revoke", alert_ref, outcome, |r| {
                         r.provider = Some(p.name().into());
                         r.secret = Some(secret_ref.clone());
-                        if let Some(n) = note {
-                            r.detail.insert("note".into(), n.into());
+                        if let Some(n) = &note {
+                            r.detail.insert("note".into(), n.clone().into());
                         }
                     })
                     .await;
@@ -1022,28 +1023,29 @@ impl Responder {
                         return Ok(());
                     }
                     let sent = self.notifier.send(&notice).await;
-                    self.record(
-                        "notify",
-                        alert_ref,
-                        if sent.is_ok() {
-                            &notice.outcome
-                        } else {
-                            "error"
-                        },
-                        |r| {
-                            r.secret = Some(secret_ref.clone());
-                            if let Err(e) = &sent {
-                                r.detail.insert("error".into(), e.to_string().into());
-                            }
-                        },
-                    )
+                    // No answer: the notice may have gone out. Not resent.
+                    let outcome = match &sent {
+                        Ok(()) => notice.outcome.as_str(),
+                        Err(e) if !e.answered() => "unknown",
+                        Err(_) => "error",
+                    };
+                    self.record("notify", alert_ref, outcome, |r| {
+                        r.secret = Some(secret_ref.clone());
+                        if let Err(e) = &sent {
+                            r.detail.insert("error".into(), e.to_string().into());
+                        }
+                    })
                     .await;
-                    if let Err(e) = sent {
-                        self.unintend(held, ctx, &e).await?;
-                        return Err(e.into());
+                    match sent {
+                        Err(e) if e.answered() => {
+                            self.unintend(held, ctx).await?;
+                            return Err(e.into());
+                        }
+                        _ => {
+                            ctx.intent = None;
+                            return Ok(());
+                        }
                     }
-                    ctx.intent = None;
-                    return Ok(());
                 }
                 other => {
                     return Err(StepError::Failed {

@@ -1080,3 +1080,39 @@ async fn wait_for_ok(client: &reqwest::Client, url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_that_times_out_is_not_repeated_but_verified() {
+    let (mock, murl) = start_mock().await;
+    let token = fake_github_token();
+    {
+        let mut m = mock.lock().unwrap();
+        m.leak("acme/app", 1, "github_personal_access_token", &token);
+        // Over the 1 s request timeout: the call goes unanswered, and the
+        // provider kills the token all the same.
+        m.revoke_delay = Duration::from_millis(1_500);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_responder(dir.path(), &murl, "[policy]\ndefault = \"revoke\"\n").await;
+    assert_eq!(r.alert("timeout-1", "created", 1).await, 202);
+    wait_for("the alert to resolve", || {
+        let m = mock.lock().unwrap();
+        m.alerts["acme/app#1"]["state"] == "resolved" && !m.notices.is_empty()
+    })
+    .await;
+    let m = mock.lock().unwrap();
+    assert_eq!(m.revoke_calls, 1, "a timed-out revoke is not retried blind");
+    assert!(!m.active.contains(&token));
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let revokes: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains(r#""event":"revoke""#))
+        .collect();
+    assert_eq!(revokes.len(), 1, "{revokes:?}");
+    assert!(
+        revokes[0].contains(r#""outcome":"unknown""#),
+        "{}",
+        revokes[0]
+    );
+    assert!(revokes[0].contains("timed out"), "{}", revokes[0]);
+}
