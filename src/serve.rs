@@ -208,7 +208,7 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
         let v = keyburn_responder::audit::verify_postgres(&url)?;
         out!(
             "audit log in PostgreSQL: {} records, chain intact, matches its head",
-            v.records
+            v.records()
         );
         return Ok(0);
     }
@@ -224,7 +224,7 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
             out!(
                 "{}: {} records, chain intact, matches its anchor ({} records)",
                 path.display(),
-                v.records,
+                v.records(),
                 anchor.records
             );
         }
@@ -233,7 +233,7 @@ pub fn audit_verify(args: AuditVerifyArgs) -> Result<u8> {
             out!(
                 "{}: {} records, chain intact (no anchor found: truncation cannot be checked)",
                 path.display(),
-                v.records
+                v.records()
             );
         }
     }

@@ -154,7 +154,7 @@ impl AuditLog {
         };
         let (prev, records) = if path.exists() {
             let v = verify(path)?;
-            (v.last_hash, v.records as u64)
+            (v.last_hash().to_string(), v.records() as u64)
         } else {
             (GENESIS.to_string(), 0)
         };
@@ -294,11 +294,8 @@ impl AuditLog {
 fn chain(records: Vec<Record>, mut prev: String) -> (Vec<String>, String) {
     let lines = records
         .into_iter()
-        .map(|mut record| {
-            if record.time.is_empty() {
-                record.time = now();
-            }
-            let mut obj = match serde_json::to_value(&record) {
+        .map(|record| {
+            let mut obj = match serde_json::to_value(stamped(record)) {
                 Ok(Value::Object(o)) => o,
                 _ => Map::new(),
             };
@@ -380,11 +377,17 @@ fn append_postgres(c: &mut postgres::Client, records: Vec<Record>) -> Result<(),
 
 /// A record as `keyburn_audit_append` takes it: a JSON object, its time
 /// set.
-pub fn record_json(mut record: Record) -> String {
+pub fn record_json(record: Record) -> String {
+    serde_json::to_string(&stamped(record))
+        .unwrap_or_else(|_| r#"{"event":"unserializable"}"#.into())
+}
+
+/// The record with its time set, if it had none.
+fn stamped(mut record: Record) -> Record {
     if record.time.is_empty() {
         record.time = now();
     }
-    serde_json::to_string(&record).unwrap_or_else(|_| r#"{"event":"unserializable"}"#.into())
+    record
 }
 
 /// Check the log kept in PostgreSQL: every record in sequence, chained,
@@ -399,44 +402,28 @@ pub fn verify_postgres(url: &str) -> Result<Verified, AuditError> {
         line,
         message,
     };
-    let mut prev = GENESIS.to_string();
-    let mut hashes = Vec::new();
+    let mut v = Verified::default();
     loop {
         let rows = c.query(
             "SELECT seq, line FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000",
-            &[&(hashes.len() as i64)],
+            &[&(v.records() as i64)],
         )?;
         if rows.is_empty() {
             break;
         }
         for row in rows {
             let (seq, line): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
-            let n = hashes.len() + 1;
+            let n = v.records() + 1;
             if seq != n as i64 {
                 return Err(broken(n, format!("record {n} is missing (next is {seq})")));
             }
-            let obj: Map<String, Value> = serde_json::from_str(&line)
-                .map_err(|e| broken(n, format!("not a JSON record: {e}")))?;
-            let got = obj.get("prev").and_then(Value::as_str).unwrap_or("");
-            if got != prev {
-                return Err(broken(
-                    n,
-                    format!("chain broken: prev is {got:?}, the record before hashes to {prev}"),
-                ));
-            }
-            prev = hex::encode(Sha256::digest(line.as_bytes()));
-            hashes.push(prev.clone());
+            v.push(&line).map_err(|message| broken(n, message))?;
         }
     }
     let head = c.query_one("SELECT records, head FROM audit_anchor WHERE id = 1", &[])?;
     let anchor = Anchor {
         records: head.try_get::<_, i64>(0)? as u64,
         head: head.try_get(1)?,
-    };
-    let v = Verified {
-        records: hashes.len(),
-        last_hash: prev,
-        hashes,
     };
     check_anchor(&what, v, &anchor)
 }
@@ -450,13 +437,38 @@ pub fn now() -> String {
 }
 
 /// What [`verify`] found in an intact log.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Verified {
-    pub records: usize,
-    /// SHA-256 of the last line (what the next record's `prev` must be).
-    pub last_hash: String,
     /// SHA-256 of each line, in order.
     hashes: Vec<String>,
+}
+
+impl Verified {
+    pub fn records(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// SHA-256 of the last line (what the next record's `prev` must be).
+    pub fn last_hash(&self) -> &str {
+        self.hashes.last().map_or(GENESIS, String::as_str)
+    }
+
+    /// Take the next line of the chain: a JSON record whose `prev` is the
+    /// hash of the line before. The message says why it is not.
+    fn push(&mut self, line: &str) -> Result<(), String> {
+        let obj: Map<String, Value> =
+            serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
+        let got = obj.get("prev").and_then(Value::as_str).unwrap_or("");
+        let prev = self.last_hash();
+        if got != prev {
+            return Err(format!(
+                "chain broken: prev is {got:?}, the record before hashes to {prev}"
+            ));
+        }
+        self.hashes
+            .push(hex::encode(Sha256::digest(line.as_bytes())));
+        Ok(())
+    }
 }
 
 /// Check every line of the log: valid JSON, `prev` equal to the hash of the
@@ -466,8 +478,7 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut prev = GENESIS.to_string();
-    let mut hashes = Vec::new();
+    let mut v = Verified::default();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let broken = |message: String| AuditError::Broken {
             path: path.to_path_buf(),
@@ -475,22 +486,9 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
             message,
         };
         let line = line.map_err(|e| broken(e.to_string()))?;
-        let obj: Map<String, Value> =
-            serde_json::from_str(&line).map_err(|e| broken(format!("not a JSON record: {e}")))?;
-        let got = obj.get("prev").and_then(Value::as_str).unwrap_or("");
-        if got != prev {
-            return Err(broken(format!(
-                "chain broken: prev is {got:?}, the line before hashes to {prev}"
-            )));
-        }
-        prev = hex::encode(Sha256::digest(line.as_bytes()));
-        hashes.push(prev.clone());
+        v.push(&line).map_err(broken)?;
     }
-    Ok(Verified {
-        records: hashes.len(),
-        last_hash: prev,
-        hashes,
-    })
+    Ok(v)
 }
 
 /// [`verify`], then check the log against its anchor: it must hold at
@@ -512,7 +510,8 @@ fn check_anchor(path: &Path, v: Verified, anchor: &Anchor) -> Result<Verified, A
     match v.hashes.get(anchor.records as usize - 1) {
         None => Err(bad(format!(
             "truncated: the anchor records {} records, the log holds {}",
-            anchor.records, v.records
+            anchor.records,
+            v.records()
         ))),
         Some(h) if *h != anchor.head => Err(bad(format!(
             "the chain was rewritten: record {} hashes to {h}, the anchor says {}",
@@ -593,7 +592,7 @@ mod tests {
         drop(log);
         let log = AuditLog::open(&path, b"k").unwrap();
         log.append(record("c")).unwrap();
-        assert_eq!(verify(&path).unwrap().records, 3);
+        assert_eq!(verify(&path).unwrap().records(), 3);
     }
 
     #[test]
@@ -644,7 +643,7 @@ mod tests {
             "the torn bytes are kept"
         );
         log.append(record("c")).unwrap();
-        assert_eq!(verify(&path).unwrap().records, 3);
+        assert_eq!(verify(&path).unwrap().records(), 3);
         drop(log);
         let again = AuditLog::open(&path, b"k").unwrap();
         assert!(again.repaired().is_none(), "an intact log is left alone");
@@ -668,7 +667,7 @@ mod tests {
         assert_eq!(anchor.records, 3);
         log.append(record("d")).unwrap();
         drop(log);
-        assert_eq!(verify_anchored(&path, &anchor).unwrap().records, 4);
+        assert_eq!(verify_anchored(&path, &anchor).unwrap().records(), 4);
 
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -196,19 +196,15 @@ fn open_embedded(
     key: &[u8],
     notes: &mut Vec<String>,
 ) -> Result<(Arc<Mutex<Queue>>, Arc<AuditLog>), SetupError> {
-    let io = |path: &std::path::Path| {
-        let path = path.to_path_buf();
-        move |source| SetupError::Io { path, source }
-    };
     let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key)?);
     let queue_path = cfg.queue_path();
     let mut queue = Queue::open(&queue_path)?;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = queue_path.clone().into_os_string();
         name.push(suffix);
-        crate::datadir::private_file(std::path::Path::new(&name)).map_err(io(&queue_path))?;
+        crate::datadir::private_file(std::path::Path::new(&name)).map_err(io_at(&queue_path))?;
     }
-    crate::datadir::private_file(&cfg.audit_path()).map_err(io(&cfg.audit_path()))?;
+    crate::datadir::private_file(&cfg.audit_path()).map_err(io_at(&cfg.audit_path()))?;
     if let Some(max) = cfg.server.queue_max_bytes {
         queue.limit_size(max)?;
     }
@@ -256,8 +252,14 @@ fn open_embedded(
     }
     let queue = Arc::new(Mutex::new(queue));
     spawn_anchor(Arc::downgrade(&queue), Arc::downgrade(&audit))
-        .map_err(io(&cfg.server.data_dir))?;
+        .map_err(io_at(&cfg.server.data_dir))?;
     Ok((queue, audit))
+}
+
+/// The error of an I/O failure at `path`, for `map_err`.
+fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SetupError {
+    let path = path.to_path_buf();
+    move |source| SetupError::Io { path, source }
 }
 
 /// How often the audit log's head is copied to the queue database.
@@ -381,17 +383,13 @@ impl Responder {
     /// the clients. Returns notes for the operator (a generated audit key).
     pub fn new(cfg: Config) -> Result<(Arc<Responder>, Vec<String>), SetupError> {
         let dir = &cfg.server.data_dir;
-        let io = |path: &std::path::Path| {
-            let path = path.to_path_buf();
-            move |source| SetupError::Io { path, source }
-        };
         let mut notes = cfg.check()?;
         let data_dir = crate::datadir::DataDir::claim(dir)?;
         let queue_url = cfg.queue_url()?;
         let key = match cfg.audit_key()? {
             Some(k) => k,
             None => {
-                let (k, created) = audit_key_file(&dir.join("audit.key")).map_err(io(dir))?;
+                let (k, created) = audit_key_file(&dir.join("audit.key")).map_err(io_at(dir))?;
                 if created {
                     notes.push(format!(
                         "no audit HMAC key configured: generated one in {} (mode 0600); \
@@ -422,12 +420,12 @@ impl Responder {
         std::thread::Builder::new()
             .name("keyburn-intake".into())
             .spawn(move || intake(intake_q, intake_audit, intake_rx))
-            .map_err(io(dir))?;
+            .map_err(io_at(dir))?;
         let http = Http::new(Duration::from_millis(cfg.worker.http_timeout_ms));
         let auth = match &cfg.github.app {
             Some(app) => {
                 let pem =
-                    std::fs::read(&app.private_key_path).map_err(io(&app.private_key_path))?;
+                    std::fs::read(&app.private_key_path).map_err(io_at(&app.private_key_path))?;
                 let a = AppAuth::new(app.id, app.installation_id, &pem).map_err(|message| {
                     ConfigError::Value {
                         key: "github.app.private_key_path".into(),
@@ -796,16 +794,20 @@ impl Responder {
         if ctx.intent.as_deref() == Some(step) {
             return Ok(false);
         }
-        ctx.intent = Some(step.to_string());
-        let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
-        self.db(move |q| q.save(held, &c, now_ms())).await?;
+        self.set_intent(held, ctx, Some(step)).await?;
         Ok(true)
     }
 
-    /// An intended call was answered with an error (so it had no
-    /// effect): drop the intent, so that the retry calls again.
-    async fn unintend(self: &Arc<Self>, held: Lease, ctx: &mut Context) -> Result<(), StepError> {
-        ctx.intent = None;
+    /// Store the job's intent under the lease: `None` after a call that
+    /// was answered with an error (it had no effect), so that the retry
+    /// calls again.
+    async fn set_intent(
+        self: &Arc<Self>,
+        held: Lease,
+        ctx: &mut Context,
+        intent: Option<&str>,
+    ) -> Result<(), StepError> {
+        ctx.intent = intent.map(str::to_string);
         let c = serde_json::to_string(ctx).map_err(StepError::retryable)?;
         self.db(move |q| q.save(held, &c, now_ms())).await?;
         Ok(())
@@ -914,7 +916,7 @@ impl Responder {
                                     r.detail.insert("error".into(), e.to_string().into());
                                 })
                                 .await;
-                                self.unintend(held, ctx).await?;
+                                self.set_intent(held, ctx, None).await?;
                                 return Err(e.into());
                             }
                         }
@@ -1038,7 +1040,7 @@ impl Responder {
                     .await;
                     match sent {
                         Err(e) if e.answered() => {
-                            self.unintend(held, ctx).await?;
+                            self.set_intent(held, ctx, None).await?;
                             return Err(e.into());
                         }
                         _ => {

@@ -181,7 +181,7 @@ fn replicas_append_to_one_audit_chain_that_verify_checks_against_its_head() {
     for w in writers {
         w.join().unwrap();
     }
-    assert_eq!(verify_postgres(&url).unwrap().records, 90);
+    assert_eq!(verify_postgres(&url).unwrap().records(), 90);
 
     let mut sql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     // Records cut from the end: the head still names 90.

@@ -719,7 +719,7 @@ async fn a_torn_audit_tail_is_moved_aside_and_the_responder_starts() {
         .unwrap()
         .contains("audit.repaired"));
     drop(resp);
-    assert!(v.records >= 2, "{v:?}");
+    assert!(v.records() >= 2, "{v:?}");
 }
 
 /// moto's IAM emulator/// moto's IAM emulator (PyPI `moto[server]`), on a free port, killed on drop.

@@ -52,16 +52,21 @@ impl Pg {
         })
     }
 
-    /// After a failure: if the connection is gone (the server restarted,
-    /// the network dropped), connect again, so that the next call can
-    /// succeed; the failed one is reported as it is.
-    fn heal(&mut self) {
-        if self.client.is_closed() {
+    /// Run `call`; after a failure, if the connection is gone (the server
+    /// restarted, the network dropped), connect again so that the next
+    /// call can succeed. The failure is reported as it is.
+    fn healing<T>(
+        &mut self,
+        call: impl FnOnce(&mut Pg) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        let result = call(self);
+        if result.is_err() && self.client.is_closed() {
             if let Ok(fresh) = Pg::connect(&self.url) {
                 tracing::warn!("job queue: reconnected to PostgreSQL");
                 *self = fresh;
             }
         }
+        result
     }
 
     /// A query with PostgreSQL's own parameter types (arrays, for the
@@ -71,13 +76,10 @@ impl Pg {
         sql: &str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, QueueError> {
-        let rows = self
-            .statement(sql)
-            .and_then(|stmt| Ok(self.client.query(&stmt, params)?));
-        if rows.is_err() {
-            self.heal();
-        }
-        rows
+        self.healing(|pg| {
+            let stmt = pg.statement(sql)?;
+            Ok(pg.client.query(&stmt, params)?)
+        })
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, QueueError> {
@@ -97,32 +99,32 @@ pub enum Row<'a> {
 }
 
 impl Row<'_> {
-    pub fn int(&self, i: usize) -> Result<i64, QueueError> {
+    /// Column `i` as a type both databases read (`i64`, `String`, and
+    /// their `Option`s for nullable columns).
+    fn get<T>(&self, i: usize) -> Result<T, QueueError>
+    where
+        T: rusqlite::types::FromSql + for<'r> postgres::types::FromSql<'r>,
+    {
         Ok(match self {
             Row::Sqlite(r) => r.get(i)?,
             Row::Postgres(r) => r.try_get(i)?,
         })
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, QueueError> {
+        self.get(i)
     }
 
     pub fn opt_int(&self, i: usize) -> Result<Option<i64>, QueueError> {
-        Ok(match self {
-            Row::Sqlite(r) => r.get(i)?,
-            Row::Postgres(r) => r.try_get(i)?,
-        })
+        self.get(i)
     }
 
     pub fn text(&self, i: usize) -> Result<String, QueueError> {
-        Ok(match self {
-            Row::Sqlite(r) => r.get(i)?,
-            Row::Postgres(r) => r.try_get(i)?,
-        })
+        self.get(i)
     }
 
     pub fn opt_text(&self, i: usize) -> Result<Option<String>, QueueError> {
-        Ok(match self {
-            Row::Sqlite(r) => r.get(i)?,
-            Row::Postgres(r) => r.try_get(i)?,
-        })
+        self.get(i)
     }
 }
 
@@ -174,13 +176,7 @@ impl Db {
     pub fn batch(&mut self, sql: &str) -> Result<(), QueueError> {
         match self {
             Db::Sqlite(c) => c.execute_batch(sql)?,
-            Db::Postgres(c) => {
-                let r = c.client.batch_execute(sql);
-                if r.is_err() {
-                    c.heal();
-                }
-                r?
-            }
+            Db::Postgres(c) => c.healing(|pg| Ok(pg.client.batch_execute(sql)?))?,
         }
         Ok(())
     }
@@ -189,15 +185,10 @@ impl Db {
     pub fn execute(&mut self, sql: &str, params: &[P]) -> Result<usize, QueueError> {
         Ok(match self {
             Db::Sqlite(c) => c.execute(sql, rusqlite::params_from_iter(params.iter()))?,
-            Db::Postgres(c) => {
-                let r = c
-                    .statement(sql)
-                    .and_then(|stmt| Ok(c.client.execute(&stmt, &pg_params(params))?));
-                if r.is_err() {
-                    c.heal();
-                }
-                r? as usize
-            }
+            Db::Postgres(c) => c.healing(|pg| {
+                let stmt = pg.statement(sql)?;
+                Ok(pg.client.execute(&stmt, &pg_params(params))? as usize)
+            })?,
         })
     }
 
@@ -218,18 +209,11 @@ impl Db {
                 }
                 Ok(out)
             }
-            Db::Postgres(c) => {
-                let rows = c
-                    .statement(sql)
-                    .and_then(|stmt| Ok(c.client.query(&stmt, &pg_params(params))?));
-                match rows {
-                    Ok(rows) => rows.iter().map(|r| f(Row::Postgres(r))).collect(),
-                    Err(e) => {
-                        c.heal();
-                        Err(e)
-                    }
-                }
-            }
+            Db::Postgres(c) => c
+                .query(sql, &pg_params(params))?
+                .iter()
+                .map(|r| f(Row::Postgres(r)))
+                .collect(),
         }
     }
 
