@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyburn_responder::mock::{fake_github_token, start_mock, wait_for};
+use keyburn_responder::mock::{
+    audit_events, fake_github_token, start_mock, wait_for, wait_until_ok,
+};
 use keyburn_responder::queue::Queue;
 use keyburn_responder::signature::sign;
 use serde_json::json;
@@ -48,19 +50,7 @@ fn command(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -
 }
 
 async fn wait_ready(port: u16) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_ok(&format!("http://127.0.0.1:{port}/readyz")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,35 +130,11 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
         m.refuse_resolve = true;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keyburn.toml");
-    fs::write(
-        &config,
-        "[policy]\ndefault = \"revoke\"\n[worker]\nbackoff_base_ms = 50\nbackoff_max_ms = 100\n\
-         [github]\nreconcile_interval_secs = 0\n",
-    )
-    .unwrap();
+    let config = revoking_config(dir.path());
     let port = free_port();
     let mut first = spawn(dir.path(), port, &murl, Some(&config), 1);
     wait_ready(port).await;
-    let body = json!({
-        "action": "created",
-        "alert": {"number": 1},
-        "repository": {"full_name": "acme/app"},
-    })
-    .to_string();
-    let res = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/webhooks/github"))
-        .header("X-GitHub-Event", "secret_scanning_alert")
-        .header("X-GitHub-Delivery", "kill-1")
-        .header(
-            "X-Hub-Signature-256",
-            sign(SECRET.as_bytes(), body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
+    assert_eq!(deliver(port, "kill-1", 1).await, 202);
     wait_for("the revocation", || mock.lock().unwrap().revoke_calls == 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // resolve is failing
     first.kill().unwrap(); // SIGKILL: no cleanup of any kind
@@ -231,6 +197,18 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
     );
 }
 
+/// `dir/keyburn.toml`: revoke everything, retry fast, no reconciliation.
+fn revoking_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("keyburn.toml");
+    fs::write(
+        &config,
+        "[policy]\ndefault = \"revoke\"\n[worker]\nbackoff_base_ms = 50\nbackoff_max_ms = 100\n\
+         [github]\nreconcile_interval_secs = 0\n",
+    )
+    .unwrap();
+    config
+}
+
 /// A signed `created` delivery about `acme/app#number` to the server on
 /// `port`; the status it got.
 async fn deliver(port: u16, delivery: &str, number: u64) -> u16 {
@@ -268,13 +246,7 @@ async fn kill_9_during_an_in_flight_revoke_and_an_immediate_restart_revoke_once(
         m.revoke_delay = Duration::from_secs(2);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keyburn.toml");
-    fs::write(
-        &config,
-        "[policy]\ndefault = \"revoke\"\n[worker]\nbackoff_base_ms = 50\nbackoff_max_ms = 100\n\
-         [github]\nreconcile_interval_secs = 0\n",
-    )
-    .unwrap();
+    let config = revoking_config(dir.path());
     let port = free_port();
     let mut first = spawn(dir.path(), port, &murl, Some(&config), 1);
     wait_ready(port).await;
@@ -296,10 +268,7 @@ async fn kill_9_during_an_in_flight_revoke_and_an_immediate_restart_revoke_once(
     assert!(!m.active.contains(&token));
     assert_eq!(m.patches.len(), 1);
     let audit = fs::read_to_string(dir.path().join("keyburn-data/audit.jsonl")).unwrap();
-    let revokes: Vec<&str> = audit
-        .lines()
-        .filter(|l| l.contains(r#""event":"revoke""#))
-        .collect();
+    let revokes = audit_events(&audit, "revoke");
     assert_eq!(revokes.len(), 1, "one record per call made: {revokes:?}");
     assert!(
         revokes[0].contains(r#""outcome":"unknown""#),

@@ -27,6 +27,29 @@ pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Poll `url` until it answers 200; fail the test after 20 s.
+pub async fn wait_until_ok(url: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{url} did not answer 200"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The lines of an audit log whose event is exactly `event`.
+pub fn audit_events<'a>(audit: &'a str, event: &str) -> Vec<&'a str> {
+    let field = format!(r#""event":"{event}""#);
+    audit.lines().filter(|l| l.contains(&field)).collect()
+}
+
 /// A fake classic GitHub token: right shape, random body, not a real one.
 pub fn fake_github_token() -> String {
     let body: String = (0..36)

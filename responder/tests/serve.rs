@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyburn_responder::config::Config;
-use keyburn_responder::mock::{alert, fake_github_token, start_mock, wait_for};
+use keyburn_responder::mock::{
+    alert, audit_events, fake_github_token, start_mock, wait_for, wait_until_ok,
+};
 use keyburn_responder::signature::sign;
 use keyburn_responder::worker::Responder;
 use serde_json::json;
@@ -51,6 +53,15 @@ http_timeout_ms = 1000
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(&path, text).unwrap();
     Config::load(Some(&path)).unwrap()
+}
+
+/// Wait until `n` jobs are done.
+async fn wait_done(resp: &Arc<Responder>, n: u64) {
+    wait_for(&format!("{n} job(s) to finish"), || {
+        let counts = resp.queue.lock().unwrap().counts().unwrap();
+        counts.iter().any(|(s, c)| s.as_str() == "done" && *c == n)
+    })
+    .await;
 }
 
 /// A responder on 127.0.0.1, pointed at the mock.
@@ -435,11 +446,7 @@ async fn policy_ignore_unknown_types_dry_run_and_reconciliation() {
         "a second pass enqueues nothing new"
     );
     tokio::spawn(resp.clone().work());
-    wait_for("the three jobs to finish", || {
-        let counts = resp.queue.lock().unwrap().counts().unwrap();
-        counts.iter().any(|(s, n)| s.as_str() == "done" && *n == 3)
-    })
-    .await;
+    wait_done(&resp, 3).await;
     assert_eq!(n, 3);
     let m = mock.lock().unwrap();
     assert_eq!(
@@ -516,13 +523,7 @@ async fn a_full_queue_answers_503_while_the_queued_jobs_still_finish() {
     for _ in 0..2 {
         tokio::spawn(resp.clone().work());
     }
-    wait_for("every accepted job to finish", || {
-        let counts = resp.queue.lock().unwrap().counts().unwrap();
-        counts
-            .iter()
-            .any(|(s, n)| s.as_str() == "done" && *n == accepted)
-    })
-    .await;
+    wait_done(&resp, accepted).await;
     assert_eq!(mock.lock().unwrap().notices.len() as u64, accepted);
 
     // Dropping what finished jobs no longer need makes room again.
@@ -563,10 +564,7 @@ async fn a_provider_slower_than_the_lease_is_revoked_once_by_one_worker() {
     assert_eq!(m.patches.len(), 1);
     assert_eq!(m.notices.len(), 1);
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let revokes: Vec<&str> = audit
-        .lines()
-        .filter(|l| l.contains(r#""event":"revoke""#))
-        .collect();
+    let revokes = audit_events(&audit, "revoke");
     assert_eq!(revokes.len(), 1, "{revokes:?}");
     assert!(
         revokes[0].contains(r#""outcome":"revoked""#),
@@ -601,11 +599,7 @@ async fn a_person_closing_the_alert_before_the_revoke_wins() {
         a["resolved_by"] = json!({"login": "octocat"});
         m.user_delay = Duration::ZERO;
     }
-    wait_for("the job to finish", || {
-        let counts = r.responder.queue.lock().unwrap().counts().unwrap();
-        counts.iter().any(|(s, n)| s.as_str() == "done" && *n == 1)
-    })
-    .await;
+    wait_done(&r.responder, 1).await;
     let m = mock.lock().unwrap();
     assert_eq!(m.revoke_calls, 0, "a person's decision stands");
     assert!(m.active.contains(&token));
@@ -636,15 +630,8 @@ async fn a_reopened_alert_is_reconciled_and_a_missing_one_is_not_retried() {
     for _ in 0..2 {
         tokio::spawn(resp.clone().work());
     }
-    let done = |n: u64| {
-        let resp = resp.clone();
-        move || {
-            let counts = resp.queue.lock().unwrap().counts().unwrap();
-            counts.iter().any(|(s, c)| s.as_str() == "done" && *c == n)
-        }
-    };
     assert_eq!(resp.reconcile().await, 1);
-    wait_for("the first job", done(1)).await;
+    wait_done(&resp, 1).await;
     assert_eq!(resp.reconcile().await, 0, "resolved: nothing open");
 
     // Reopened (its webhook missed), the secret live again.
@@ -654,7 +641,7 @@ async fn a_reopened_alert_is_reconciled_and_a_missing_one_is_not_retried() {
         m.active.insert(token.clone());
     }
     assert_eq!(resp.reconcile().await, 1, "the reopened alert is a new job");
-    wait_for("the second job", done(2)).await;
+    wait_done(&resp, 2).await;
     {
         let m = mock.lock().unwrap();
         assert_eq!(m.revoke_calls, 2);
@@ -1065,20 +1052,7 @@ async fn metrics_can_require_a_token_or_live_on_their_own_address() {
         .await
         .unwrap();
     assert_eq!(main.status(), 404, "not on the webhook listener");
-    wait_for_ok(&r.client, &format!("http://127.0.0.1:{port}/metrics")).await;
-}
-
-async fn wait_for_ok(client: &reqwest::Client, url: &str) {
-    let started = Instant::now();
-    loop {
-        if let Ok(res) = client.get(url).send().await {
-            if res.status() == 200 {
-                return;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{url}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_ok(&format!("http://127.0.0.1:{port}/metrics")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1104,10 +1078,7 @@ async fn a_revoke_that_times_out_is_not_repeated_but_verified() {
     assert_eq!(m.revoke_calls, 1, "a timed-out revoke is not retried blind");
     assert!(!m.active.contains(&token));
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let revokes: Vec<&str> = audit
-        .lines()
-        .filter(|l| l.contains(r#""event":"revoke""#))
-        .collect();
+    let revokes = audit_events(&audit, "revoke");
     assert_eq!(revokes.len(), 1, "{revokes:?}");
     assert!(
         revokes[0].contains(r#""outcome":"unknown""#),
