@@ -91,6 +91,8 @@ pub struct AuditLog {
     sink: Sink,
     /// Where a torn final record was moved when the log was opened.
     repaired: Option<PathBuf>,
+    /// How the log, when opened, failed to match its anchor.
+    anchor_mismatch: Option<AuditError>,
     /// Whether the last append was stored.
     writable: AtomicBool,
 }
@@ -140,6 +142,17 @@ impl AuditLog {
     /// Open (or create) the log at `path`, checking its chain so that new
     /// records continue it. A torn final line is moved aside first.
     pub fn open(path: &Path, key: &[u8]) -> Result<AuditLog, AuditError> {
+        AuditLog::open_anchored(path, key, None)
+    }
+
+    /// [`AuditLog::open`], checking the log against `anchor` in the same
+    /// read: a mismatch does not stop the log from opening (the service
+    /// goes on), it is kept for [`AuditLog::anchor_mismatch`].
+    pub fn open_anchored(
+        path: &Path,
+        key: &[u8],
+        anchor: Option<&Anchor>,
+    ) -> Result<AuditLog, AuditError> {
         if key.is_empty() {
             return Err(AuditError::EmptyKey);
         }
@@ -152,12 +165,12 @@ impl AuditLog {
         } else {
             None
         };
-        let (prev, records) = if path.exists() {
-            let v = verify(path)?;
-            (v.last_hash().to_string(), v.records() as u64)
+        let v = if path.exists() {
+            verify(path)?
         } else {
-            (GENESIS.to_string(), 0)
+            Verified::default()
         };
+        let anchor_mismatch = anchor.and_then(|a| check_anchor(path, &v, a).err());
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -169,11 +182,12 @@ impl AuditLog {
             sink: Sink::File(Mutex::new(FileLog {
                 path: path.to_path_buf(),
                 file,
-                prev,
-                records,
+                prev: v.last_hash().to_string(),
+                records: v.records() as u64,
                 len,
             })),
             repaired,
+            anchor_mismatch,
             writable: AtomicBool::new(true),
         })
     }
@@ -197,6 +211,7 @@ impl AuditLog {
             key: key.to_vec(),
             sink: Sink::Postgres(Mutex::new(tx)),
             repaired: None,
+            anchor_mismatch: None,
             writable: AtomicBool::new(true),
         })
     }
@@ -204,6 +219,11 @@ impl AuditLog {
     /// Where a torn final record was moved aside when the log was opened.
     pub fn repaired(&self) -> Option<&Path> {
         self.repaired.as_deref()
+    }
+
+    /// How the log failed to match the anchor it was opened with.
+    pub fn anchor_mismatch(&self) -> Option<&AuditError> {
+        self.anchor_mismatch.as_ref()
     }
 
     /// The head to anchor apart from a file log: records written and the
@@ -425,7 +445,8 @@ pub fn verify_postgres(url: &str) -> Result<Verified, AuditError> {
         records: head.try_get::<_, i64>(0)? as u64,
         head: head.try_get(1)?,
     };
-    check_anchor(&what, v, &anchor)
+    check_anchor(&what, &v, &anchor)?;
+    Ok(v)
 }
 
 /// The current time, RFC 3339 UTC.
@@ -496,16 +517,18 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
 /// record must hash to the anchored head (else the chain was recomputed).
 /// Records after the anchor are the few written since it was last saved.
 pub fn verify_anchored(path: &Path, anchor: &Anchor) -> Result<Verified, AuditError> {
-    check_anchor(path, verify(path)?, anchor)
+    let v = verify(path)?;
+    check_anchor(path, &v, anchor)?;
+    Ok(v)
 }
 
-fn check_anchor(path: &Path, v: Verified, anchor: &Anchor) -> Result<Verified, AuditError> {
+fn check_anchor(path: &Path, v: &Verified, anchor: &Anchor) -> Result<(), AuditError> {
     let bad = |message: String| AuditError::Anchor {
         path: path.to_path_buf(),
         message,
     };
     if anchor.records == 0 {
-        return Ok(v);
+        return Ok(());
     }
     match v.hashes.get(anchor.records as usize - 1) {
         None => Err(bad(format!(
@@ -517,7 +540,7 @@ fn check_anchor(path: &Path, v: Verified, anchor: &Anchor) -> Result<Verified, A
             "the chain was rewritten: record {} hashes to {h}, the anchor says {}",
             anchor.records, anchor.head
         ))),
-        Some(_) => Ok(v),
+        Some(_) => Ok(()),
     }
 }
 
@@ -675,6 +698,11 @@ mod tests {
         assert!(verify(&path).is_ok(), "a cut chain is still a chain");
         let err = verify_anchored(&path, &anchor).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
+        // Opened with its anchor, the log still opens, and says so.
+        let reopened = AuditLog::open_anchored(&path, b"k", Some(&anchor)).unwrap();
+        let said = reopened.anchor_mismatch().map(ToString::to_string);
+        assert!(said.is_some_and(|e| e.contains("truncated")));
+        drop(reopened);
 
         // Rewrite the log from scratch with an edited record: the chain
         // verifies, the anchor does not.

@@ -196,9 +196,13 @@ fn open_embedded(
     key: &[u8],
     notes: &mut Vec<String>,
 ) -> Result<(Arc<Mutex<Queue>>, Arc<AuditLog>), SetupError> {
-    let audit = Arc::new(AuditLog::open(&cfg.audit_path(), key)?);
     let queue_path = cfg.queue_path();
     let mut queue = Queue::open(&queue_path)?;
+    let audit = Arc::new(AuditLog::open_anchored(
+        &cfg.audit_path(),
+        key,
+        queue.anchor()?.as_ref(),
+    )?);
     for suffix in ["", "-wal", "-shm"] {
         let mut name = queue_path.clone().into_os_string();
         name.push(suffix);
@@ -234,18 +238,16 @@ fn open_embedded(
             aside.display()
         ));
     }
-    if let Some(anchor) = queue.anchor()? {
-        if let Err(e) = crate::audit::verify_anchored(&cfg.audit_path(), &anchor) {
-            audit.append(record(
-                "audit.anchor_mismatch",
-                "error",
-                "error",
-                e.to_string(),
-            ))?;
-            notes.push(format!(
-                "the audit log does not match its anchor in the queue database: {e}"
-            ));
-        }
+    if let Some(e) = audit.anchor_mismatch() {
+        audit.append(record(
+            "audit.anchor_mismatch",
+            "error",
+            "error",
+            e.to_string(),
+        ))?;
+        notes.push(format!(
+            "the audit log does not match its anchor in the queue database: {e}"
+        ));
     }
     if let Some(anchor) = audit.anchor() {
         queue.save_anchor(&anchor)?;
