@@ -203,6 +203,13 @@ pub struct Providers {
     pub slack: ProviderUrl,
     #[serde(default)]
     pub aws: AwsProvider,
+    /// Base URLs by provider family (`gitlab = "https://gitlab.acme.io"`),
+    /// replacing the rule files' defaults.
+    #[serde(default)]
+    pub endpoints: std::collections::BTreeMap<String, String>,
+    /// Requests per second by provider family.
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, f64>,
 }
 
 /// AWS access keys are deactivated with the responder's own IAM
@@ -259,7 +266,7 @@ fn default_aws_session() -> Option<String> {
     Some("env:AWS_SESSION_TOKEN".into())
 }
 fn default_quarantine_policy() -> String {
-    crate::aws::QUARANTINE_POLICY.into()
+    crate::providers::aws::QUARANTINE_POLICY.into()
 }
 fn default_listen() -> String {
     "127.0.0.1:8787".into()
@@ -431,6 +438,15 @@ impl Config {
             ),
             ("notify.webhook", self.notify.webhook.clone()),
         ];
+        let endpoint_keys: Vec<String> = self
+            .providers
+            .endpoints
+            .keys()
+            .map(|k| format!("providers.endpoints.{k}"))
+            .collect();
+        for (key, url) in endpoint_keys.iter().zip(self.providers.endpoints.values()) {
+            urls.push((key.as_str(), Some(url.clone())));
+        }
         match self.slack_webhook() {
             Ok(u) => urls.push(("notify.slack_webhook", u)),
             Err(e) => errors.push(e),
@@ -538,6 +554,22 @@ impl Config {
             Some(u) => resolve("notify.slack_webhook", u, true),
             None => Ok(None),
         }
+    }
+
+    /// Base URLs by provider family: `[providers.endpoints]`, with
+    /// GitHub's and Slack's own keys (GitHub's defaulting to
+    /// `github.api_url`, for GitHub Enterprise).
+    pub fn endpoints(&self) -> std::collections::BTreeMap<String, String> {
+        let mut e = self.providers.endpoints.clone();
+        let github = self.providers.github.api_url.clone();
+        e.insert(
+            "github".into(),
+            github.unwrap_or_else(|| self.github.api_url.clone()),
+        );
+        if let Some(u) = &self.providers.slack.api_url {
+            e.insert("slack".into(), u.clone());
+        }
+        e
     }
 
     /// The AWS credentials (key id, secret, session token), when both

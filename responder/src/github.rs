@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{ACCEPT, AUTHORIZATION, LINK};
-use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -286,19 +285,6 @@ impl GitHub {
             }
         }
         Ok(out)
-    }
-
-    /// `POST /credentials/revoke`: GitHub revokes the tokens it issued.
-    /// The endpoint takes no authentication; 202 means accepted.
-    pub async fn revoke_credentials(&self, tokens: &[&str]) -> Result<(), CallError> {
-        let url = format!("{}/credentials/revoke", self.api);
-        let body = json!({ "credentials": tokens });
-        self.http
-            .mutate("GitHub revoke credentials", &[StatusCode::ACCEPTED], |c| {
-                with_headers(c.post(&url), &None).json(&body)
-            })
-            .await?;
-        Ok(())
     }
 }
 

@@ -81,6 +81,7 @@ impl CallError {
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
+    timeout: Duration,
     /// Extra tries for a retryable answer within one call.
     retries: u32,
     /// The longest `Retry-After` honoured inside a call; longer waits are
@@ -90,17 +91,54 @@ pub struct Http {
 
 impl Http {
     pub fn new(timeout: Duration) -> Http {
-        let client = reqwest::Client::builder()
+        Http {
+            client: Http::builder(timeout)
+                .build()
+                .expect("a TLS backend is compiled in"),
+            timeout,
+            retries: 2,
+            max_wait: Duration::from_secs(30),
+        }
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("keyburn/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// This client, but connecting to `host` only at `addr`: a request to
+    /// a host named by a secret goes to the address that was checked, not
+    /// to whatever a second DNS answer says.
+    pub fn pinned(&self, host: &str, addr: std::net::SocketAddr) -> Http {
+        let client = Http::builder(self.timeout)
+            .resolve(host, addr)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a TLS backend is compiled in");
         Http {
             client,
-            retries: 2,
-            max_wait: Duration::from_secs(30),
+            ..self.clone()
         }
+    }
+
+    /// The longest `Retry-After` honoured inside one call.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Http {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Send and return whatever the server finally answered, after the
+    /// in-call retries of a read (`idempotent`) or of a mutation: the
+    /// caller reads every status itself.
+    pub async fn exchange(
+        &self,
+        call: &str,
+        idempotent: bool,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, CallError> {
+        self.send_with(call, &[], build, idempotent, true).await
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -116,7 +154,7 @@ impl Http {
         accept: &[StatusCode],
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, CallError> {
-        self.send_with(call, accept, build, true).await
+        self.send_with(call, accept, build, true, false).await
     }
 
     /// [`Http::send`] for a call whose repetition is an effect of its own
@@ -129,7 +167,7 @@ impl Http {
         accept: &[StatusCode],
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, CallError> {
-        self.send_with(call, accept, build, false).await
+        self.send_with(call, accept, build, false, false).await
     }
 
     async fn send_with(
@@ -138,6 +176,7 @@ impl Http {
         accept: &[StatusCode],
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         idempotent: bool,
+        any_answer: bool,
     ) -> Result<Response, CallError> {
         let mut tries = 0;
         loop {
@@ -170,6 +209,7 @@ impl Http {
                 }
                 _ => {
                     return match res {
+                        Ok(r) if any_answer => Ok(r),
                         Ok(r) => Err(CallError::Status {
                             call: call.into(),
                             status: r.status().as_u16(),

@@ -4,7 +4,6 @@
 //! secrets, notifications and the audit log.
 
 pub mod audit;
-pub mod aws;
 pub mod config;
 pub mod datadir;
 pub mod github;

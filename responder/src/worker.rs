@@ -25,13 +25,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditError, AuditLog, Record};
-use crate::aws::Aws;
 use crate::config::{Action, Config, ConfigError};
 use crate::github::{Alert, AppAuth, Auth, GitHub};
 use crate::http::{CallError, Http};
 use crate::metrics::Metrics;
 use crate::notify::{Notice, Notifier};
-use crate::providers::{GitHubTokens, Provider, Slack, Validity};
+use crate::providers::aws::Aws;
+use crate::providers::{CheckError, Checker, Registry, Revoked, Secret, Validity};
 use crate::queue::{now_ms, Enqueued, Failure, Lease, NewJob, Queue, QueueError, Retry, Standing};
 use crate::signature::Verifier;
 use keyburn_scanner::finding::mask;
@@ -79,7 +79,7 @@ pub struct Responder {
     pub audit: Arc<AuditLog>,
     pub verifier: Verifier,
     pub github: GitHub,
-    pub providers: Vec<Box<dyn Provider>>,
+    pub providers: Registry,
     pub notifier: Notifier,
     pub metrics: Metrics,
     /// Bearer token `/metrics` requires, if any.
@@ -371,6 +371,15 @@ impl From<CallError> for StepError {
     }
 }
 
+impl From<CheckError> for StepError {
+    fn from(e: CheckError) -> StepError {
+        StepError::Failed {
+            failure: e.failure(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<QueueError> for StepError {
     fn from(e: QueueError) -> StepError {
         match e {
@@ -439,26 +448,15 @@ impl Responder {
             None => cfg.github_token()?.map_or(Auth::None, Auth::Token),
         };
         let github = GitHub::new(http.clone(), &cfg.github.api_url, auth);
-        let gh_api = cfg
-            .providers
-            .github
-            .api_url
-            .clone()
-            .unwrap_or_else(|| cfg.github.api_url.clone());
-        let slack_api = cfg
-            .providers
-            .slack
-            .api_url
-            .clone()
-            .unwrap_or_else(|| "https://slack.com/api".into());
-        let mut providers: Vec<Box<dyn Provider>> = vec![
-            Box::new(GitHubTokens::new(http.clone(), &gh_api)),
-            Box::new(Slack::new(http.clone(), &slack_api)),
-        ];
+        let mut options = crate::providers::Options {
+            endpoints: cfg.endpoints(),
+            rates: cfg.providers.rates.clone(),
+            ..Default::default()
+        };
         match cfg.aws_credentials()? {
             Some((id, secret, token)) => {
                 let a = &cfg.providers.aws;
-                providers.push(Box::new(Aws::new(
+                options.aws = Some(Arc::new(Aws::new(
                     http.clone(),
                     &a.iam_url,
                     &a.region,
@@ -472,6 +470,7 @@ impl Responder {
                 "no AWS credentials (providers.aws): AWS keys will be notified, not revoked".into(),
             ),
         }
+        let providers = Registry::new(&keyburn_scanner::rules::RuleSet::builtin(), &http, &options);
         let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
         let r = Responder {
             verifier: Verifier::new(cfg.webhook_secrets()?),
@@ -777,11 +776,18 @@ impl Responder {
         }
     }
 
-    fn provider(&self, secret_type: &str) -> Option<&dyn Provider> {
+    /// The check that revokes `secret_type` through an API, if any.
+    fn provider(&self, secret_type: &str) -> Option<&Checker> {
         self.providers
-            .iter()
-            .find(|p| p.handles(secret_type))
-            .map(|p| p.as_ref())
+            .for_github_type(secret_type)
+            .filter(|c| c.revokes_by_api())
+            .map(|c| c.as_ref())
+    }
+
+    /// What a person does to revoke `secret_type`, where no API can.
+    fn manual_steps(&self, secret_type: &str) -> Option<String> {
+        let c = self.providers.for_github_type(secret_type)?;
+        c.manual()
     }
 
     /// Record, under the lease, that `step`'s outside call is about to be
@@ -851,13 +857,19 @@ impl Responder {
                     let provider = self.provider(&alert.secret_type);
                     if action == Action::Revoke && provider.is_none() {
                         action = Action::Notify;
-                        ctx.note = Some(format!(
-                            "no provider revokes {} secrets: notified instead",
-                            alert.secret_type
-                        ));
+                        ctx.note = Some(match self.manual_steps(&alert.secret_type) {
+                            Some(steps) => format!(
+                                "no API revokes {} secrets: notified instead. To revoke: {steps}",
+                                alert.secret_type
+                            ),
+                            None => format!(
+                                "no provider revokes {} secrets: notified instead",
+                                alert.secret_type
+                            ),
+                        });
                     }
                     ctx.action = Some(action);
-                    ctx.provider = provider.map(|p| p.name().to_string());
+                    ctx.provider = provider.map(|p| p.family.clone());
                     self.record("policy.decided", alert_ref, action_str(action), |r| {
                         r.secret = Some(secret_ref.clone());
                         if let Some(n) = &ctx.note {
@@ -890,7 +902,8 @@ impl Responder {
                         return Ok(());
                     }
                     let p = self.require_provider(&alert)?;
-                    let trusted = p.validation_trusted(&alert.secret_type);
+                    let secret = Secret::new(alert.secret.clone());
+                    let trusted = p.validates();
                     let (outcome, note) = if self.cfg.policy.dry_run {
                         ("dry-run", None)
                     } else if ctx.intent.as_deref() == Some("revoke") {
@@ -898,38 +911,61 @@ impl Responder {
                             "unknown",
                             Some("an earlier run's revoke call was cut short (the process stopped); not repeated, verified afterwards".to_string()),
                         )
-                    } else if trusted && p.validate(&alert.secret).await? == Validity::Inactive {
+                    } else if trusted && p.validate(&secret).await?.validity == Validity::Inactive {
                         ("already-inactive", None)
                     } else {
                         self.intend(held, ctx, "revoke").await?;
-                        match p.revoke(&alert.secret).await {
+                        let refused = match p.revoke(&secret).await {
                             // Confirmed (or not) by the confirm step.
-                            Ok(()) => (if trusted { "revoked" } else { "accepted" }, None),
+                            Ok(Revoked::Revoked(_)) => {
+                                Ok((if trusted { "revoked" } else { "accepted" }, None))
+                            }
+                            Ok(Revoked::Accepted(r)) => Ok(("accepted", Some(r))),
+                            Ok(Revoked::NotFound(r)) => Ok(("already-inactive", Some(r))),
                             // No answer: the provider may have acted.
                             // Not repeated; confirm finds out.
-                            Err(e) if !e.answered() => (
+                            Ok(Revoked::Unknown(r)) => {
+                                Ok(("unknown", Some(format!("{r}; verified afterwards"))))
+                            }
+                            Err(e) if !e.answered() => Ok((
                                 "unknown",
                                 Some(format!("{e}; not repeated, verified afterwards")),
-                            ),
+                            )),
+                            Ok(Revoked::NotAuthorized(r)) => Err(StepError::Failed {
+                                message: r,
+                                failure: Failure::Permanent,
+                            }),
+                            Ok(Revoked::Manual { steps, .. }) => Err(StepError::Failed {
+                                message: format!("no API revokes it: {steps}"),
+                                failure: Failure::Permanent,
+                            }),
+                            Err(e) => Err(e.into()),
+                        };
+                        match refused {
+                            Ok(done) => done,
                             Err(e) => {
+                                let message = match &e {
+                                    StepError::Failed { message, .. } => message.clone(),
+                                    _ => "lease lost".into(),
+                                };
                                 self.record("revoke", alert_ref, "error", |r| {
-                                    r.provider = Some(p.name().into());
+                                    r.provider = Some(p.family.clone());
                                     r.secret = Some(secret_ref.clone());
-                                    r.detail.insert("error".into(), e.to_string().into());
+                                    r.detail.insert("error".into(), message.into());
                                 })
                                 .await;
                                 self.set_intent(held, ctx, None).await?;
-                                return Err(e.into());
+                                return Err(e);
                             }
                         }
                     };
                     ctx.revoke = Some(outcome.into());
                     self.metrics.count(
                         "keyburn_revocations_total",
-                        &[("provider", p.name()), ("outcome", outcome)],
+                        &[("provider", &p.family), ("outcome", outcome)],
                     );
                     self.record("revoke", alert_ref, outcome, |r| {
-                        r.provider = Some(p.name().into());
+                        r.provider = Some(p.family.clone());
                         r.secret = Some(secret_ref.clone());
                         if let Some(n) = &note {
                             r.detail.insert("note".into(), n.clone().into());
@@ -940,20 +976,21 @@ impl Responder {
                         "dry-run" => "notify",
                         // A containment step only where the provider has
                         // one (the future is built, not run).
-                        _ if p.quarantine(&alert.secret).is_some() => "quarantine",
+                        _ if p.quarantine(&secret).is_some() => "quarantine",
                         _ => "confirm",
                     }
                 }
                 "quarantine" => {
                     let p = self.require_provider(&alert)?;
-                    if let Some(call) = p.quarantine(&alert.secret) {
+                    let secret = Secret::new(alert.secret.clone());
+                    if let Some(call) = p.quarantine(&secret) {
                         let result = call.await;
                         self.record(
                             "quarantine",
                             alert_ref,
                             if result.is_ok() { "attached" } else { "error" },
                             |r| {
-                                r.provider = Some(p.name().into());
+                                r.provider = Some(p.family.clone());
                                 r.secret = Some(secret_ref.clone());
                                 if let Err(e) = &result {
                                     r.detail.insert("error".into(), e.to_string().into());
@@ -967,23 +1004,26 @@ impl Responder {
                 }
                 "confirm" => {
                     let p = self.require_provider(&alert)?;
-                    if p.validation_trusted(&alert.secret_type) {
-                        let v = p.validate(&alert.secret).await?;
+                    if p.validates() {
+                        let v = p
+                            .validate(&Secret::new(alert.secret.clone()))
+                            .await?
+                            .validity;
                         self.record("confirm", alert_ref, v.as_str(), |r| {
-                            r.provider = Some(p.name().into());
+                            r.provider = Some(p.family.clone());
                             r.secret = Some(secret_ref.clone());
                         })
                         .await;
                         if v == Validity::Active {
                             return Err(StepError::retryable(format!(
                                 "{} still accepts the secret after revocation",
-                                p.name()
+                                p.family
                             )));
                         }
                         ctx.validity = Some(v);
                     } else {
                         self.record("confirm", alert_ref, "unverifiable", |r| {
-                            r.provider = Some(p.name().into());
+                            r.provider = Some(p.family.clone());
                             r.secret = Some(secret_ref.clone());
                         })
                         .await;
@@ -1068,7 +1108,7 @@ impl Responder {
         }
     }
 
-    fn require_provider(&self, alert: &Alert) -> Result<&dyn Provider, StepError> {
+    fn require_provider(&self, alert: &Alert) -> Result<&Checker, StepError> {
         self.provider(&alert.secret_type)
             .ok_or_else(|| StepError::Failed {
                 message: format!("no provider for {}", alert.secret_type),

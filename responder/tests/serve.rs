@@ -748,9 +748,10 @@ async fn start_moto() -> Moto {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
-    use keyburn_responder::aws::Aws;
     use keyburn_responder::http::Http;
-    use keyburn_responder::providers::{Provider, Validity};
+    use keyburn_responder::providers::aws::Aws;
+    use keyburn_responder::providers::{CodeProvider, Secret, Validity};
+    let validity = |c: Result<keyburn_responder::providers::Checked, _>| c.unwrap().validity;
 
     let moto = start_moto().await;
     let admin = Aws::new(
@@ -785,14 +786,18 @@ async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
         .await
         .unwrap();
     let arn = policy.text("Arn").unwrap().to_string();
-    assert_eq!(admin.validate(&key_id).await.unwrap(), Validity::Active);
+    assert_eq!(
+        validity(admin.validate(&Secret::new(&key_id)).await),
+        Validity::Active
+    );
     assert_eq!(
         // A key id of the right shape that this account never issued,
         // assembled here so that no token-shaped literal sits in the file.
-        admin
-            .validate(&format!("{}{}", "AKIA", "Z3N8Q2W7R4T6Y1U5"))
-            .await
-            .unwrap(),
+        validity(
+            admin
+                .validate(&Secret::new(format!("{}{}", "AKIA", "Z3N8Q2W7R4T6Y1U5")))
+                .await
+        ),
         Validity::Unknown
     );
 
@@ -820,7 +825,10 @@ async fn an_aws_key_is_deactivated_and_quarantined_through_iam_on_moto() {
         mock.lock().unwrap().alerts["acme/app#4"]["state"] == "resolved"
     })
     .await;
-    assert_eq!(admin.validate(&key_id).await.unwrap(), Validity::Inactive);
+    assert_eq!(
+        validity(admin.validate(&Secret::new(&key_id)).await),
+        Validity::Inactive
+    );
     let listed = admin
         .call("ListAccessKeys", &[("UserName", "leaky")])
         .await

@@ -51,6 +51,64 @@ impl Source {
     }
 }
 
+/// What a provider said of a secret (`scan --verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationStatus {
+    /// The provider accepted it: a live credential.
+    Active,
+    /// The provider refused it: revoked, expired or never valid.
+    Inactive,
+    /// The provider's answer did not say.
+    Unknown,
+    /// The check could not be made (a network error, a timeout).
+    Error,
+    /// Not checked: no validator for the rule, a part missing, a host
+    /// keyburn will not contact.
+    Skipped,
+}
+
+impl ValidationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValidationStatus::Active => "active",
+            ValidationStatus::Inactive => "inactive",
+            ValidationStatus::Unknown => "unknown",
+            ValidationStatus::Error => "error",
+            ValidationStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::str::FromStr for ValidationStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "active" => ValidationStatus::Active,
+            "inactive" => ValidationStatus::Inactive,
+            "unknown" => ValidationStatus::Unknown,
+            "error" => ValidationStatus::Error,
+            "skipped" => ValidationStatus::Skipped,
+            _ => {
+                return Err(format!(
+                    "unknown validation status {s:?} (active, inactive, unknown, error, skipped)"
+                ))
+            }
+        })
+    }
+}
+
+/// The JSON contract's `validation` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Validation {
+    pub status: ValidationStatus,
+    pub reason: String,
+    /// The provider family asked (`github`, `slack`), empty when none was.
+    pub provider: String,
+    /// RFC 3339 time of the check.
+    pub checked_at: String,
+}
+
 /// One leaked secret at one place. Field names are the JSON output contract
 /// (DESIGN.md): other tools parse them.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +131,9 @@ pub struct Finding {
     pub source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitInfo>,
+    /// Whether the secret is live, with `--verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
     /// The secret's first line, for people (the human format shows it
     /// masked); never serialized, since it holds the secret.
     #[serde(skip)]
@@ -156,6 +217,7 @@ impl Finding {
             tags: rule.tags.clone(),
             source: Source::File,
             commit: None,
+            validation: None,
             line_text: String::new(),
         }
     }

@@ -208,6 +208,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             checksum: None,
             confidence: Confidence::Medium,
             provider: None,
+            check: None,
             secret_group: gl.secret_group.filter(|&g| g > 0),
             window: None,
             paths: gl.path.iter().map(|p| re2_to_rust(p)).collect(),
@@ -236,6 +237,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
         }
     }
     Ok(RuleSet {
+        providers: Default::default(),
         rules,
         allow: global,
     })

@@ -7,12 +7,17 @@
 //! The built-in rules live in the workspace's `rules/` folder and are embedded
 //! at build time; their regexes compile lazily, on the first keyword hit.
 
+mod check;
 mod gitleaks;
 mod model;
 
+pub use check::{
+    CheckSpec, Extract, Flow, Matcher, ProviderSpec, Revoke, RevokeKind, Step, CODE_PROVIDERS,
+};
+
 pub use gitleaks::GitleaksConfig;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
@@ -67,6 +72,8 @@ pub struct GlobalAllow {
 pub struct RuleSet {
     rules: Vec<Rule>,
     pub allow: GlobalAllow,
+    /// Provider families and their checks, by name.
+    pub providers: BTreeMap<String, ProviderSpec>,
 }
 
 impl RuleSet {
@@ -122,6 +129,7 @@ impl RuleSet {
         self.allow.regexes.extend(other.allow.regexes);
         self.allow.stopwords.extend(other.allow.stopwords);
         self.allow.commits.extend(other.allow.commits);
+        self.providers.extend(other.providers);
         self.check_requirements()
     }
 
@@ -146,8 +154,39 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
+    /// The provider check of `rule`, when it has one.
+    pub fn check_of<'a>(
+        &'a self,
+        rule: &Rule,
+    ) -> Option<(&'a str, &'a ProviderSpec, &'a CheckSpec)> {
+        let (family, spec) = self.providers.get_key_value(rule.provider.as_deref()?)?;
+        let check = spec.check.get(rule.check.as_deref()?)?;
+        Some((family.as_str(), spec, check))
+    }
+
     fn check_requirements(&self) -> Result<(), RuleError> {
         for rule in &self.rules {
+            if let Some(check) = &rule.check {
+                let invalid = |message: String| RuleError::Invalid {
+                    file: rule.source.clone(),
+                    id: rule.id.clone(),
+                    message,
+                };
+                let family = rule
+                    .provider
+                    .as_deref()
+                    .ok_or_else(|| invalid(format!("check {check:?} without a provider")))?;
+                let spec = self.providers.get(family).ok_or_else(|| {
+                    invalid(format!(
+                        "provider {family:?} has no [provider.{family}] table"
+                    ))
+                })?;
+                if !spec.check.contains_key(check) {
+                    return Err(invalid(format!(
+                        "provider {family:?} has no check {check:?}"
+                    )));
+                }
+            }
             if let Some(req) = &rule.requires {
                 if self.get(&req.rule).is_none() {
                     return Err(RuleError::Invalid {

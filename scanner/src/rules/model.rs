@@ -4,7 +4,9 @@ use regex_automata::meta;
 use regex_automata::util::syntax;
 use serde::{Deserialize, Serialize};
 
-use super::{RuleError, RuleSet};
+use std::collections::BTreeMap;
+
+use super::{ProviderSpec, RuleError, RuleSet};
 
 /// How sure a rule is that a match is a live credential. Reports sort and
 /// filter on it; when two rules match the same bytes the more confident wins.
@@ -120,6 +122,10 @@ pub struct Rule {
     /// Name of the responder provider able to validate and revoke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The check (`[provider.P.check.NAME]`) of `provider` that validates
+    /// and revokes this rule's secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
     /// Capture group number holding the secret when it is not named `secret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_group: Option<usize>,
@@ -301,6 +307,8 @@ impl Rule {
 struct KeyburnFile {
     #[serde(default)]
     rule: Vec<Rule>,
+    #[serde(default)]
+    provider: BTreeMap<String, ProviderSpec>,
 }
 
 pub(super) fn parse_keyburn(text: &str, file: &str) -> Result<RuleSet, RuleError> {
@@ -330,8 +338,16 @@ fn finish_keyburn(parsed: KeyburnFile, file: &str) -> Result<RuleSet, RuleError>
             message,
         })?;
     }
+    for (family, spec) in &parsed.provider {
+        spec.check_spec(family)
+            .map_err(|message| RuleError::Parse {
+                file: file.to_string(),
+                message,
+            })?;
+    }
     Ok(RuleSet {
         rules,
         allow: Default::default(),
+        providers: parsed.provider,
     })
 }

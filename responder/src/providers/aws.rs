@@ -13,8 +13,8 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use reqwest::StatusCode;
 
+use super::{BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity};
 use crate::http::{CallError, Http};
-use crate::providers::{BoxFuture, Provider, Validity};
 
 /// AWS's own policy for compromised keys.
 pub const QUARANTINE_POLICY: &str = "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3";
@@ -176,20 +176,17 @@ impl Aws {
     }
 }
 
-impl Provider for Aws {
-    fn name(&self) -> &'static str {
-        "aws"
-    }
-
-    fn handles(&self, secret_type: &str) -> bool {
-        secret_type == "aws_access_key_id"
-    }
-
-    fn validate<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Validity, CallError>> {
+impl CodeProvider for Aws {
+    /// Reads the key's status in its account's IAM (keyburn's own
+    /// credentials, not the leaked key).
+    fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
         Box::pin(async move {
+            let key_id = secret.value.as_str();
             let Some(user) = self.owner(key_id).await? else {
-                // Another account's key, or a deleted one: we cannot tell.
-                return Ok(Validity::Unknown);
+                return Ok(Checked {
+                    validity: Validity::Unknown,
+                    reason: "not a key of the account keyburn acts in".into(),
+                });
             };
             let r = self.call("ListAccessKeys", &[("UserName", &user)]).await?;
             Aws::ok(&r, "ListAccessKeys")?;
@@ -200,16 +197,29 @@ impl Provider for Aws {
                 .find(|m| xml_text(m, "AccessKeyId") == Some(key_id))
                 .and_then(|m| xml_text(m, "Status"));
             Ok(match status {
-                Some("Active") => Validity::Active,
+                Some("Active") => Checked {
+                    validity: Validity::Active,
+                    reason: "IAM lists the key as Active".into(),
+                },
                 // Inactive, or deleted since: dead either way.
-                _ => Validity::Inactive,
+                s => Checked {
+                    validity: Validity::Inactive,
+                    reason: format!("IAM lists the key as {}", s.unwrap_or("deleted")),
+                },
             })
         })
     }
 
-    fn revoke<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<(), CallError>> {
+    fn revoke<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
         Box::pin(async move {
-            let user = self.require_owner(key_id).await?;
+            let key_id = secret.value.as_str();
+            let user = match self.require_owner(key_id).await {
+                Ok(u) => u,
+                Err(e @ CallError::Refused { .. }) => {
+                    return Ok(Revoked::NotAuthorized(e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            };
             let r = self
                 .call(
                     "UpdateAccessKey",
@@ -220,16 +230,26 @@ impl Provider for Aws {
                     ],
                 )
                 .await?;
-            Aws::ok(&r, "UpdateAccessKey")
+            match Aws::ok(&r, "UpdateAccessKey") {
+                Ok(()) => Ok(Revoked::Revoked("UpdateAccessKey Status=Inactive".into())),
+                Err(CallError::Refused { message, .. }) if message == "NoSuchEntity" => {
+                    Ok(Revoked::NotFound("IAM has no such key".into()))
+                }
+                Err(e @ CallError::Refused { .. }) => Ok(Revoked::NotAuthorized(e.to_string())),
+                Err(e) => Err(e.into()),
+            }
         })
     }
 
     /// Attaching a managed policy that is already attached succeeds, so a
     /// retried quarantine step is harmless.
-    fn quarantine<'a>(&'a self, key_id: &'a str) -> Option<BoxFuture<'a, Result<(), CallError>>> {
+    fn quarantine<'a>(
+        &'a self,
+        secret: &'a Secret,
+    ) -> Option<BoxFuture<'a, Result<(), CallError>>> {
         let policy = self.quarantine.as_ref()?;
         Some(Box::pin(async move {
-            let user = self.require_owner(key_id).await?;
+            let user = self.require_owner(&secret.value).await?;
             let r = self
                 .call(
                     "AttachUserPolicy",

@@ -1,0 +1,485 @@
+//! Providers: who can say whether a secret is live, and kill it. One
+//! registry serves `scan --verify`, `keyburn validate`, `keyburn revoke`
+//! and the webhook responder.
+//!
+//! Most providers are data: the `[provider.NAME]` tables of the rule files
+//! declare each check's HTTP steps and matchers (see
+//! `keyburn_scanner::rules::CheckSpec`), run by [`flow`]. Code providers
+//! exist only where signing or a protocol is needed: AWS IAM (SigV4) and
+//! database handshakes. Every request goes through the shared [`Http`]
+//! plumbing, a per-provider rate limit, and, for hosts a secret names,
+//! the SSRF [`guard`].
+
+pub mod aws;
+mod flow;
+pub mod guard;
+mod postgres;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyburn_scanner::rules::{CheckSpec, RevokeKind, RuleSet};
+use serde::{Deserialize, Serialize};
+
+pub use keyburn_scanner::finding::{Validation, ValidationStatus};
+
+use crate::http::{CallError, Http};
+use crate::queue::Failure;
+use flow::{Runner, Vars};
+use guard::Guard;
+
+/// Whether a secret still works, as the responder's jobs record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validity {
+    Active,
+    Inactive,
+    /// The provider's answer did not say (an unexpected status, say).
+    Unknown,
+}
+
+impl Validity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validity::Active => "active",
+            Validity::Inactive => "inactive",
+            Validity::Unknown => "unknown",
+        }
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A secret and its named parts (an AWS secret key's key id, a Twilio
+/// token's account SID, the pieces a check's `parse` regex splits out).
+#[derive(Debug, Clone, Default)]
+pub struct Secret {
+    pub value: String,
+    pub parts: BTreeMap<String, String>,
+}
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret {
+            value: value.into(),
+            parts: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a check did not end with the provider's word.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// Not checked on purpose: an internal host, no credentials configured.
+    #[error("{0}")]
+    Skipped(String),
+    /// The input cannot be checked: a part missing, a secret of the wrong
+    /// shape for the rule.
+    #[error("{0}")]
+    Input(String),
+    /// The provider answered something no matcher expects (HTML, garbage,
+    /// an unexpected status).
+    #[error("{0}")]
+    Answer(String),
+}
+
+impl CheckError {
+    /// Whether a later retry can help (for the responder's queue).
+    pub fn failure(&self) -> Failure {
+        match self {
+            CheckError::Call(e) => e.failure(),
+            CheckError::Answer(_) => Failure::Retryable,
+            CheckError::Skipped(_) | CheckError::Input(_) => Failure::Permanent,
+        }
+    }
+
+    /// Whether the provider surely received and answered the request: a
+    /// mutation without an answer may or may not have happened.
+    pub fn answered(&self) -> bool {
+        match self {
+            CheckError::Call(e) => e.answered(),
+            _ => true,
+        }
+    }
+}
+
+/// What the provider said of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub validity: Validity,
+    pub reason: String,
+}
+
+/// What a revocation call came to, before any confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// The provider says it is done; validating again confirms it.
+    Revoked(String),
+    /// The provider took it and nothing can confirm it (a 202 for a token
+    /// keyburn cannot test).
+    Accepted(String),
+    /// Already gone.
+    NotFound(String),
+    /// The secret (or keyburn's admin credential) may not revoke it.
+    NotAuthorized(String),
+    /// The provider may or may not have acted (no answer to the
+    /// mutation): never repeated blind.
+    Unknown(String),
+    /// No API: what a person does, and where.
+    Manual {
+        steps: String,
+        console: Option<String>,
+    },
+}
+
+/// A provider implemented in code.
+pub trait CodeProvider: Send + Sync {
+    fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>>;
+    fn revoke<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>>;
+    /// A containment step after revoking (AWS's quarantine policy).
+    fn quarantine<'a>(
+        &'a self,
+        _secret: &'a Secret,
+    ) -> Option<BoxFuture<'a, Result<(), CallError>>> {
+        None
+    }
+}
+
+/// Requests per second against one provider, shared by every check of its
+/// family.
+pub struct Limiter {
+    interval: Duration,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl Limiter {
+    pub fn new(per_second: f64) -> Limiter {
+        Limiter {
+            interval: Duration::from_secs_f64(1.0 / per_second.max(0.001)),
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Wait for this request's slot.
+    pub async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// How the registry reaches providers.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Base URLs by provider family, replacing the rule files' (GitHub
+    /// Enterprise, self-hosted GitLab, tests). Trusted as given.
+    pub endpoints: BTreeMap<String, String>,
+    /// Requests per second by provider family, replacing the defaults.
+    pub rates: BTreeMap<String, f64>,
+    /// Contact hosts named by secrets even when they are internal.
+    pub allow_internal: bool,
+    /// The AWS IAM provider, when keyburn has credentials to act with.
+    pub aws: Option<Arc<aws::Aws>>,
+}
+
+/// Every rule's check, ready to run.
+pub struct Registry {
+    by_rule: HashMap<String, Arc<Checker>>,
+    by_github_type: HashMap<String, Arc<Checker>>,
+    families: BTreeMap<String, String>,
+}
+
+impl Registry {
+    pub fn new(rules: &RuleSet, http: &Http, opts: &Options) -> Registry {
+        let guard = Guard {
+            allow_internal: opts.allow_internal,
+        };
+        let mut limiters: HashMap<&str, Arc<Limiter>> = HashMap::new();
+        let mut by_rule = HashMap::new();
+        let mut by_github_type = HashMap::new();
+        let mut families = BTreeMap::new();
+        for rule in rules.rules() {
+            let Some((family, spec, check)) = rules.check_of(rule) else {
+                continue;
+            };
+            families.insert(family.to_string(), spec.name.clone());
+            let limiter = opts.rates.get(family).copied().or(spec.rate).map(|rate| {
+                limiters
+                    .entry(family)
+                    .or_insert_with(|| Arc::new(Limiter::new(rate)))
+                    .clone()
+            });
+            let code: Option<Arc<dyn CodeProvider>> = match check.code.as_deref() {
+                Some("aws-iam") => opts.aws.clone().map(|a| a as Arc<dyn CodeProvider>),
+                Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
+                _ => None,
+            };
+            let parse = check
+                .parse
+                .as_deref()
+                .and_then(|p| regex::Regex::new(p).ok());
+            let checker = Arc::new(Checker {
+                rule_id: rule.id.clone(),
+                family: family.to_string(),
+                provider_name: spec.name.clone(),
+                base: opts.endpoints.get(family).cloned().or(spec.base.clone()),
+                spec: check.clone(),
+                parse,
+                code,
+                limiter,
+                http: http.clone(),
+                guard,
+            });
+            for t in &check.github_types {
+                by_github_type
+                    .entry(t.clone())
+                    .or_insert_with(|| checker.clone());
+            }
+            by_rule.insert(rule.id.clone(), checker);
+        }
+        Registry {
+            by_rule,
+            by_github_type,
+            families,
+        }
+    }
+
+    pub fn for_rule(&self, rule_id: &str) -> Option<&Arc<Checker>> {
+        self.by_rule.get(rule_id)
+    }
+
+    /// The check for a GitHub secret-scanning `secret_type`.
+    pub fn for_github_type(&self, secret_type: &str) -> Option<&Arc<Checker>> {
+        self.by_github_type.get(secret_type)
+    }
+
+    /// Provider family names (`--endpoint` keys) and their display names.
+    pub fn families(&self) -> &BTreeMap<String, String> {
+        &self.families
+    }
+}
+
+/// One rule's check.
+pub struct Checker {
+    pub rule_id: String,
+    /// The provider family (`github`), as `--endpoint` names it.
+    pub family: String,
+    /// A person's name for the provider.
+    pub provider_name: String,
+    base: Option<String>,
+    spec: CheckSpec,
+    parse: Option<regex::Regex>,
+    code: Option<Arc<dyn CodeProvider>>,
+    limiter: Option<Arc<Limiter>>,
+    http: Http,
+    guard: Guard,
+}
+
+impl Checker {
+    /// Whether the provider's answer to [`Checker::validate`] means
+    /// anything (some tokens cannot call any endpoint that would say).
+    pub fn validates(&self) -> bool {
+        self.spec.validates()
+    }
+
+    pub fn revoke_kind(&self) -> RevokeKind {
+        self.spec.revoke_kind()
+    }
+
+    /// Whether [`Checker::revoke`] calls an API here: HTTP steps, or a code
+    /// provider keyburn has credentials for.
+    pub fn revokes_by_api(&self) -> bool {
+        let steps = self
+            .spec
+            .revoke
+            .as_ref()
+            .is_some_and(|r| !r.steps.is_empty());
+        steps || (self.code.is_some() && self.spec.revoke_kind() == RevokeKind::Api)
+    }
+
+    /// The secret's parts: those given, plus what `parse` splits out.
+    fn parts(&self, secret: &Secret) -> Result<BTreeMap<String, String>, CheckError> {
+        let mut parts = secret.parts.clone();
+        if let Some(re) = &self.parse {
+            let caps = re.captures(&secret.value).ok_or_else(|| {
+                CheckError::Input(format!(
+                    "the secret does not have the shape rule {} expects",
+                    self.rule_id
+                ))
+            })?;
+            for name in re.capture_names().flatten() {
+                if let Some(m) = caps.name(name) {
+                    parts
+                        .entry(name.to_string())
+                        .or_insert_with(|| m.as_str().to_string());
+                }
+            }
+        }
+        for p in &self.spec.parts {
+            if !parts.contains_key(p) {
+                return Err(CheckError::Skipped(format!(
+                    "needs its {p} too (a lone half; give it with --part {p}=VALUE)"
+                )));
+            }
+        }
+        Ok(parts)
+    }
+
+    fn runner<'a>(&'a self, mutating: bool, call: &'a str) -> Runner<'a> {
+        Runner {
+            http: &self.http,
+            guard: &self.guard,
+            limiter: self.limiter.as_deref(),
+            base: self.base.as_deref(),
+            mutating,
+            call,
+        }
+    }
+
+    /// Ask the provider whether the secret works. Never changes anything.
+    pub async fn validate(&self, secret: &Secret) -> Result<Checked, CheckError> {
+        if let Some(flow) = &self.spec.validate {
+            let parts = self.parts(secret)?;
+            let mut vars = Vars {
+                secret: &secret.value,
+                parts: &parts,
+                base: self.base.as_deref(),
+                extracted: BTreeMap::new(),
+            };
+            let call = format!("{} validate", self.provider_name);
+            let ended = self
+                .runner(false, &call)
+                .run(&flow.steps, &mut vars)
+                .await?;
+            let validity = match ended.outcome.as_str() {
+                "active" => Validity::Active,
+                "inactive" => Validity::Inactive,
+                _ => Validity::Unknown,
+            };
+            return Ok(Checked {
+                validity,
+                reason: ended.reason,
+            });
+        }
+        match (&self.code, self.spec.validates()) {
+            (Some(code), true) => code.validate(secret).await,
+            _ => Err(self.unavailable("validates")),
+        }
+    }
+
+    /// Revoke through the provider's API, or say what a person does.
+    /// Mutations are sent once: without an answer the result is
+    /// [`Revoked::Unknown`].
+    pub async fn revoke(&self, secret: &Secret) -> Result<Revoked, CheckError> {
+        let revoke = self.spec.revoke.as_ref();
+        if let Some(r) = revoke.filter(|r| !r.steps.is_empty()) {
+            let parts = self.parts(secret)?;
+            let mut vars = Vars {
+                secret: &secret.value,
+                parts: &parts,
+                base: self.base.as_deref(),
+                extracted: BTreeMap::new(),
+            };
+            let call = format!("{} revoke", self.provider_name);
+            let ended = match self.runner(true, &call).run(&r.steps, &mut vars).await {
+                Ok(e) => e,
+                Err(e) if !e.answered() => {
+                    return Ok(Revoked::Unknown(format!(
+                        "{e}: the provider may have acted; not repeated, check its state"
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            let reason = ended.reason;
+            return Ok(match ended.outcome.as_str() {
+                "revoked" => Revoked::Revoked(reason),
+                "accepted" => Revoked::Accepted(reason),
+                "not_found" => Revoked::NotFound(reason),
+                "not_authorized" => Revoked::NotAuthorized(reason),
+                _ => Revoked::Unknown(reason),
+            });
+        }
+        if let Some(code) = &self.code {
+            if self.spec.revoke_kind() == RevokeKind::Api {
+                return code.revoke(secret).await;
+            }
+        }
+        match revoke.and_then(|r| r.manual.clone()) {
+            Some(steps) => Ok(Revoked::Manual {
+                steps,
+                console: revoke.and_then(|r| r.console.clone()),
+            }),
+            None => Err(self.unavailable("revokes")),
+        }
+    }
+
+    /// The steps and console URL a person follows to revoke it.
+    pub fn manual(&self) -> Option<String> {
+        let r = self.spec.revoke.as_ref()?;
+        let steps = r.manual.clone()?;
+        Some(match &r.console {
+            Some(c) => format!("{steps} ({c})"),
+            None => steps,
+        })
+    }
+
+    /// The provider's containment step after a revocation, if it has one.
+    pub fn quarantine<'a>(
+        &'a self,
+        secret: &'a Secret,
+    ) -> Option<BoxFuture<'a, Result<(), CallError>>> {
+        self.code.as_ref()?.quarantine(secret)
+    }
+
+    fn unavailable(&self, what: &str) -> CheckError {
+        match self.spec.code.as_deref() {
+            Some("aws-iam") if self.code.is_none() => CheckError::Skipped(
+                "no AWS credentials to act with (providers.aws, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
+            ),
+            _ => CheckError::Skipped(format!(
+                "nothing {what} {} secrets",
+                self.rule_id
+            )),
+        }
+    }
+
+    /// The validation record for reports.
+    pub fn validation(&self, result: &Result<Checked, CheckError>) -> Validation {
+        validation(&self.family, result)
+    }
+}
+
+/// The report's record of a validation.
+pub fn validation(provider: &str, result: &Result<Checked, CheckError>) -> Validation {
+    let (status, reason) = match result {
+        Ok(c) => (
+            match c.validity {
+                Validity::Active => ValidationStatus::Active,
+                Validity::Inactive => ValidationStatus::Inactive,
+                Validity::Unknown => ValidationStatus::Unknown,
+            },
+            c.reason.clone(),
+        ),
+        Err(CheckError::Skipped(r)) => (ValidationStatus::Skipped, r.clone()),
+        Err(CheckError::Answer(r)) => (ValidationStatus::Unknown, r.clone()),
+        Err(e) => (ValidationStatus::Error, e.to_string()),
+    };
+    Validation {
+        status,
+        reason,
+        provider: provider.to_string(),
+        checked_at: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .map_or_else(|_| String::new(), |t| t.to_string()),
+    }
+}
