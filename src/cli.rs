@@ -25,6 +25,12 @@ pub enum Command {
     /// Install keyburn as a git pre-commit hook.
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Ask a secret's provider whether it is live (exit 0 active, 1
+    /// inactive, 2 when it could not tell).
+    Validate(Box<ValidateArgs>),
+    /// Revoke secrets through their providers' APIs, and confirm they are
+    /// dead (exit 0 only when every one ended revoked or not_found).
+    Revoke(Box<RevokeArgs>),
     /// Run the responder: GitHub secret-scanning webhook -> revoked key.
     Serve(ServeArgs),
     /// Inspect and retry the responder's jobs.
@@ -146,6 +152,92 @@ pub struct AuditVerifyArgs {
     pub config: ConfigArg,
     /// The log (default: the configured one).
     pub file: Option<PathBuf>,
+}
+
+/// How keyburn reaches providers (`validate`, `revoke`, `scan --verify`).
+#[derive(Args, Clone)]
+pub struct ProviderArgs {
+    /// Send a provider's requests to URL instead of its public API: GitHub
+    /// Enterprise (`github=https://ghe.example/api/v3`), a self-hosted
+    /// GitLab, a test server. Trusted as given. Repeatable.
+    #[arg(long = "endpoint", value_name = "PROVIDER=URL", value_parser = parse_pair)]
+    pub endpoints: Vec<(String, String)>,
+    /// Contact hosts a secret names (database URLs, self-hosted servers)
+    /// even when they resolve to loopback, private or link-local addresses.
+    #[arg(long)]
+    pub allow_internal: bool,
+    /// Requests per second to a provider (`github=5`), or to each provider
+    /// (`5`). Repeatable.
+    #[arg(long = "rate", value_name = "[PROVIDER=]N")]
+    pub rates: Vec<String>,
+    /// Seconds before a provider's answer is given up on.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub provider_timeout: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The secret, or `-` to read secrets from stdin, one per line (which
+    /// keeps them out of shell history and process lists).
+    pub secret: String,
+    /// The rule the secret belongs to (default: inferred from its shape).
+    #[arg(long, value_name = "ID")]
+    pub rule: Option<String>,
+    /// A part of a multi-part credential (an AWS secret key's key id, a
+    /// database URL's host). Repeatable.
+    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub parts: Vec<(String, String)>,
+    #[arg(short, long, value_enum, default_value = "human")]
+    pub format: TableFormat,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+    /// Add rules (and provider checks) from a TOML file. Repeatable.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RevokeArgs {
+    /// The secret, or `-` to read secrets from stdin, one per line.
+    #[arg(required_unless_present = "report", conflicts_with = "report")]
+    pub secret: Option<String>,
+    /// The rule the secret belongs to (default: inferred from its shape).
+    #[arg(long, value_name = "ID", conflicts_with = "report")]
+    pub rule: Option<String>,
+    /// A part of a multi-part credential. Repeatable.
+    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub parts: Vec<(String, String)>,
+    /// Revoke the secrets of a keyburn report (`scan -f json` or `-f
+    /// jsonl`, not redacted), each distinct secret once.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// With --report: only findings the scan's --verify found active.
+    #[arg(long, requires = "report")]
+    pub only_verified: bool,
+    /// Say what would be revoked and how; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short, long, value_enum, default_value = "human")]
+    pub format: TableFormat,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+    /// Add rules (and provider checks) from a TOML file. Repeatable.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+}
+
+/// `NAME=VALUE`.
+pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -335,6 +427,27 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// After the scan, ask each finding's provider whether its secret is
+    /// live (each distinct secret once). Offline without it.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: report only findings whose secret is active.
+    #[arg(long, requires = "verify", conflicts_with = "verify_status")]
+    pub only_verified: bool,
+    /// With --verify: report only findings with these statuses (active,
+    /// inactive, unknown, error, skipped).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "STATUS,...",
+        requires = "verify"
+    )]
+    pub verify_status: Vec<keyburn_scanner::finding::ValidationStatus>,
+    /// With --verify: validations in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub verify_workers: usize,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,9 +14,11 @@ macro_rules! out {
 
 mod cli;
 mod hook;
+mod revoke;
 mod rules_cmd;
 mod scan;
 mod serve;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ fn main() -> ExitCode {
         cli::Command::Rules(cli::RulesCommand::Check(a)) => rules_cmd::check(a),
         cli::Command::Hook(cli::HookCommand::Install(a)) => hook::install(a),
         cli::Command::Hook(cli::HookCommand::Uninstall(a)) => hook::uninstall(a),
+        cli::Command::Validate(a) => validate::run(*a),
+        cli::Command::Revoke(a) => revoke::run(*a),
         cli::Command::Serve(a) => serve::serve(a),
         cli::Command::Jobs(cli::JobsCommand::List(a)) => serve::jobs_list(a),
         cli::Command::Jobs(cli::JobsCommand::Show(a)) => serve::jobs_show(a),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use keyburn_scanner::engine::check_examples;
-use keyburn_scanner::rules::GitleaksConfig;
+use keyburn_scanner::rules::{GitleaksConfig, RevokeKind};
 use keyburn_scanner::{Confidence, Engine, RuleSet};
 
 use crate::cli::{CheckArgs, ListArgs, MinConfidence, RuleSelection};
@@ -71,17 +71,42 @@ pub fn list(args: ListArgs) -> Result<u8> {
     let set = load_rules(&args.selection, Some(Path::new(".")))?;
     let min: Confidence = args.selection.min_confidence.into();
     let rules: Vec<_> = set.rules().iter().filter(|r| r.confidence >= min).collect();
+    let caps = |r: &keyburn_scanner::rules::Rule| match set.check_of(r) {
+        Some((_, _, c)) => (c.validates(), c.revoke_kind()),
+        None => (false, RevokeKind::None),
+    };
     if args.json {
-        out!("{}", serde_json::to_string_pretty(&rules)?);
+        let rows = rules
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r)?;
+                let (validate, revoke) = caps(r);
+                v["validate"] = validate.into();
+                v["revoke"] = revoke.as_str().into();
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        out!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
     let width = rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    out!(
+        "{:width$}  {:6}  {:12}  {:8}  {:6}  NAME",
+        "ID",
+        "CONF",
+        "PROVIDER",
+        "VALIDATE",
+        "REVOKE"
+    );
     for r in &rules {
+        let (validate, revoke) = caps(r);
         out!(
-            "{:width$}  {:6}  {:10}  {}",
+            "{:width$}  {:6}  {:12}  {:8}  {:6}  {}",
             r.id,
             r.confidence.as_str(),
             r.provider.as_deref().unwrap_or("-"),
+            if validate { "yes" } else { "-" },
+            revoke.as_str(),
             r.name
         );
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use keyburn_scanner::engine::EngineKind;
+use keyburn_scanner::finding::ValidationStatus;
 use keyburn_scanner::report::{self, Baseline, Format, HumanOptions, Notice, NoticeLevel, Report};
 use keyburn_scanner::sources::{self, Event, HistoryOptions, SkipReason, Strategy, WalkOptions};
 use keyburn_scanner::{Engine, EngineBuilder};
@@ -160,6 +161,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     }
     let mut rules = load_rules(&args.selection, root.as_deref())?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
+    let verify_rules = args.verify.then(|| rules.clone());
     let mut builder = EngineBuilder::new(rules);
     if cfg.verbose {
         builder = builder.explain(|d| {
@@ -292,6 +294,34 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             .is_none_or(|c| !engine.allows_commit(&f.rule_id, &c.id))
     });
     report.subtract(&baseline);
+    if let Some(rules) = &verify_rules {
+        let t = Instant::now();
+        crate::validate::verify(
+            &mut report.findings,
+            rules,
+            &args.providers,
+            args.verify_workers,
+        )?;
+        let wanted: Vec<ValidationStatus> = if args.only_verified {
+            vec![ValidationStatus::Active]
+        } else {
+            args.verify_status.clone()
+        };
+        if !wanted.is_empty() {
+            report.findings.retain(|f| {
+                f.validation
+                    .as_ref()
+                    .is_some_and(|v| wanted.contains(&v.status))
+            });
+        }
+        if cfg.verbose {
+            eprintln!(
+                "keyburn: verified {} findings in {:.2} s",
+                report.findings.len(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
     if cfg.redact {
         report.redact();
     }

@@ -134,6 +134,21 @@ impl TestPostgres {
         );
     }
 
+    /// Create a login role that must give `password` over TCP (the rest of
+    /// the server trusts everyone): for tests of password validation.
+    pub fn password_role(&self, role: &str, password: &str) {
+        let mut c = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect");
+        c.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            .expect("create role");
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let line = format!("host all {role} 127.0.0.1/32 scram-sha-256\n");
+        std::fs::write(&hba, line + &old).expect("pg_hba.conf");
+        self.run("pg_ctl", &["-D", &self.data(), "reload"]);
+        // The reload is asynchronous; the postmaster rereads within moments.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
     /// The server's own log, for a failing test to show.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

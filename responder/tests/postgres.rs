@@ -197,3 +197,57 @@ fn replicas_append_to_one_audit_chain_that_verify_checks_against_its_head() {
     .unwrap();
     assert!(verify_postgres(&url).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_url_is_validated_by_authenticating_and_nothing_else() {
+    use keyburn_responder::http::Http;
+    use keyburn_responder::providers::{Options, Registry, Secret, Validity};
+
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = TestPostgres::start();
+        pg.password_role("leaky", "Fixture-pw-0000");
+        pg
+    })
+    .await
+    .unwrap();
+    let rules = keyburn_scanner::rules::RuleSet::builtin();
+    let rule = rules.get("postgres-url-password").unwrap();
+    let registry = Registry::new(
+        &rules,
+        &Http::new(Duration::from_secs(5)),
+        &Options {
+            allow_internal: true,
+            ..Options::default()
+        },
+    );
+    let check = registry.for_rule("postgres-url-password").unwrap();
+    let secret = |password: &str| {
+        // The parts come from the rule's own regex, as in a scan.
+        let url = format!(
+            "postgres://leaky:{password}@127.0.0.1:{}/postgres",
+            pg.port()
+        );
+        Secret {
+            value: password.to_string(),
+            parts: rule.parts(&url),
+        }
+    };
+    let live = check.validate(&secret("Fixture-pw-0000")).await.unwrap();
+    assert_eq!(live.validity, Validity::Active, "{}", pg.log());
+    let dead = check.validate(&secret("Fixture-pw-1111")).await.unwrap();
+    assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
+    assert!(dead.reason.contains("28P01"), "{}", dead.reason);
+    // Without --allow-internal the server is not contacted.
+    let guarded = Registry::new(
+        &rules,
+        &Http::new(Duration::from_secs(5)),
+        &Options::default(),
+    );
+    let e = guarded
+        .for_rule("postgres-url-password")
+        .unwrap()
+        .validate(&secret("Fixture-pw-0000"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("--allow-internal"), "{e}");
+}

@@ -289,8 +289,11 @@ impl Answer {
         })
     }
 
+    /// An HTML page or a body that is not JSON (a proxy's, a captive
+    /// portal's) only fits a matcher that names a substring of it.
     fn fits(&self, m: &Matcher) -> bool {
-        if self.html && m.body.is_none() {
+        let garbled = self.html || (self.json.is_none() && !self.body.trim().is_empty());
+        if garbled && m.body.is_none() {
             return false;
         }
         if !m.status.is_empty() && !m.status.contains(&self.status) {

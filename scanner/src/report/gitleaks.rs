@@ -30,7 +30,7 @@ struct Leak<'a> {
     email: &'a str,
     date: &'a str,
     message: &'a str,
-    tags: &'a [String],
+    tags: Vec<String>,
     fingerprint: String,
 }
 
@@ -68,7 +68,17 @@ pub(super) fn write(out: &mut dyn Write, report: &Report) -> io::Result<()> {
                 email: field(|c| &c.email),
                 date: field(|c| &c.date),
                 message: field(|c| &c.message),
-                tags: &f.tags,
+                // gitleaks' own validation tags read `validation:active`.
+                tags: f
+                    .tags
+                    .iter()
+                    .cloned()
+                    .chain(
+                        f.validation
+                            .as_ref()
+                            .map(|v| format!("validation:{}", v.status.as_str())),
+                    )
+                    .collect(),
                 fingerprint: gitleaks_fingerprint(f),
             }
         })

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::Report;
-use crate::finding::{mask, Finding, REDACTED};
+use crate::finding::{mask, Finding, ValidationStatus, REDACTED};
 use crate::rules::Confidence;
 
 /// Presentation choices for the human format.
@@ -122,6 +122,14 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -
             )?;
         }
         writeln!(out, "  secret: {}", p.wrap("31", &shown))?;
+        if let Some(v) = &f.validation {
+            let status = match v.status {
+                ValidationStatus::Active => p.wrap("1;31", "ACTIVE"),
+                ValidationStatus::Inactive => p.wrap("32", "inactive"),
+                s => p.wrap("33", s.as_str()),
+            };
+            writeln!(out, "  validation: {status} ({})", v.reason)?;
+        }
         writeln!(out, "  fingerprint: {}", f.fingerprint)?;
         writeln!(out)?;
     }

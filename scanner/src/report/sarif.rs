@@ -175,6 +175,9 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
                 result["ruleIndex"] = json!(i);
             }
             result["properties"]["source"] = json!(f.source);
+            if let Some(v) = &f.validation {
+                result["properties"]["validation"] = json!(v);
+            }
             if let Some(c) = &f.commit {
                 result["properties"]["commit"] = json!(c.id);
                 result["properties"]["commitSha"] = json!(c.id);

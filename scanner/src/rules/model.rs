@@ -272,6 +272,44 @@ impl Rule {
         })
     }
 
+    /// The named groups of the regex other than `secret` (a URL's `host`,
+    /// `user`, `port`), read from the text the rule matched: the parts a
+    /// provider check needs besides the secret.
+    pub fn parts(&self, matched: &str) -> BTreeMap<String, String> {
+        let mut parts = BTreeMap::new();
+        let Ok((re, _)) = compile_regex(&self.regex) else {
+            return parts;
+        };
+        let mut caps = re.create_captures();
+        re.captures(matched.as_bytes(), &mut caps);
+        if !caps.is_match() {
+            return parts;
+        }
+        let names = re
+            .group_info()
+            .pattern_names(regex_automata::PatternID::ZERO);
+        for (i, name) in names.enumerate() {
+            let Some(name) = name.filter(|n| *n != "secret") else {
+                continue;
+            };
+            if let Some(span) = caps.get_group(i) {
+                parts.insert(
+                    name.to_string(),
+                    String::from_utf8_lossy(&matched.as_bytes()[span.start..span.end]).into_owned(),
+                );
+            }
+        }
+        parts
+    }
+
+    /// Whether the regex starts at the secret itself (a token format),
+    /// rather than at a name or keyword before it: only then can a lone
+    /// secret be told to have the wrong shape for the rule.
+    pub fn secret_first(&self) -> bool {
+        let r = self.regex.trim_start_matches(r"");
+        r.starts_with("(?P<secret>") || r.starts_with("(?<secret>")
+    }
+
     /// Generic rules (tag `generic`) lose ties against provider rules.
     pub fn is_generic(&self) -> bool {
         self.tags.iter().any(|t| t == "generic")
