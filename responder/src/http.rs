@@ -62,6 +62,24 @@ impl CallError {
         )
     }
 
+    /// A request that got no answer, with the causes reqwest chains
+    /// ("error sending request: dns error: ...") but without the URL,
+    /// which may carry a query.
+    pub fn transport(call: &str, e: reqwest::Error) -> CallError {
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        CallError::Transport {
+            call: call.into(),
+            message,
+        }
+    }
+
     pub fn refused(call: &str, message: impl ToString) -> CallError {
         CallError::Refused {
             call: call.into(),
@@ -184,11 +202,7 @@ impl Http {
                 if e.is_timeout() {
                     CallError::Timeout { call: call.into() }
                 } else {
-                    CallError::Transport {
-                        call: call.into(),
-                        // Without the URL: it may carry a query.
-                        message: e.without_url().to_string(),
-                    }
+                    CallError::transport(call, e)
                 }
             });
             let wait = match &res {

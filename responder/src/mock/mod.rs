@@ -63,6 +63,23 @@ pub fn fake_github_token() -> String {
     format!("{}{}", "ghp_", body)
 }
 
+/// A fake Slack bot token of the real shape: random digits and letters.
+pub fn fake_slack_token() -> String {
+    let pick = |chars: &[u8], n: usize| -> String {
+        (0..n)
+            .map(|_| chars[rand::random_range(0..chars.len())] as char)
+            .collect()
+    };
+    let digits = b"0123456789";
+    let alnum = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    format!(
+        "xoxb-{}-{}-{}",
+        pick(digits, 11),
+        pick(digits, 13),
+        pick(alnum, 24)
+    )
+}
+
 #[derive(Default)]
 pub struct Mock {
     /// "owner/repo#n" -> alert JSON (with the secret).

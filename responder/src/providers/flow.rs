@@ -257,10 +257,7 @@ impl Answer {
             CheckError::Call(if e.is_timeout() {
                 CallError::Timeout { call: call.into() }
             } else {
-                CallError::Transport {
-                    call: call.into(),
-                    message: e.without_url().to_string(),
-                }
+                CallError::transport(call, e)
             })
         })? {
             body.extend_from_slice(&chunk);

@@ -306,7 +306,7 @@ impl Rule {
     /// rather than at a name or keyword before it: only then can a lone
     /// secret be told to have the wrong shape for the rule.
     pub fn secret_first(&self) -> bool {
-        let r = self.regex.trim_start_matches(r"");
+        let r = self.regex.trim_start_matches(r"\b");
         r.starts_with("(?P<secret>") || r.starts_with("(?<secret>")
     }
 
