@@ -108,9 +108,12 @@ pub struct Runner<'a> {
     pub http: &'a Http,
     pub guard: &'a Guard,
     pub limiter: Option<&'a Limiter>,
-    /// The provider's base URL as configured (requests under it are
-    /// trusted; others go through the guard).
-    pub base: Option<&'a str>,
+    /// The provider's base URLs as configured, by host name (`""` for
+    /// its main one): requests under them are trusted, others go through
+    /// the guard.
+    pub bases: &'a BTreeMap<String, String>,
+    /// The provider family, for `--endpoint` hints.
+    pub family: &'a str,
     /// A revocation: its non-GET steps are mutations.
     pub mutating: bool,
     /// For error messages: `slack token validate`.
@@ -154,17 +157,28 @@ impl Runner<'_> {
 
     async fn send(&self, step: &Step, vars: &Vars<'_>, n: usize) -> Result<Answer, CheckError> {
         let path = vars.render(&step.path)?;
+        let mut base = None;
         let url = if !step.path.starts_with('/') {
             path
         } else {
-            let base = self.base.ok_or_else(|| {
-                CheckError::Input(format!("{}: no base URL configured", self.call))
+            let host = step.host.as_deref().unwrap_or("");
+            let template = self.bases.get(host).ok_or_else(|| {
+                let key = match host {
+                    "" => self.family.to_string(),
+                    h => format!("{}.{h}", self.family),
+                };
+                CheckError::Skipped(format!(
+                    "no public address to call: give it with --endpoint {key}=URL"
+                ))
             })?;
-            format!("{}{}", base.trim_end_matches('/'), path)
+            let b = vars.render(template)?;
+            let url = format!("{}{}", b.trim_end_matches('/'), path);
+            base = Some(b);
+            url
         };
         let parsed = reqwest::Url::parse(&url)
             .map_err(|e| CheckError::Input(format!("{}: not a URL ({e})", self.call)))?;
-        let trusted = self.base.is_some_and(|b| url.starts_with(b));
+        let trusted = base.is_some_and(|b| url.starts_with(&b));
         let pinned;
         let http = if trusted {
             self.http
@@ -300,6 +314,13 @@ impl Answer {
             if !self.body.contains(b.as_str()) {
                 return false;
             }
+        }
+        let json = self.json.as_ref();
+        if !m.present.iter().all(|p| {
+            json.and_then(|j| lookup(j, p))
+                .is_some_and(|v| !v.is_null())
+        }) {
+            return false;
         }
         m.json.iter().all(|(path, want)| {
             let got = self.json.as_ref().and_then(|j| lookup(j, path));

@@ -228,11 +228,22 @@ impl Registry {
                 .parse
                 .as_deref()
                 .and_then(|p| regex::Regex::new(p).ok());
+            let mut bases = BTreeMap::new();
+            if let Some(b) = opts.endpoints.get(family).or(spec.base.as_ref()) {
+                bases.insert(String::new(), b.clone());
+            }
+            for (host, url) in &spec.hosts {
+                let b = opts
+                    .endpoints
+                    .get(&format!("{family}.{host}"))
+                    .unwrap_or(url);
+                bases.insert(host.clone(), b.clone());
+            }
             let checker = Arc::new(Checker {
                 rule_id: rule.id.clone(),
                 family: family.to_string(),
                 provider_name: spec.name.clone(),
-                base: opts.endpoints.get(family).cloned().or(spec.base.clone()),
+                bases,
                 spec: check.clone(),
                 parse,
                 code,
@@ -276,7 +287,8 @@ pub struct Checker {
     pub family: String,
     /// A person's name for the provider.
     pub provider_name: String,
-    base: Option<String>,
+    /// Base URLs by host name (`""`: the main one).
+    bases: BTreeMap<String, String>,
     spec: CheckSpec,
     parse: Option<regex::Regex>,
     code: Option<Arc<dyn CodeProvider>>,
@@ -340,7 +352,8 @@ impl Checker {
             http: &self.http,
             guard: &self.guard,
             limiter: self.limiter.as_deref(),
-            base: self.base.as_deref(),
+            bases: &self.bases,
+            family: &self.family,
             mutating,
             call,
         }
@@ -353,7 +366,7 @@ impl Checker {
             let mut vars = Vars {
                 secret: &secret.value,
                 parts: &parts,
-                base: self.base.as_deref(),
+                base: self.bases.get("").map(String::as_str),
                 extracted: BTreeMap::new(),
             };
             let call = format!("{} validate", self.provider_name);
@@ -387,7 +400,7 @@ impl Checker {
             let mut vars = Vars {
                 secret: &secret.value,
                 parts: &parts,
-                base: self.base.as_deref(),
+                base: self.bases.get("").map(String::as_str),
                 extracted: BTreeMap::new(),
             };
             let call = format!("{} revoke", self.provider_name);

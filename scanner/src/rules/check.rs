@@ -24,6 +24,10 @@ pub struct ProviderSpec {
     /// webhook URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// Other hosts some steps call (`oauth = "https://cloud.example"`),
+    /// named by a step's `host`; `--endpoint NAME.HOST=URL` replaces one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, String>,
     /// The provider's API reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docs: Option<String>,
@@ -98,6 +102,9 @@ pub struct Step {
     /// Appended to the base URL when it starts with `/`; else a whole URL
     /// (`{secret}` for a webhook URL, `https://{part.host}/...`).
     pub path: String,
+    /// The provider's other host (a key of its `hosts`) this step calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// `Authorization: Bearer …`.
@@ -150,6 +157,9 @@ pub struct Matcher {
     /// A substring of the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Dotted JSON paths that must hold a value (not null).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub present: Vec<String>,
     /// Validation: `active`, `inactive`, `unknown`. Revocation: `revoked`,
     /// `accepted`, `not_found`, `not_authorized`, `unknown`.
     pub outcome: String,
@@ -199,16 +209,15 @@ impl ProviderSpec {
                     return Err(at("revoke has neither steps nor manual".into()));
                 }
             }
-            let needs_base = c
+            let steps = c
                 .validate
                 .iter()
                 .flat_map(|f| &f.steps)
-                .chain(c.revoke.iter().flat_map(|r| &r.steps))
-                .any(|s| s.path.starts_with('/'));
-            if needs_base && self.base.is_none() {
-                return Err(at(
-                    "a step is relative to a base URL the provider lacks".into()
-                ));
+                .chain(c.revoke.iter().flat_map(|r| &r.steps));
+            for step in steps {
+                if let Some(h) = step.host.as_ref().filter(|h| !self.hosts.contains_key(*h)) {
+                    return Err(at(format!("a step names the host {h:?}, not in hosts")));
+                }
             }
         }
         Ok(())
