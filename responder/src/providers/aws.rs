@@ -229,7 +229,15 @@ impl CodeProvider for Aws {
                         ("Status", "Inactive"),
                     ],
                 )
-                .await?;
+                .await;
+            let r = match r {
+                Ok(r) => r,
+                // No answer: IAM may have acted. The confirm step looks.
+                Err(e) if !e.answered() => {
+                    return Ok(Revoked::Unknown(format!("{e}; not repeated")))
+                }
+                Err(e) => return Err(e.into()),
+            };
             match Aws::ok(&r, "UpdateAccessKey") {
                 Ok(()) => Ok(Revoked::Revoked("UpdateAccessKey Status=Inactive".into())),
                 Err(CallError::Refused { message, .. }) if message == "NoSuchEntity" => {

@@ -234,11 +234,15 @@ impl Runner<'_> {
             }
             r
         };
+        let unanswered = |e: CheckError| match e {
+            CheckError::Call(c) if !idempotent && !c.answered() => CheckError::NoAnswer(c),
+            e => e,
+        };
         let r = http
             .exchange(&call, idempotent, build)
             .await
-            .map_err(CheckError::Call)?;
-        Answer::read(r, &call).await
+            .map_err(|e| unanswered(CheckError::Call(e)))?;
+        Answer::read(r, &call).await.map_err(unanswered)
     }
 }
 

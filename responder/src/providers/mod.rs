@@ -86,13 +86,16 @@ pub enum CheckError {
     /// an unexpected status).
     #[error("{0}")]
     Answer(String),
+    /// A mutation got no answer: the provider may or may not have acted.
+    #[error("{0}")]
+    NoAnswer(CallError),
 }
 
 impl CheckError {
     /// Whether a later retry can help (for the responder's queue).
     pub fn failure(&self) -> Failure {
         match self {
-            CheckError::Call(e) => e.failure(),
+            CheckError::Call(e) | CheckError::NoAnswer(e) => e.failure(),
             CheckError::Answer(_) => Failure::Retryable,
             CheckError::Skipped(_) | CheckError::Input(_) => Failure::Permanent,
         }
@@ -103,6 +106,7 @@ impl CheckError {
     pub fn answered(&self) -> bool {
         match self {
             CheckError::Call(e) => e.answered(),
+            CheckError::NoAnswer(_) => false,
             _ => true,
         }
     }
@@ -406,7 +410,7 @@ impl Checker {
             let call = format!("{} revoke", self.provider_name);
             let ended = match self.runner(true, &call).run(&r.steps, &mut vars).await {
                 Ok(e) => e,
-                Err(e) if !e.answered() => {
+                Err(CheckError::NoAnswer(e)) => {
                     return Ok(Revoked::Unknown(format!(
                         "{e}: the provider may have acted; not repeated, check its state"
                     )))
