@@ -180,11 +180,18 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
                 continue;
             }
         }
-        let parts = rules
+        let mut parts = rules
             .get(rule_id)
             .zip(field("match"))
             .map(|(r, m)| r.parts(m))
             .unwrap_or_default();
+        if let Some(given) = f.get("parts").and_then(|p| p.as_object()) {
+            for (k, v) in given {
+                if let Some(v) = v.as_str() {
+                    parts.insert(k.clone(), v.to_string());
+                }
+            }
+        }
         if seen.insert((rule_id.to_string(), secret.to_string())) {
             out.push(Subject {
                 rule_id: rule_id.to_string(),

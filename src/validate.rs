@@ -278,10 +278,11 @@ pub fn verify(
     let mut distinct: HashMap<(String, String, BTreeMap<String, String>), Vec<usize>> =
         HashMap::new();
     for (i, f) in findings.iter().enumerate() {
-        let parts = rules
+        let mut parts = rules
             .get(&f.rule_id)
             .map(|r| r.parts(&f.matched))
             .unwrap_or_default();
+        parts.extend(f.parts.clone());
         distinct
             .entry((f.rule_id.clone(), f.secret.clone(), parts))
             .or_default()

@@ -473,3 +473,73 @@ async fn a_secret_naming_an_internal_host_is_not_contacted() {
         .await;
     assert!(count.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
+
+#[tokio::test]
+async fn an_aws_key_pair_is_asked_of_sts_signed_with_itself() {
+    let (script, url) = start_script().await;
+    let rules = RuleSet::builtin();
+    let registry = Registry::new(
+        &rules,
+        &Http::new(Duration::from_secs(5)),
+        &Options {
+            endpoints: [("aws.sts".to_string(), url)].into(),
+            ..Options::default()
+        },
+    );
+    let check = registry.for_rule("aws-secret-access-key").unwrap();
+    // Assembled, so that no key-shaped literal sits in the file.
+    let key_id = format!("{}{}", "AKIA", "FIXTURE0FIXTURE0");
+    let pair = Secret {
+        value: "Fixture/Fixture/Fixture/Fixture/Fixture0".into(),
+        parts: [("access_key_id".to_string(), key_id.clone())].into(),
+    };
+    let xml = |body: &str| Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/xml".into())],
+        body: body.into(),
+        ..Reply::default()
+    };
+    script.load(vec![xml(
+        "<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/ci</Arn>\
+         </GetCallerIdentityResult></GetCallerIdentityResponse>",
+    )]);
+    let live = check.validate(&pair).await.unwrap();
+    assert_eq!(live.validity.as_str(), "active");
+    assert!(
+        live.reason.contains("arn:aws:iam::123456789012:user/ci"),
+        "{}",
+        live.reason
+    );
+    let seen = script.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    let body = String::from_utf8_lossy(&seen[0].body);
+    assert!(
+        body.contains("Action=GetCallerIdentity") && body.contains("Version=2011-06-15"),
+        "{body}"
+    );
+    let auth = seen[0].header("authorization").unwrap();
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={key_id}/"))
+            && auth.contains("/sts/aws4_request"),
+        "{auth}"
+    );
+
+    script.load(vec![Reply {
+        status: 403,
+        body: "<ErrorResponse><Error><Code>InvalidClientTokenId</Code></Error></ErrorResponse>"
+            .into(),
+        ..Reply::default()
+    }]);
+    let dead = check.validate(&pair).await.unwrap();
+    assert_eq!(dead.validity.as_str(), "inactive", "{}", dead.reason);
+
+    // A lone secret key is not sent anywhere.
+    let alone = check
+        .validate(&Secret::new(pair.value.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(alone, CheckError::Skipped(_)), "{alone}");
+    // Without keyburn's own AWS credentials it cannot be revoked by API.
+    assert!(!check.revokes_by_api());
+}

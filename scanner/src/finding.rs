@@ -131,6 +131,10 @@ pub struct Finding {
     pub source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<CommitInfo>,
+    /// The other parts of a multi-part credential (an AWS secret key's
+    /// `access_key_id`), by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub parts: std::collections::BTreeMap<String, String>,
     /// Whether the secret is live, with `--verify`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation: Option<Validation>,
@@ -217,6 +221,7 @@ impl Finding {
             tags: rule.tags.clone(),
             source: Source::File,
             commit: None,
+            parts: Default::default(),
             validation: None,
             line_text: String::new(),
         }
@@ -229,6 +234,49 @@ impl Finding {
             self.line_text = self.line_text.replace(&self.secret, REDACTED);
         }
         self.secret = REDACTED.to_string();
+        self.parts.clear();
+    }
+}
+
+/// Give each finding of a rule with a `pair` its other half: the secret of
+/// the nearest finding of the paired rule in the same file and commit,
+/// within the pair's lines. A finding left alone drops one confidence
+/// level. `rule_of` looks a rule up by id.
+pub fn pair_parts<'r>(findings: &mut [Finding], rule_of: impl Fn(&str) -> Option<&'r Rule>) {
+    let halves: Vec<(usize, Option<String>)> = findings
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let p = rule_of(&f.rule_id)?.pair.as_ref()?;
+            let other = findings
+                .iter()
+                .filter(|o| {
+                    o.rule_id == p.rule
+                        && o.path == f.path
+                        && o.commit.as_ref().map(|c| &c.id) == f.commit.as_ref().map(|c| &c.id)
+                        && o.location.line.abs_diff(f.location.line) <= p.within_lines
+                })
+                .min_by_key(|o| o.location.line.abs_diff(f.location.line))
+                .map(|o| o.secret.clone());
+            Some((i, other))
+        })
+        .collect();
+    for (i, other) in halves {
+        let f = &mut findings[i];
+        let Some(p) = rule_of(&f.rule_id).and_then(|r| r.pair.as_ref()) else {
+            continue;
+        };
+        match other {
+            Some(o) => {
+                f.parts.insert(p.part.clone(), o);
+            }
+            None => {
+                f.confidence = match f.confidence {
+                    Confidence::High => Confidence::Medium,
+                    _ => Confidence::Low,
+                }
+            }
+        }
     }
 }
 

@@ -88,3 +88,69 @@ fn the_builtin_set_covers_every_confidence_level() {
         assert!(set.rules().iter().any(|r| r.confidence == c), "{c:?}");
     }
 }
+
+#[test]
+fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidence() {
+    use keyburn_scanner::finding::{pair_parts, Finding, LineIndex};
+    let rules = RuleSet::builtin();
+    let engine = Engine::new(rules.clone()).unwrap();
+    // Assembled, so that no key-shaped literal sits in the file.
+    let id = format!("{}{}", "AKIA", "D6MX4MUX6B2PZCYC");
+    let text = format!(
+        "aws_access_key_id = {id}\naws_secret_access_key = kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag\n\n\n\n\n\n\n\nother_secret_access_key = EaBp0vXnJaE/9I0MyTLUyi0kn1Gnt11CuZyzaA3U\n"
+    );
+    let mut lines = LineIndex::new();
+    let mut findings: Vec<Finding> = engine
+        .scan(text.as_bytes())
+        .iter()
+        .map(|m| {
+            Finding::new(
+                &engine.rules()[m.rule],
+                "creds",
+                text.as_bytes(),
+                m,
+                &mut lines,
+            )
+        })
+        .collect();
+    pair_parts(&mut findings, |id| rules.get(id));
+    let secret = |s: &str| findings.iter().find(|f| f.secret == s).unwrap();
+    let paired = secret("kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag");
+    assert_eq!(paired.parts.get("access_key_id"), Some(&id));
+    assert_eq!(paired.confidence, keyburn_scanner::Confidence::High);
+    let lone = secret("EaBp0vXnJaE/9I0MyTLUyi0kn1Gnt11CuZyzaA3U");
+    assert!(lone.parts.is_empty());
+    assert_eq!(lone.confidence, keyburn_scanner::Confidence::Medium);
+}
+
+#[test]
+fn parts_come_from_the_rules_named_groups_and_shapes_from_secret_first_regexes() {
+    let rules = RuleSet::builtin();
+    let pg = rules.get("postgres-url-password").unwrap();
+    let parts = pg.parts("postgres://app:PNcTa6XA5OHVZPp2bPVl@db.internal.acme.io:5433/billing");
+    assert_eq!(parts.get("user").map(String::as_str), Some("app"));
+    assert_eq!(
+        parts.get("host").map(String::as_str),
+        Some("db.internal.acme.io")
+    );
+    assert_eq!(parts.get("port").map(String::as_str), Some("5433"));
+    assert_eq!(parts.get("database").map(String::as_str), Some("billing"));
+    assert!(!parts.contains_key("secret"));
+    assert!(rules.get("github-pat").unwrap().secret_first());
+    assert!(!rules.get("aws-secret-access-key").unwrap().secret_first());
+}
+
+#[test]
+fn every_check_a_rule_names_exists_and_rules_list_counts_agree() {
+    let rules = RuleSet::builtin();
+    let mut validating = 0;
+    for r in rules.rules() {
+        if r.check.is_some() {
+            let (_, _, c) = rules
+                .check_of(r)
+                .unwrap_or_else(|| panic!("{}: its check is missing", r.id));
+            validating += usize::from(c.validates());
+        }
+    }
+    assert!(validating > 0);
+}

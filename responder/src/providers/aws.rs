@@ -23,6 +23,9 @@ pub struct Aws {
     http: Http,
     url: String,
     region: String,
+    /// The signing name and API version: IAM's, or STS's.
+    service: &'static str,
+    version: &'static str,
     credentials: Credentials,
     /// Attach this policy to the key's user after deactivating the key.
     quarantine: Option<String>,
@@ -60,6 +63,8 @@ impl Aws {
             http,
             url: iam_url.trim_end_matches('/').to_string() + "/",
             region: region.to_string(),
+            service: "iam",
+            version: "2010-05-08",
             credentials: Credentials::new(
                 access_key_id,
                 secret_access_key,
@@ -71,19 +76,37 @@ impl Aws {
         }
     }
 
-    /// One IAM query-protocol call. 4xx answers are returned (they carry
+    /// STS at `sts_url`, signed with the given key pair (a leaked one, to
+    /// ask STS whose it is).
+    pub fn sts(http: Http, sts_url: &str, access_key_id: &str, secret_access_key: &str) -> Aws {
+        Aws {
+            service: "sts",
+            version: "2011-06-15",
+            ..Aws::new(
+                http,
+                sts_url,
+                "us-east-1",
+                access_key_id,
+                secret_access_key,
+                None,
+                None,
+            )
+        }
+    }
+
+    /// One query-protocol call (IAM or STS). 4xx answers are returned (they carry
     /// the AWS error code); 5xx and transport errors are errors.
     pub async fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Reply, CallError> {
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("Action", action);
-            form.append_pair("Version", "2010-05-08");
+            form.append_pair("Version", self.version);
             for (k, v) in params {
                 form.append_pair(k, v);
             }
             form.finish()
         };
-        let call = format!("AWS IAM {action}");
+        let call = format!("AWS {} {action}", self.service.to_uppercase());
         let signed = self
             .sign(&body)
             .map_err(|e| CallError::decode(&call, format!("cannot sign: {e}")))?;
@@ -117,7 +140,7 @@ impl Aws {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name("iam")
+            .name(self.service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
@@ -266,6 +289,67 @@ impl CodeProvider for Aws {
                 .await?;
             Aws::ok(&r, "AttachUserPolicy")
         }))
+    }
+}
+
+/// A secret access key with its key id: STS says whether the pair works
+/// (`GetCallerIdentity` needs no permission); IAM, with keyburn's own
+/// credentials when it has them, deactivates the key by its id.
+pub struct AwsPair {
+    pub http: Http,
+    pub sts_url: String,
+    pub iam: Option<std::sync::Arc<Aws>>,
+}
+
+/// STS error codes that mean the pair does not work.
+const STS_DEAD: &[&str] = &[
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+];
+
+impl CodeProvider for AwsPair {
+    fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
+        Box::pin(async move {
+            let id = secret.parts.get("access_key_id").ok_or_else(|| {
+                CheckError::Skipped(
+                    "needs its access key id (give it with --part access_key_id=AKIA...)".into(),
+                )
+            })?;
+            let sts = Aws::sts(self.http.clone(), &self.sts_url, id, &secret.value);
+            let r = sts.call("GetCallerIdentity", &[]).await?;
+            Ok(match (r.status, r.code()) {
+                (200, _) => Checked {
+                    validity: Validity::Active,
+                    reason: format!(
+                        "STS GetCallerIdentity: the key of {}",
+                        r.text("Arn").unwrap_or("an unnamed principal")
+                    ),
+                },
+                (_, Some(code)) if STS_DEAD.contains(&code) => Checked {
+                    validity: Validity::Inactive,
+                    reason: format!("STS GetCallerIdentity: {code}"),
+                },
+                (status, code) => Checked {
+                    validity: Validity::Unknown,
+                    reason: format!(
+                        "STS GetCallerIdentity answered HTTP {status} {}",
+                        code.unwrap_or("")
+                    ),
+                },
+            })
+        })
+    }
+
+    fn revoke<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
+        Box::pin(async move {
+            let (Some(iam), Some(id)) = (&self.iam, secret.parts.get("access_key_id")) else {
+                return Err(CheckError::Skipped(
+                    "no AWS credentials to act with, or no access key id".into(),
+                ));
+            };
+            iam.revoke(&Secret::new(id.clone())).await
+        })
     }
 }
 

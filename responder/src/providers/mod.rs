@@ -225,6 +225,16 @@ impl Registry {
             });
             let code: Option<Arc<dyn CodeProvider>> = match check.code.as_deref() {
                 Some("aws-iam") => opts.aws.clone().map(|a| a as Arc<dyn CodeProvider>),
+                Some("aws-sts") => Some(Arc::new(aws::AwsPair {
+                    http: http.clone(),
+                    sts_url: opts
+                        .endpoints
+                        .get(&format!("{family}.sts"))
+                        .or(spec.hosts.get("sts"))
+                        .cloned()
+                        .unwrap_or_else(|| "https://sts.amazonaws.com".into()),
+                    iam: opts.aws.clone(),
+                })),
                 Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
                 _ => None,
             };
@@ -243,7 +253,14 @@ impl Registry {
                     .unwrap_or(url);
                 bases.insert(host.clone(), b.clone());
             }
+            // AWS keys are revoked with keyburn's own IAM credentials.
+            let acts = match check.code.as_deref() {
+                Some("aws-iam" | "aws-sts") => opts.aws.is_some(),
+                Some(_) => code.is_some(),
+                None => false,
+            };
             let checker = Arc::new(Checker {
+                acts,
                 rule_id: rule.id.clone(),
                 family: family.to_string(),
                 provider_name: spec.name.clone(),
@@ -296,6 +313,8 @@ pub struct Checker {
     spec: CheckSpec,
     parse: Option<regex::Regex>,
     code: Option<Arc<dyn CodeProvider>>,
+    /// Whether the code provider can revoke here (has its credentials).
+    acts: bool,
     limiter: Option<Arc<Limiter>>,
     http: Http,
     guard: Guard,
@@ -320,7 +339,7 @@ impl Checker {
             .revoke
             .as_ref()
             .is_some_and(|r| !r.steps.is_empty());
-        steps || (self.code.is_some() && self.spec.revoke_kind() == RevokeKind::Api)
+        steps || (self.acts && self.spec.revoke_kind() == RevokeKind::Api)
     }
 
     /// The secret's parts: those given, plus what `parse` splits out.
@@ -426,7 +445,7 @@ impl Checker {
                 _ => Revoked::Unknown(reason),
             });
         }
-        if let Some(code) = &self.code {
+        if let Some(code) = self.code.as_ref().filter(|_| self.acts) {
             if self.spec.revoke_kind() == RevokeKind::Api {
                 return code.revoke(secret).await;
             }
@@ -460,7 +479,7 @@ impl Checker {
 
     fn unavailable(&self, what: &str) -> CheckError {
         match self.spec.code.as_deref() {
-            Some("aws-iam") if self.code.is_none() => CheckError::Skipped(
+            Some("aws-iam" | "aws-sts") if !self.acts => CheckError::Skipped(
                 "no AWS credentials to act with (providers.aws, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
             ),
             _ => CheckError::Skipped(format!(

@@ -274,6 +274,7 @@ impl RevokeKind {
 /// Code providers and whether they validate and revoke.
 pub const CODE_PROVIDERS: &[(&str, bool, RevokeKind)] = &[
     ("aws-iam", true, RevokeKind::Api),
+    ("aws-sts", true, RevokeKind::Api),
     ("postgres", true, RevokeKind::None),
 ];
 

@@ -209,6 +209,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             confidence: Confidence::Medium,
             provider: None,
             check: None,
+            pair: None,
             secret_group: gl.secret_group.filter(|&g| g > 0),
             window: None,
             paths: gl.path.iter().map(|p| re2_to_rust(p)).collect(),

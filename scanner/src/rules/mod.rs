@@ -25,7 +25,7 @@ use serde::Serialize;
 #[cfg(any(feature = "hyperscan", test))]
 pub(crate) use model::parse_regex;
 pub use model::{
-    compile_regex, Allow, Checksum, CompiledRule, Confidence, RegexTarget, Requirement, Rule,
+    compile_regex, Allow, Checksum, CompiledRule, Confidence, Pair, RegexTarget, Requirement, Rule,
 };
 
 include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
@@ -186,6 +186,13 @@ impl RuleSet {
                         "provider {family:?} has no check {check:?}"
                     )));
                 }
+            }
+            if let Some(p) = rule.pair.as_ref().filter(|p| self.get(&p.rule).is_none()) {
+                return Err(RuleError::Invalid {
+                    file: rule.source.clone(),
+                    id: rule.id.clone(),
+                    message: format!("pairs with unknown rule {:?}", p.rule),
+                });
             }
             if let Some(req) = &rule.requires {
                 if self.get(&req.rule).is_none() {

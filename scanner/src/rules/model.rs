@@ -96,6 +96,23 @@ fn default_within() -> usize {
     512
 }
 
+/// A multi-part credential: a finding of this rule takes, as its part
+/// `part`, the secret of the nearest finding of `rule` in the same file
+/// (and commit) within `within_lines` lines. A finding left without its
+/// other half is reported one confidence level lower.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    pub rule: String,
+    pub part: String,
+    #[serde(default = "default_within_lines")]
+    pub within_lines: usize,
+}
+
+fn default_within_lines() -> usize {
+    5
+}
+
 /// One detection rule. See DESIGN.md for the format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +164,8 @@ pub struct Rule {
     pub path_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Requirement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<Pair>,
     #[serde(default)]
     pub allow: Allow,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
