@@ -175,3 +175,115 @@ fn is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// A child server process, killed on drop, with the directory it uses.
+pub struct TestServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl TestServer {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its log, for a failing test to show.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16, mut cmd: Command) -> TestServer {
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("a log file");
+        let child = cmd
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let server = TestServer { child, dir, port };
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the server did not listen on {port}: {}",
+                server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Redis server (Debian's `redis-server`) on a free port of
+/// 127.0.0.1 whose default user needs `password`.
+pub fn start_redis(password: &str) -> TestServer {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--requirepass",
+            password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir.path());
+    TestServer::spawn(dir, port, cmd)
+}
+
+/// A real MariaDB server (Debian's `mariadb-server`) in a temporary data
+/// directory on a free port of 127.0.0.1; `root` has no password over TCP.
+pub fn start_mariadb() -> TestServer {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let mut install = Command::new("mariadb-install-db");
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+    if is_root() {
+        install.arg("--user=root");
+    }
+    let out = install
+        .output()
+        .expect("mariadb-install-db (apt-get install mariadb-server)");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = Command::new(mariadbd());
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", dir.path().join("sock").display()))
+        .arg(format!("--port={port}"))
+        .args(["--bind-address=127.0.0.1", "--skip-log-bin"])
+        .arg(format!("--pid-file={}", dir.path().join("pid").display()));
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    TestServer::spawn(dir, port, cmd)
+}
+
+/// `mariadbd` on `PATH`, or where Debian puts it.
+fn mariadbd() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("mariadbd"))
+                .find(|m| m.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/mariadbd"))
+}

@@ -96,8 +96,12 @@ fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidenc
     let engine = Engine::new(rules.clone()).unwrap();
     // Assembled, so that no key-shaped literal sits in the file.
     let id = format!("{}{}", "AKIA", "D6MX4MUX6B2PZCYC");
+    let (near, far) = (
+        ["kYpIygfdM7ENA8d5", "vFldPGYYJvW5hANsbEvrSFag"].concat(),
+        ["EaBp0vXnJaE/9I0My", "TLUyi0kn1Gnt11CuZyzaA3U"].concat(),
+    );
     let text = format!(
-        "aws_access_key_id = {id}\naws_secret_access_key = kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag\n\n\n\n\n\n\n\nother_secret_access_key = EaBp0vXnJaE/9I0MyTLUyi0kn1Gnt11CuZyzaA3U\n"
+        "aws_access_key_id = {id}\naws_secret_access_key = {near}\n\n\n\n\n\n\n\nother_secret_access_key = {far}\n"
     );
     let mut lines = LineIndex::new();
     let mut findings: Vec<Finding> = engine
@@ -115,10 +119,10 @@ fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidenc
         .collect();
     pair_parts(&mut findings, |id| rules.get(id));
     let secret = |s: &str| findings.iter().find(|f| f.secret == s).unwrap();
-    let paired = secret("kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag");
+    let paired = secret(&near);
     assert_eq!(paired.parts.get("access_key_id"), Some(&id));
     assert_eq!(paired.confidence, keyburn_scanner::Confidence::High);
-    let lone = secret("EaBp0vXnJaE/9I0MyTLUyi0kn1Gnt11CuZyzaA3U");
+    let lone = secret(&far);
     assert!(lone.parts.is_empty());
     assert_eq!(lone.confidence, keyburn_scanner::Confidence::Medium);
 }
@@ -127,7 +131,11 @@ fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidenc
 fn parts_come_from_the_rules_named_groups_and_shapes_from_secret_first_regexes() {
     let rules = RuleSet::builtin();
     let pg = rules.get("postgres-url-password").unwrap();
-    let parts = pg.parts("postgres://app:PNcTa6XA5OHVZPp2bPVl@db.internal.acme.io:5433/billing");
+    let url = format!(
+        "postgres://app:{}@db.internal.acme.io:5433/billing",
+        "PNcTa6XA5OHVZPp2bPVl"
+    );
+    let parts = pg.parts(&url);
     assert_eq!(parts.get("user").map(String::as_str), Some("app"));
     assert_eq!(
         parts.get("host").map(String::as_str),

@@ -13,7 +13,9 @@
 pub mod aws;
 mod flow;
 pub mod guard;
+mod mysql;
 mod postgres;
+mod redis;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -236,6 +238,8 @@ impl Registry {
                     iam: opts.aws.clone(),
                 })),
                 Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
+                Some("mysql") => Some(Arc::new(mysql::Mysql { guard })),
+                Some("redis") => Some(Arc::new(redis::Redis { guard })),
                 _ => None,
             };
             let parse = check
@@ -493,6 +497,39 @@ impl Checker {
     pub fn validation(&self, result: &Result<Checked, CheckError>) -> Validation {
         validation(&self.family, result)
     }
+}
+
+/// Where a database URL's secret is checked: the host the URL names,
+/// resolved through the guard, and the user.
+pub(crate) struct DatabaseTarget {
+    pub host: String,
+    pub addr: std::net::SocketAddr,
+    pub user: Option<String>,
+}
+
+/// The host, port and user parts of a database URL finding, resolved
+/// through the guard.
+pub(crate) async fn database_target(
+    guard: &Guard,
+    secret: &Secret,
+    default_port: u16,
+) -> Result<DatabaseTarget, CheckError> {
+    let part = |name: &str| secret.parts.get(name).filter(|v| !v.is_empty());
+    let host = part("host").ok_or_else(|| {
+        CheckError::Skipped("needs its host (give it with --part host=NAME)".into())
+    })?;
+    let port = match part("port") {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| CheckError::Input(format!("port {p:?} is not a port")))?,
+        None => default_port,
+    };
+    let addr = guard.resolve(host, port).await?;
+    Ok(DatabaseTarget {
+        host: host.clone(),
+        addr,
+        user: part("user").cloned(),
+    })
 }
 
 /// The report's record of a validation.

@@ -4,7 +4,9 @@
 //! the address the guard checked.
 
 use super::guard::Guard;
-use super::{BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity};
+use super::{
+    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
+};
 use crate::http::CallError;
 
 pub struct Postgres {
@@ -18,25 +20,23 @@ const REFUSED: &[&str] = &["28P01", "28000"];
 impl CodeProvider for Postgres {
     fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
         Box::pin(async move {
-            let part = |name: &str| secret.parts.get(name).filter(|v| !v.is_empty());
-            let host = part("host").ok_or_else(|| {
-                CheckError::Skipped("needs its host (give it with --part host=NAME)".into())
-            })?;
-            let port = match part("port") {
-                Some(p) => p
-                    .parse::<u16>()
-                    .map_err(|_| CheckError::Input(format!("port {p:?} is not a port")))?,
-                None => 5432,
-            };
-            let user = part("user").map_or("postgres", String::as_str);
-            let addr = self.guard.resolve(host, port).await?;
+            let t = database_target(&self.guard, secret, 5432).await?;
+            let user = t.user.as_deref().unwrap_or("postgres");
+            let host = &t.host;
+            let addr = t.addr;
             let mut cfg = tokio_postgres::Config::new();
             cfg.host(host)
                 .hostaddr(addr.ip())
                 .port(addr.port())
                 .user(user)
                 .password(&secret.value)
-                .dbname(part("database").map_or(user, String::as_str))
+                .dbname(
+                    secret
+                        .parts
+                        .get("database")
+                        .filter(|d| !d.is_empty())
+                        .map_or(user, String::as_str),
+                )
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .application_name("keyburn-validate");
             let call = "PostgreSQL authenticate";

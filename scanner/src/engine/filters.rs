@@ -129,7 +129,9 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     secret.iter().all(|&b| b == secret[0])
 }
 
-/// `$NAME`, `${NAME}` or `%NAME%`: a variable reference, not a value.
+/// `$NAME`, `${NAME}`, `%NAME%`, or a format string's or template's slot
+/// (`{name}`, `{{ name }}`, `{0}`, `{}`, `%(name)s`): a reference, not a
+/// value.
 fn is_env_reference(s: &[u8]) -> bool {
     let name = |b: &[u8]| {
         !b.is_empty()
@@ -140,6 +142,17 @@ fn is_env_reference(s: &[u8]) -> bool {
         [b'$', b'{', inner @ .., b'}'] => name(inner),
         [b'$', inner @ ..] => name(inner),
         [b'%', inner @ .., b'%'] => name(inner),
+        [b'%', b'(', inner @ .., b')', b's'] => name(inner),
+        [b'{', inner @ .., b'}'] => {
+            let inner = inner.trim_ascii();
+            let inner = inner
+                .strip_prefix(b"{")
+                .and_then(|i| i.strip_suffix(b"}"))
+                .map_or(inner, <[u8]>::trim_ascii);
+            inner.is_empty()
+                || name(inner)
+                || (inner.iter().all(u8::is_ascii_digit) && inner.len() < 3)
+        }
         _ => false,
     }
 }
@@ -147,6 +160,23 @@ fn is_env_reference(s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_string_slots_are_placeholders_but_braced_values_are_not() {
+        for p in [
+            "{pw}",
+            "{password}",
+            "{{ db_password }}",
+            "{0}",
+            "{}",
+            "%(password)s",
+        ] {
+            assert!(is_placeholder(p.as_bytes()), "{p}");
+        }
+        for s in ["{Xk9-2fQ}", "{a b}", "q{pw}z", "{8f3e1c22d9}"] {
+            assert!(!is_placeholder(s.as_bytes()), "{s}");
+        }
+    }
 
     fn github_token(prefix: &str, random: &str) -> String {
         let mut v = crc32fast::hash(random.as_bytes()) as u64;

@@ -276,6 +276,8 @@ pub const CODE_PROVIDERS: &[(&str, bool, RevokeKind)] = &[
     ("aws-iam", true, RevokeKind::Api),
     ("aws-sts", true, RevokeKind::Api),
     ("postgres", true, RevokeKind::None),
+    ("mysql", true, RevokeKind::None),
+    ("redis", true, RevokeKind::None),
 ];
 
 impl CheckSpec {

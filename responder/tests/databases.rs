@@ -1,0 +1,121 @@
+//! The database validators against real servers started by the test:
+//! Redis and MariaDB from Debian's packages (PostgreSQL's is in
+//! `tests/postgres.rs`). Each connects, authenticates and disconnects;
+//! a wrong password reads inactive; an internal host needs
+//! --allow-internal.
+
+use std::time::Duration;
+
+use keyburn_responder::http::Http;
+use keyburn_responder::providers::{CheckError, Options, Registry, Secret, Validity};
+use keyburn_responder::testdb::{start_mariadb, start_redis};
+use keyburn_scanner::rules::RuleSet;
+
+fn registry(allow_internal: bool) -> Registry {
+    Registry::new(
+        &RuleSet::builtin(),
+        &Http::new(Duration::from_secs(5)),
+        &Options {
+            allow_internal,
+            ..Options::default()
+        },
+    )
+}
+
+/// The secret and parts a scan of `url` under `rule` gives.
+fn from_url(rule: &str, url: &str, password: &str) -> Secret {
+    let rules = RuleSet::builtin();
+    Secret {
+        value: password.to_string(),
+        parts: rules.get(rule).unwrap().parts(url),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_url_is_validated_by_authenticating() {
+    let server = tokio::task::spawn_blocking(|| start_redis("Fixture-redis-0000"))
+        .await
+        .unwrap();
+    let port = server.port();
+    let reg = registry(true);
+    let check = reg.for_rule("redis-url-password").unwrap();
+    let url = |pw: &str| format!("redis://:{pw}@127.0.0.1:{port}/0");
+    let live = check
+        .validate(&from_url(
+            "redis-url-password",
+            &url("Fixture-redis-0000"),
+            "Fixture-redis-0000",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.validity,
+        Validity::Active,
+        "{} {}",
+        live.reason,
+        server.log()
+    );
+    let dead = check
+        .validate(&from_url(
+            "redis-url-password",
+            &url("Fixture-redis-1111"),
+            "Fixture-redis-1111",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
+    let guarded = registry(false);
+    let e = guarded
+        .for_rule("redis-url-password")
+        .unwrap()
+        .validate(&from_url(
+            "redis-url-password",
+            &url("Fixture-redis-0000"),
+            "Fixture-redis-0000",
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CheckError::Skipped(_)), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_url_is_validated_by_authenticating() {
+    let server = tokio::task::spawn_blocking(start_mariadb).await.unwrap();
+    let port = server.port();
+    // The test's own administration, as root over TCP.
+    let mut admin = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("root")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", server.log()));
+    use mysql_async::prelude::Queryable;
+    admin
+        .query_drop("CREATE USER 'leaky'@'%' IDENTIFIED BY 'Fixture-my-0000'")
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    let reg = registry(true);
+    let check = reg.for_rule("mysql-url-password").unwrap();
+    let url = |pw: &str| format!("mysql://leaky:{pw}@127.0.0.1:{port}/shop");
+    let live = check
+        .validate(&from_url(
+            "mysql-url-password",
+            &url("Fixture-my-0000"),
+            "Fixture-my-0000",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(live.validity, Validity::Active, "{}", live.reason);
+    let dead = check
+        .validate(&from_url(
+            "mysql-url-password",
+            &url("Fixture-my-1111"),
+            "Fixture-my-1111",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
+}
