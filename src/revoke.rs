@@ -129,10 +129,20 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
     let findings: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(o)) if o.contains_key("findings") => o["findings"]
-            .as_array()
-            .cloned()
-            .context("the report's `findings` is not a list")?,
+        Ok(serde_json::Value::Object(o)) if o.contains_key("findings") => {
+            match o.get("version").and_then(|v| v.as_u64()) {
+                Some(1) => {}
+                v => bail!(
+                    "{}: report version {} (this keyburn reads version 1)",
+                    path.display(),
+                    v.map_or_else(|| "missing".to_string(), |v| v.to_string())
+                ),
+            }
+            o["findings"]
+                .as_array()
+                .cloned()
+                .context("the report's `findings` is not a list")?
+        }
         Ok(serde_json::Value::Array(_)) => bail!(
             "{} is a JSON array, not a keyburn report (gitleaks' format has no rule checks); \
              scan with `keyburn scan -f json`",

@@ -226,6 +226,15 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     .await;
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("not a keyburn report"));
+    let future = dir.path().join("future.json");
+    fs::write(&future, r#"{"version": 9, "findings": []}"#).unwrap();
+    let r = keyburn(
+        strings(&["revoke", "--report", &future.display().to_string()]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("report version 9"));
 
     // One live token and one the provider answers with garbage for: the
     // first is revoked, the second reported, and the exit code says not
