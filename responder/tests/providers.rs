@@ -543,3 +543,111 @@ async fn an_aws_key_pair_is_asked_of_sts_signed_with_itself() {
     // Without keyburn's own AWS credentials it cannot be revoked by API.
     assert!(!check.revokes_by_api());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_key_signs_its_own_token_request_and_disables_itself() {
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let pem = private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public = private
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let (script, url) = start_script().await;
+    let rules = RuleSet::builtin();
+    let registry = Registry::new(
+        &rules,
+        &Http::new(Duration::from_secs(5)),
+        &Options {
+            endpoints: [
+                ("google".to_string(), url.clone()),
+                ("google.iam".to_string(), url.clone()),
+            ]
+            .into(),
+            ..Options::default()
+        },
+    );
+    let check = registry.for_rule("gcp-service-account-key").unwrap();
+    assert!(check.revokes_by_api());
+    // The key file as a scan finds it: the rule's groups give the parts.
+    let email = "deployer@acme-prod.iam.gserviceaccount.com";
+    let key_id = "e5e20d37090bfb3328b2ec3f826b79dc31436da8";
+    let escaped = pem.replace('\n', "\\n");
+    let file = format!(
+        "{{\n  \"type\": \"service_account\",\n  \"project_id\": \"acme-prod\",\n  \"private_key_id\": \"{key_id}\",\n  \"private_key\": \"{escaped}\",\n  \"client_email\": \"{email}\"\n}}"
+    );
+    let rule = rules.get("gcp-service-account-key").unwrap();
+    let parts = rule.parts(&file);
+    assert_eq!(parts.get("client_email").map(String::as_str), Some(email));
+    assert_eq!(
+        parts.get("private_key_id").map(String::as_str),
+        Some(key_id)
+    );
+    let secret = Secret {
+        value: escaped,
+        parts,
+    };
+    let token = Reply::json(
+        200,
+        &serde_json::json!({"access_token": "ya29.fixture", "expires_in": 3599}),
+    );
+
+    script.load(vec![token.clone()]);
+    let live = check.validate(&secret).await.unwrap();
+    assert_eq!(live.validity.as_str(), "active", "{}", live.reason);
+    let seen = script.seen();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/token")
+    );
+    let form: BTreeMap<String, String> =
+        form_urlencoded::parse(&seen[0].body).into_owned().collect();
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+    // The assertion is signed by the key itself, for its account.
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[format!("{url}/token")]);
+    let claims = jsonwebtoken::decode::<Value>(
+        &form["assertion"],
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(claims.claims["iss"], email);
+    assert_eq!(claims.header.kid.as_deref(), Some(key_id));
+
+    script.load(vec![Reply::json(
+        400,
+        &serde_json::json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+    )]);
+    let dead = check.validate(&secret).await.unwrap();
+    assert_eq!(dead.validity.as_str(), "inactive", "{}", dead.reason);
+
+    script.load(vec![
+        token.clone(),
+        Reply::json(200, &serde_json::json!({})),
+    ]);
+    let revoked = check.revoke(&secret).await.unwrap();
+    assert!(matches!(revoked, Revoked::Revoked(_)), "{revoked:?}");
+    let seen = script.seen();
+    assert_eq!(seen[1].method, "POST");
+    assert_eq!(
+        seen[1].path,
+        format!("/v1/projects/-/serviceAccounts/{email}/keys/{key_id}:disable")
+    );
+    assert_eq!(seen[1].header("authorization"), Some("Bearer ya29.fixture"));
+
+    script.load(vec![
+        token,
+        Reply::json(
+            403,
+            &serde_json::json!({"error": {"status": "PERMISSION_DENIED"}}),
+        ),
+    ]);
+    assert!(matches!(
+        check.revoke(&secret).await.unwrap(),
+        Revoked::NotAuthorized(_)
+    ));
+}

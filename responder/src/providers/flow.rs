@@ -42,6 +42,32 @@ impl Vars<'_> {
 
     /// `{name}` replaced by its value; `{{` and `}}` are literal braces.
     pub fn render(&self, template: &str) -> Result<String, CheckError> {
+        self.render_with(template, |_, v| Ok(v))
+    }
+
+    /// [`Vars::render`] for a base URL: a value put in it must be a host
+    /// name's labels (a shop's subdomain, a region), so that no part can
+    /// send the request elsewhere.
+    pub fn render_host(&self, template: &str) -> Result<String, CheckError> {
+        self.render_with(template, |name, v| {
+            let label_ok = |l: &str| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if v.split('.').all(label_ok) {
+                Ok(v)
+            } else {
+                Err(CheckError::Input(format!(
+                    "{{{name}}} is not a host name, so it cannot be part of the provider's address"
+                )))
+            }
+        })
+    }
+
+    fn render_with<'v>(
+        &'v self,
+        template: &str,
+        check: impl Fn(&str, &'v str) -> Result<&'v str, CheckError>,
+    ) -> Result<String, CheckError> {
         let mut out = String::with_capacity(template.len() + self.secret.len());
         let mut rest = template;
         while let Some(i) = rest.find(['{', '}']) {
@@ -71,7 +97,7 @@ impl Vars<'_> {
                         CheckError::Input(format!("template names {{{name}}}, which is not set"))
                     }
                 })?;
-            out.push_str(value);
+            out.push_str(check(name, value)?);
             rest = &tail[end + 1..];
         }
         out.push_str(rest);
@@ -171,7 +197,7 @@ impl Runner<'_> {
                     "no public address to call: give it with --endpoint {key}=URL"
                 ))
             })?;
-            let b = vars.render(template)?;
+            let b = vars.render_host(template)?;
             let url = format!("{}{}", b.trim_end_matches('/'), path);
             base = Some(b);
             url
@@ -427,6 +453,16 @@ mod tests {
             v.render("{base}/a/{part.sid}/k/{id}?t={secret}&x={{y}}")
                 .unwrap(),
             "https://api.example/a/AC1/k/42?t=s3cr3t&x={y}"
+        );
+        let hostile = [("shop".to_string(), "evil.example/x#".to_string())].into();
+        let h = vars(&hostile);
+        assert!(h.render_host("https://{part.shop}.myshopify.com").is_err());
+        let fine = [("shop".to_string(), "acme-store".to_string())].into();
+        assert_eq!(
+            vars(&fine)
+                .render_host("https://{part.shop}.myshopify.com")
+                .unwrap(),
+            "https://acme-store.myshopify.com"
         );
         let e = v.render("{part.account}").unwrap_err().to_string();
         assert!(e.contains("--part account=VALUE"), "{e}");

@@ -12,6 +12,7 @@
 
 pub mod aws;
 mod flow;
+mod gcp;
 pub mod guard;
 mod mysql;
 mod postgres;
@@ -239,6 +240,28 @@ impl Registry {
                 })),
                 Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
                 Some("mysql") => Some(Arc::new(mysql::Mysql { guard })),
+                Some("gcp-service-account") => {
+                    let base = |host: &str, default: &str| {
+                        opts.endpoints
+                            .get(&if host.is_empty() {
+                                family.to_string()
+                            } else {
+                                format!("{family}.{host}")
+                            })
+                            .or(if host.is_empty() {
+                                spec.base.as_ref()
+                            } else {
+                                spec.hosts.get(host)
+                            })
+                            .cloned()
+                            .unwrap_or_else(|| default.to_string())
+                    };
+                    Some(Arc::new(gcp::GcpServiceAccount {
+                        http: http.clone(),
+                        oauth_url: base("", "https://oauth2.googleapis.com"),
+                        iam_url: base("iam", "https://iam.googleapis.com"),
+                    }))
+                }
                 Some("redis") => Some(Arc::new(redis::Redis { guard })),
                 _ => None,
             };
@@ -260,6 +283,7 @@ impl Registry {
             // AWS keys are revoked with keyburn's own IAM credentials.
             let acts = match check.code.as_deref() {
                 Some("aws-iam" | "aws-sts") => opts.aws.is_some(),
+                // Its key disables itself (when IAM lets it).
                 Some(_) => code.is_some(),
                 None => false,
             };

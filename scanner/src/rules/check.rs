@@ -275,6 +275,7 @@ impl RevokeKind {
 pub const CODE_PROVIDERS: &[(&str, bool, RevokeKind)] = &[
     ("aws-iam", true, RevokeKind::Api),
     ("aws-sts", true, RevokeKind::Api),
+    ("gcp-service-account", true, RevokeKind::Api),
     ("postgres", true, RevokeKind::None),
     ("mysql", true, RevokeKind::None),
     ("redis", true, RevokeKind::None),
