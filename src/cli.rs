@@ -189,17 +189,8 @@ pub struct ValidateArgs {
     /// The rule the secret belongs to (default: inferred from its shape).
     #[arg(long, value_name = "ID")]
     pub rule: Option<String>,
-    /// A part of a multi-part credential (an AWS secret key's key id, a
-    /// database URL's host). Repeatable.
-    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
-    pub parts: Vec<(String, String)>,
-    #[arg(short, long, value_enum, default_value = "human")]
-    pub format: TableFormat,
     #[command(flatten)]
-    pub providers: ProviderArgs,
-    /// Add rules (and provider checks) from a TOML file. Repeatable.
-    #[arg(short = 'r', long = "rules", value_name = "FILE")]
-    pub rules: Vec<PathBuf>,
+    pub common: SecretArgs,
 }
 
 #[derive(Args)]
@@ -210,9 +201,6 @@ pub struct RevokeArgs {
     /// The rule the secret belongs to (default: inferred from its shape).
     #[arg(long, value_name = "ID", conflicts_with = "report")]
     pub rule: Option<String>,
-    /// A part of a multi-part credential. Repeatable.
-    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
-    pub parts: Vec<(String, String)>,
     /// Revoke the secrets of a keyburn report (`scan -f json` or `-f
     /// jsonl`, not redacted), each distinct secret once.
     #[arg(long, value_name = "FILE")]
@@ -223,6 +211,17 @@ pub struct RevokeArgs {
     /// Say what would be revoked and how; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub common: SecretArgs,
+}
+
+/// What `validate` and `revoke` share.
+#[derive(Args)]
+pub struct SecretArgs {
+    /// A part of a multi-part credential (an AWS secret key's key id, a
+    /// database URL's host, a Shopify token's shop). Repeatable.
+    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub parts: Vec<(String, String)>,
     #[arg(short, long, value_enum, default_value = "human")]
     pub format: TableFormat,
     #[command(flatten)]

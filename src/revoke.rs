@@ -216,18 +216,18 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
 }
 
 pub fn run(a: RevokeArgs) -> Result<u8> {
-    let rules = load_rules(&a.rules)?;
+    let rules = load_rules(&a.common.rules)?;
     let mut subjects = match (&a.report, &a.secret) {
         (Some(path), _) => from_report(&rules, path, a.only_verified)?,
-        (None, Some(s)) => subjects(&rules, s, a.rule.as_deref(), &a.parts)?,
+        (None, Some(s)) => subjects(&rules, s, a.rule.as_deref(), &a.common.parts)?,
         (None, None) => bail!("give a secret, `-`, or --report FILE"),
     };
     for s in &mut subjects {
-        for (k, v) in &a.parts {
+        for (k, v) in &a.common.parts {
             s.secret.parts.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let registry: Registry = registry(&rules, &a.providers)?;
+    let registry: Registry = registry(&rules, &a.common.providers)?;
     let rows: Vec<Row> = runtime()?.block_on(async {
         let mut rows = Vec::new();
         for s in &subjects {
@@ -251,7 +251,7 @@ pub fn run(a: RevokeArgs) -> Result<u8> {
         }
         rows
     });
-    match a.format {
+    match a.common.format {
         TableFormat::Json => out!("{}", serde_json::to_string_pretty(&rows)?),
         TableFormat::Human => {
             for r in &rows {

@@ -217,9 +217,9 @@ fn skipped(rule_id: &str) -> Validation {
 }
 
 pub fn run(a: ValidateArgs) -> Result<u8> {
-    let rules = load_rules(&a.rules)?;
-    let subjects = subjects(&rules, &a.secret, a.rule.as_deref(), &a.parts)?;
-    let registry = registry(&rules, &a.providers)?;
+    let rules = load_rules(&a.common.rules)?;
+    let subjects = subjects(&rules, &a.secret, a.rule.as_deref(), &a.common.parts)?;
+    let registry = registry(&rules, &a.common.providers)?;
     let results: Vec<Validation> = runtime()?.block_on(async {
         let mut out = Vec::new();
         for s in &subjects {
@@ -227,7 +227,7 @@ pub fn run(a: ValidateArgs) -> Result<u8> {
         }
         out
     });
-    match a.format {
+    match a.common.format {
         TableFormat::Json => {
             let rows: Vec<_> = subjects
                 .iter()

@@ -30,8 +30,9 @@ async fn keyburn(args: Vec<String>, input: Option<String>) -> Output {
     .unwrap()
 }
 
-fn strings(a: &[&str]) -> Vec<String> {
-    a.iter().map(|s| s.to_string()).collect()
+/// A command line's words (the paths here hold no spaces).
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_string).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,18 +52,10 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
     let report = dir.path().join("report.json").display().to_string();
 
     let scan = keyburn(
-        strings(&[
-            "scan",
-            &tree,
-            "--no-history",
-            "-f",
-            "json",
-            "-o",
-            &report,
-            "--verify",
-            "--endpoint",
-            &endpoint,
-        ]),
+        words(&format!(
+            "scan {} --no-history -f json -o {} --verify --endpoint {}",
+            tree, report, endpoint
+        )),
         None,
     )
     .await;
@@ -92,15 +85,10 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
 
     // A dry run changes nothing.
     let dry = keyburn(
-        strings(&[
-            "revoke",
-            "--report",
-            &report,
-            "--only-verified",
-            "--dry-run",
-            "--endpoint",
-            &endpoint,
-        ]),
+        words(&format!(
+            "revoke --report {} --only-verified --dry-run --endpoint {}",
+            report, endpoint
+        )),
         None,
     )
     .await;
@@ -113,16 +101,10 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
     assert_eq!(mock.lock().unwrap().revoke_calls, 0);
 
     let revoke = keyburn(
-        strings(&[
-            "revoke",
-            "--report",
-            &report,
-            "--only-verified",
-            "-f",
-            "json",
-            "--endpoint",
-            &endpoint,
-        ]),
+        words(&format!(
+            "revoke --report {} --only-verified -f json --endpoint {}",
+            report, endpoint
+        )),
         None,
     )
     .await;
@@ -150,14 +132,10 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
     // Now dead: validate says so (exit 1), and a second revoke sends
     // nothing (not_found, exit 0).
     let v = keyburn(
-        strings(&[
-            "validate",
-            "--rule",
-            "slack-bot-token",
-            "-",
-            "--endpoint",
-            &endpoint,
-        ]),
+        words(&format!(
+            "validate --rule slack-bot-token - --endpoint {}",
+            endpoint
+        )),
         Some(format!("{live}\n")),
     )
     .await;
@@ -169,7 +147,7 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
     );
     assert!(String::from_utf8_lossy(&v.stdout).contains("inactive"));
     let again = keyburn(
-        strings(&["revoke", "-", "--endpoint", &endpoint]),
+        words(&format!("revoke - --endpoint {}", endpoint)),
         Some(live.clone()),
     )
     .await;
@@ -183,17 +161,10 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
     assert_eq!(mock.lock().unwrap().revoke_calls, 1);
 
     let only = keyburn(
-        strings(&[
-            "scan",
-            &tree,
-            "--no-history",
-            "-f",
-            "json",
-            "--verify",
-            "--only-verified",
-            "--endpoint",
-            &endpoint,
-        ]),
+        words(&format!(
+            "scan {} --no-history -f json --verify --only-verified --endpoint {}",
+            tree, endpoint
+        )),
         None,
     )
     .await;
@@ -204,15 +175,11 @@ async fn verify_tells_live_from_dead_and_revoke_kills_the_live_one_and_confirms_
 async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     let (mock, url) = start_mock().await;
     let endpoint = format!("slack={url}/slack");
-    let wrong = keyburn(
-        strings(&["validate", "--rule", "github-pat", "not-a-token"]),
-        None,
-    )
-    .await;
+    let wrong = keyburn(words("validate --rule github-pat not-a-token"), None).await;
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not have the shape"));
 
-    let unknown = keyburn(strings(&["validate", "plainly-not-a-secret"]), None).await;
+    let unknown = keyburn(words("validate plainly-not-a-secret"), None).await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("--rule"));
 
@@ -220,7 +187,7 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     let gitleaks = dir.path().join("gitleaks.json");
     fs::write(&gitleaks, r#"[{"RuleID":"x","Secret":"y"}]"#).unwrap();
     let r = keyburn(
-        strings(&["revoke", "--report", &gitleaks.display().to_string()]),
+        words(&format!("revoke --report {}", gitleaks.display())),
         None,
     )
     .await;
@@ -229,7 +196,7 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     let future = dir.path().join("future.json");
     fs::write(&future, r#"{"version": 9, "findings": []}"#).unwrap();
     let r = keyburn(
-        strings(&["revoke", "--report", &future.display().to_string()]),
+        words(&format!("revoke --report {}", future.display())),
         None,
     )
     .await;
@@ -242,21 +209,17 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     let live = fake_slack_token();
     mock.lock().unwrap().active.insert(live.clone());
     let broken = keyburn(
-        strings(&[
-            "revoke",
-            "-",
-            "--rule",
-            "slack-bot-token",
-            "--endpoint",
-            &endpoint.replace("/slack", "/nowhere"),
-        ]),
+        words(&format!(
+            "revoke - --rule slack-bot-token --endpoint {}",
+            endpoint.replace("/slack", "/nowhere")
+        )),
         Some(live.clone()),
     )
     .await;
     assert_eq!(broken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&broken.stdout).contains("error"));
     let ok = keyburn(
-        strings(&["revoke", "-", "--endpoint", &endpoint]),
+        words(&format!("revoke - --endpoint {}", endpoint)),
         Some(live),
     )
     .await;

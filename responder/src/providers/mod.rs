@@ -398,33 +398,41 @@ impl Checker {
         Ok(parts)
     }
 
-    fn runner<'a>(&'a self, mutating: bool, call: &'a str) -> Runner<'a> {
-        Runner {
+    /// Run a flow of HTTP steps for `secret`; `mutating` for a revocation.
+    async fn run(
+        &self,
+        steps: &[keyburn_scanner::rules::Step],
+        secret: &Secret,
+        mutating: bool,
+    ) -> Result<flow::Ended, CheckError> {
+        let parts = self.parts(secret)?;
+        let mut vars = Vars {
+            secret: &secret.value,
+            parts: &parts,
+            base: self.bases.get("").map(String::as_str),
+            extracted: BTreeMap::new(),
+        };
+        let call = format!(
+            "{} {}",
+            self.provider_name,
+            if mutating { "revoke" } else { "validate" }
+        );
+        let runner = Runner {
             http: &self.http,
             guard: &self.guard,
             limiter: self.limiter.as_deref(),
             bases: &self.bases,
             family: &self.family,
             mutating,
-            call,
-        }
+            call: &call,
+        };
+        runner.run(steps, &mut vars).await
     }
 
     /// Ask the provider whether the secret works. Never changes anything.
     pub async fn validate(&self, secret: &Secret) -> Result<Checked, CheckError> {
         if let Some(flow) = &self.spec.validate {
-            let parts = self.parts(secret)?;
-            let mut vars = Vars {
-                secret: &secret.value,
-                parts: &parts,
-                base: self.bases.get("").map(String::as_str),
-                extracted: BTreeMap::new(),
-            };
-            let call = format!("{} validate", self.provider_name);
-            let ended = self
-                .runner(false, &call)
-                .run(&flow.steps, &mut vars)
-                .await?;
+            let ended = self.run(&flow.steps, secret, false).await?;
             let validity = match ended.outcome.as_str() {
                 "active" => Validity::Active,
                 "inactive" => Validity::Inactive,
@@ -447,15 +455,7 @@ impl Checker {
     pub async fn revoke(&self, secret: &Secret) -> Result<Revoked, CheckError> {
         let revoke = self.spec.revoke.as_ref();
         if let Some(r) = revoke.filter(|r| !r.steps.is_empty()) {
-            let parts = self.parts(secret)?;
-            let mut vars = Vars {
-                secret: &secret.value,
-                parts: &parts,
-                base: self.bases.get("").map(String::as_str),
-                extracted: BTreeMap::new(),
-            };
-            let call = format!("{} revoke", self.provider_name);
-            let ended = match self.runner(true, &call).run(&r.steps, &mut vars).await {
+            let ended = match self.run(&r.steps, secret, true).await {
                 Ok(e) => e,
                 Err(CheckError::NoAnswer(e)) => {
                     return Ok(Revoked::Unknown(format!(

@@ -107,6 +107,12 @@ impl RuleSet {
         parse_str(text, file, true)
     }
 
+    /// Check every provider table (loading built-in files skips this; the
+    /// test suite calls it).
+    pub fn check_providers(&self) -> Result<(), RuleError> {
+        model::check_providers_of(&self.providers, "rule set")
+    }
+
     /// Add the rules of `other`. A rule whose id already exists replaces the
     /// earlier one, so a user file can override a built-in rule.
     pub fn merge(&mut self, other: RuleSet) -> Result<(), RuleError> {
