@@ -17,16 +17,25 @@ fn main() {
         .collect();
     files.sort();
     let mut out = String::from("pub(crate) const EMBEDDED: &[(&str, &str)] = &[\n");
+    // Provider tables apart: a scan never reads them, so they are parsed
+    // only when a check is looked up.
+    let mut providers = String::from("pub(crate) const EMBEDDED_PROVIDERS: &[(&str, &str)] = &[\n");
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().unwrap().to_string_lossy();
         let text = fs::read_to_string(f).unwrap();
-        let table: toml::Table =
+        let mut table: toml::Table =
             toml::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid TOML: {e}", f.display()));
+        if let Some(p) = table.remove("provider") {
+            let json = serde_json::to_string(&p).unwrap();
+            providers.push_str(&format!("    ({name:?}, {json:?}),\n"));
+        }
         let json = serde_json::to_string(&table).unwrap();
         out.push_str(&format!("    ({name:?}, {json:?}),\n"));
     }
     out.push_str("];\n");
+    providers.push_str("];\n");
+    out.push_str(&providers);
     fs::write(
         PathBuf::from(env::var("OUT_DIR").unwrap()).join("embedded_rules.rs"),
         out,

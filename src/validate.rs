@@ -37,9 +37,11 @@ pub fn registry(rules: &RuleSet, a: &ProviderArgs) -> Result<Registry> {
         allow_internal: a.allow_internal,
         ..Options::default()
     };
-    for family in opts.endpoints.keys() {
-        if !rules.providers.contains_key(family) {
-            let known: Vec<&str> = rules.providers.keys().map(String::as_str).collect();
+    let families = rules.providers();
+    for key in opts.endpoints.keys() {
+        let family = key.split('.').next().unwrap_or(key);
+        if !families.contains_key(family) {
+            let known: Vec<&str> = families.keys().copied().collect();
             bail!(
                 "--endpoint names no provider {family:?} (known: {})",
                 known.join(", ")
@@ -61,8 +63,8 @@ pub fn registry(rules: &RuleSet, a: &ProviderArgs) -> Result<Registry> {
                 opts.rates.insert(f, n);
             }
             None => {
-                for f in rules.providers.keys() {
-                    opts.rates.entry(f.clone()).or_insert(n);
+                for f in families.keys() {
+                    opts.rates.entry(f.to_string()).or_insert(n);
                 }
             }
         }

@@ -114,10 +114,10 @@ async fn harness(timeout: Duration) -> Harness {
     let rules = RuleSet::builtin();
     let opts = Options {
         endpoints: rules
-            .providers
-            .iter()
+            .providers()
+            .into_iter()
             .flat_map(|(family, spec)| {
-                std::iter::once(family.clone())
+                std::iter::once(family.to_string())
                     .chain(spec.hosts.keys().map(move |h| format!("{family}.{h}")))
             })
             .map(|k| (k, url.clone()))

@@ -239,6 +239,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
     }
     Ok(RuleSet {
         providers: Default::default(),
+        builtin_providers: false,
         rules,
         allow: global,
     })

@@ -72,22 +72,62 @@ pub struct GlobalAllow {
 pub struct RuleSet {
     rules: Vec<Rule>,
     pub allow: GlobalAllow,
-    /// Provider families and their checks, by name.
-    pub providers: BTreeMap<String, ProviderSpec>,
+    /// Provider families and their checks from rule files other than the
+    /// built-in ones, by name (they override built-in families).
+    providers: BTreeMap<String, ProviderSpec>,
+    /// Whether the built-in provider tables apply (parsed on first use).
+    builtin_providers: bool,
+}
+
+/// The built-in provider tables, parsed once, on first use.
+fn builtin_providers() -> &'static BTreeMap<String, ProviderSpec> {
+    static TABLES: std::sync::OnceLock<BTreeMap<String, ProviderSpec>> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut all = BTreeMap::new();
+        for (name, json) in EMBEDDED_PROVIDERS {
+            // The test suite checks every embedded table.
+            let tables: BTreeMap<String, ProviderSpec> = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("embedded provider tables of {name} are invalid: {e}"));
+            all.extend(tables);
+        }
+        all
+    })
 }
 
 impl RuleSet {
     /// The rules compiled into the binary.
     pub fn builtin() -> RuleSet {
-        let mut set = RuleSet::default();
+        let mut set = RuleSet {
+            builtin_providers: true,
+            ..RuleSet::default()
+        };
         for (name, json) in EMBEDDED {
             // The test suite loads every embedded file, so a broken built-in
             // file cannot ship; here a failure would be a build bug.
             let file = model::parse_keyburn_json(json, &format!("builtin:{name}"))
                 .unwrap_or_else(|e| panic!("embedded rule file is invalid: {e}"));
-            set.merge(file).expect("built-in rule ids are unique");
+            set.add(file);
         }
         set
+    }
+
+    /// A provider family's table: a rule file's, else the built-in one.
+    pub fn provider(&self, family: &str) -> Option<&ProviderSpec> {
+        self.providers.get(family).or_else(|| {
+            self.builtin_providers
+                .then(|| builtin_providers().get(family))
+                .flatten()
+        })
+    }
+
+    /// Every provider family and its table, by name.
+    pub fn providers(&self) -> BTreeMap<&str, &ProviderSpec> {
+        let mut all: BTreeMap<&str, &ProviderSpec> = BTreeMap::new();
+        if self.builtin_providers {
+            all.extend(builtin_providers().iter().map(|(k, v)| (k.as_str(), v)));
+        }
+        all.extend(self.providers.iter().map(|(k, v)| (k.as_str(), v)));
+        all
     }
 
     /// Load a user's rule file. Its regexes are compiled now so that errors
@@ -110,12 +150,21 @@ impl RuleSet {
     /// Check every provider table (loading built-in files skips this; the
     /// test suite calls it).
     pub fn check_providers(&self) -> Result<(), RuleError> {
-        model::check_providers_of(&self.providers, "rule set")
+        for (family, spec) in self.providers() {
+            model::check_provider(family, spec, "rule set")?;
+        }
+        Ok(())
     }
 
     /// Add the rules of `other`. A rule whose id already exists replaces the
     /// earlier one, so a user file can override a built-in rule.
     pub fn merge(&mut self, other: RuleSet) -> Result<(), RuleError> {
+        self.add(other);
+        self.check_requirements()
+    }
+
+    /// [`RuleSet::merge`] without checking references between rules.
+    fn add(&mut self, other: RuleSet) {
         let mut index: HashMap<String, usize> = self
             .rules
             .iter()
@@ -136,7 +185,7 @@ impl RuleSet {
         self.allow.stopwords.extend(other.allow.stopwords);
         self.allow.commits.extend(other.allow.commits);
         self.providers.extend(other.providers);
-        self.check_requirements()
+        self.builtin_providers |= other.builtin_providers;
     }
 
     /// Keep only the rules for which `keep` returns true.
@@ -161,13 +210,14 @@ impl RuleSet {
     }
 
     /// The provider check of `rule`, when it has one.
-    pub fn check_of<'a>(
+    pub fn check_of<'a, 'r>(
         &'a self,
-        rule: &Rule,
-    ) -> Option<(&'a str, &'a ProviderSpec, &'a CheckSpec)> {
-        let (family, spec) = self.providers.get_key_value(rule.provider.as_deref()?)?;
+        rule: &'r Rule,
+    ) -> Option<(&'r str, &'a ProviderSpec, &'a CheckSpec)> {
+        let family = rule.provider.as_deref()?;
+        let spec = self.provider(family)?;
         let check = spec.check.get(rule.check.as_deref()?)?;
-        Some((family.as_str(), spec, check))
+        Some((family, spec, check))
     }
 
     fn check_requirements(&self) -> Result<(), RuleError> {
@@ -182,7 +232,7 @@ impl RuleSet {
                     .provider
                     .as_deref()
                     .ok_or_else(|| invalid(format!("check {check:?} without a provider")))?;
-                let spec = self.providers.get(family).ok_or_else(|| {
+                let spec = self.provider(family).ok_or_else(|| {
                     invalid(format!(
                         "provider {family:?} has no [provider.{family}] table"
                     ))

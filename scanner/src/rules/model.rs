@@ -368,19 +368,16 @@ struct KeyburnFile {
     provider: BTreeMap<String, ProviderSpec>,
 }
 
-/// Check provider tables for what can be checked before any request.
-pub(super) fn check_providers_of(
-    providers: &BTreeMap<String, ProviderSpec>,
+/// Check a provider table for what can be checked before any request.
+pub(super) fn check_provider(
+    family: &str,
+    spec: &ProviderSpec,
     file: &str,
 ) -> Result<(), RuleError> {
-    for (family, spec) in providers {
-        spec.check_spec(family)
-            .map_err(|message| RuleError::Parse {
-                file: file.to_string(),
-                message,
-            })?;
-    }
-    Ok(())
+    spec.check_spec(family).map_err(|message| RuleError::Parse {
+        file: file.to_string(),
+        message,
+    })
 }
 
 pub(super) fn parse_keyburn(text: &str, file: &str) -> Result<RuleSet, RuleError> {
@@ -388,25 +385,23 @@ pub(super) fn parse_keyburn(text: &str, file: &str) -> Result<RuleSet, RuleError
         file: file.to_string(),
         message: e.to_string(),
     })?;
-    finish_keyburn(parsed, file, true)
+    for (family, spec) in &parsed.provider {
+        check_provider(family, spec, file)?;
+    }
+    finish_keyburn(parsed, file)
 }
 
-/// The built-in rule files, converted from TOML to JSON at build time.
-/// Their provider tables are not checked again here (the test suite
-/// checks every embedded file): a one-file scan pays for loading them.
+/// The built-in rule files, converted from TOML to JSON at build time
+/// (their provider tables apart, see `builtin_providers`).
 pub(super) fn parse_keyburn_json(json: &str, file: &str) -> Result<RuleSet, RuleError> {
     let parsed: KeyburnFile = serde_json::from_str(json).map_err(|e| RuleError::Parse {
         file: file.to_string(),
         message: e.to_string(),
     })?;
-    finish_keyburn(parsed, file, false)
+    finish_keyburn(parsed, file)
 }
 
-fn finish_keyburn(
-    parsed: KeyburnFile,
-    file: &str,
-    check_providers: bool,
-) -> Result<RuleSet, RuleError> {
+fn finish_keyburn(parsed: KeyburnFile, file: &str) -> Result<RuleSet, RuleError> {
     let mut rules = parsed.rule;
     for rule in &mut rules {
         rule.source = file.to_string();
@@ -416,12 +411,10 @@ fn finish_keyburn(
             message,
         })?;
     }
-    if check_providers {
-        check_providers_of(&parsed.provider, file)?;
-    }
     Ok(RuleSet {
         rules,
         allow: Default::default(),
         providers: parsed.provider,
+        builtin_providers: false,
     })
 }
