@@ -194,8 +194,11 @@ impl TestServer {
     }
 
     fn spawn(dir: tempfile::TempDir, port: u16, mut cmd: Command) -> TestServer {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(dir.path().join("server.log")).expect("a log file");
+        // A group of its own, so that drop stops what a start script forks.
         let child = cmd
+            .process_group(0)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -216,6 +219,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -286,4 +292,30 @@ fn mariadbd() -> PathBuf {
                 .find(|m| m.is_file())
         })
         .unwrap_or_else(|| PathBuf::from("/usr/sbin/mariadbd"))
+}
+
+/// A real RabbitMQ broker (Debian's `rabbitmq-server`) on a free port of
+/// 127.0.0.1, with no plugins; its `guest`/`guest` user may connect from
+/// the loopback address.
+pub fn start_rabbitmq() -> TestServer {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let d = dir.path();
+    std::fs::write(d.join("plugins"), "").expect("a plugins file");
+    let mut cmd = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
+    cmd.current_dir(d)
+        .env("HOME", d)
+        .env("RABBITMQ_NODE_PORT", port.to_string())
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_DIST_PORT", free_port().to_string())
+        .env(
+            "RABBITMQ_NODENAME",
+            format!("keyburn-test-{port}@localhost"),
+        )
+        .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", d.join("log"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("plugins"))
+        .env("RABBITMQ_PID_FILE", d.join("pid"))
+        .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"));
+    TestServer::spawn(dir, port, cmd)
 }

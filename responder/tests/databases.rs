@@ -1,5 +1,5 @@
 //! The database validators against real servers started by the test:
-//! Redis and MariaDB from Debian's packages (PostgreSQL's is in
+//! Redis, MariaDB and RabbitMQ from Debian's packages (PostgreSQL's is in
 //! `tests/postgres.rs`). Each connects, authenticates and disconnects;
 //! a wrong password reads inactive; an internal host needs
 //! --allow-internal.
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keyburn_responder::http::Http;
 use keyburn_responder::providers::{CheckError, Options, Registry, Secret, Validity};
-use keyburn_responder::testdb::{start_mariadb, start_redis};
+use keyburn_responder::testdb::{start_mariadb, start_rabbitmq, start_redis};
 use keyburn_scanner::rules::RuleSet;
 
 fn registry(allow_internal: bool) -> Registry {
@@ -114,6 +114,36 @@ async fn a_mysql_url_is_validated_by_authenticating() {
             "mysql-url-password",
             &url("Fixture-my-1111"),
             "Fixture-my-1111",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_url_is_validated_by_authenticating() {
+    let server = tokio::task::spawn_blocking(start_rabbitmq).await.unwrap();
+    let port = server.port();
+    let reg = registry(true);
+    let check = reg.for_rule("amqp-url-password").unwrap();
+    // The broker's own default user, which may connect from loopback.
+    let url = |pw: &str| format!("amqp://guest:{pw}@127.0.0.1:{port}/");
+    let live = check
+        .validate(&from_url("amqp-url-password", &url("guest"), "guest"))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.validity,
+        Validity::Active,
+        "{} {}",
+        live.reason,
+        server.log()
+    );
+    let dead = check
+        .validate(&from_url(
+            "amqp-url-password",
+            &url("Fixture-mq-1111"),
+            "Fixture-mq-1111",
         ))
         .await
         .unwrap();

@@ -10,6 +10,7 @@
 //! plumbing, a per-provider rate limit, and, for hosts a secret names,
 //! the SSRF [`guard`].
 
+mod amqp;
 pub mod aws;
 mod flow;
 mod gcp;
@@ -263,6 +264,7 @@ impl Registry {
                     }))
                 }
                 Some("redis") => Some(Arc::new(redis::Redis { guard })),
+                Some("amqp") => Some(Arc::new(amqp::Amqp { guard })),
                 _ => None,
             };
             let parse = check

@@ -279,6 +279,7 @@ pub const CODE_PROVIDERS: &[(&str, bool, RevokeKind)] = &[
     ("postgres", true, RevokeKind::None),
     ("mysql", true, RevokeKind::None),
     ("redis", true, RevokeKind::None),
+    ("amqp", true, RevokeKind::None),
 ];
 
 impl CheckSpec {

@@ -1,0 +1,97 @@
+//! AMQP (RabbitMQ) URLs: open a connection with the leaked user and
+//! password (the broker authenticates during the handshake), then close
+//! it. No channel is opened. The host passes the SSRF guard first and the
+//! connection goes to the address checked.
+
+use std::time::Duration;
+
+use amqprs::connection::{Connection, OpenConnectionArguments};
+
+use super::guard::Guard;
+use super::{
+    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
+};
+use crate::http::CallError;
+
+pub struct Amqp {
+    pub guard: Guard,
+}
+
+impl CodeProvider for Amqp {
+    fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
+        Box::pin(async move {
+            if secret.parts.get("scheme").is_some_and(|s| s == "amqps") {
+                return Err(CheckError::Skipped(
+                    "a TLS (amqps://) broker: keyburn validates AMQP over plain TCP only".into(),
+                ));
+            }
+            let t = database_target(&self.guard, secret, 5672).await?;
+            let user = t.user.unwrap_or_else(|| "guest".into());
+            let vhost = secret
+                .parts
+                .get("vhost")
+                .filter(|v| !v.is_empty())
+                .map_or("/".to_string(), |v| {
+                    v.replace("%2F", "/").replace("%2f", "/")
+                });
+            let mut args = OpenConnectionArguments::new(
+                &t.addr.ip().to_string(),
+                t.addr.port(),
+                &user,
+                &secret.value,
+            );
+            args.virtual_host(&vhost)
+                .connection_name("keyburn-validate");
+            let host = &t.host;
+            let call = "AMQP authenticate";
+            match tokio::time::timeout(Duration::from_secs(10), Connection::open(&args)).await {
+                Err(_) => Err(CheckError::Call(CallError::Timeout { call: call.into() })),
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Ok(Checked {
+                        validity: Validity::Active,
+                        reason: format!("{host} accepted the password of {user}"),
+                    })
+                }
+                Ok(Err(e)) => {
+                    let text = e.to_string();
+                    let lower = text.to_ascii_lowercase();
+                    // A client that does not announce the
+                    // authentication_failure_close capability is told
+                    // "refused" by RabbitMQ closing the connection it
+                    // accepted, in the middle of the handshake.
+                    let cut = lower.contains("reset by peer")
+                        || lower.contains("eof")
+                        || lower.contains("shutdown");
+                    if text.contains("ACCESS_REFUSED") || text.contains("403") || cut {
+                        Ok(Checked {
+                            validity: Validity::Inactive,
+                            reason: format!("{host} refused the password of {user}"),
+                        })
+                    } else if text.contains("NOT_ALLOWED") || text.contains("530") {
+                        // Authenticated, but not allowed on this vhost.
+                        Ok(Checked {
+                            validity: Validity::Active,
+                            reason: format!(
+                                "{host} accepted the password of {user} (not for vhost {vhost})"
+                            ),
+                        })
+                    } else {
+                        Err(CheckError::Call(CallError::Transport {
+                            call: call.into(),
+                            message: text,
+                        }))
+                    }
+                }
+            }
+        })
+    }
+
+    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
+        Box::pin(async {
+            Err(CheckError::Skipped(
+                "a broker password is changed by whoever runs the broker (see the rule's manual steps)".into(),
+            ))
+        })
+    }
+}
