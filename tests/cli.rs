@@ -679,7 +679,28 @@ fn rules_list_and_check() {
         .assert()
         .success()
         .stdout(predicate::str::contains("github-pat"))
-        .stdout(predicate::str::is_match(r"\n1[2-9][0-9] rules\n").unwrap());
+        .stdout(predicate::str::is_match(r"\n[1-9][0-9]{2} rules\n").unwrap())
+        // What validates and revokes each rule.
+        .stdout(predicate::str::is_match(r"(?m)^github-pat +high +github +yes +api ").unwrap())
+        .stdout(
+            predicate::str::is_match(r"(?m)^stripe-secret-key +high +stripe +yes +manual ")
+                .unwrap(),
+        );
+    let json = keyburn()
+        .args(["rules", "list", "--json"])
+        .output()
+        .unwrap();
+    let rules: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let pat = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "github-pat")
+        .unwrap();
+    assert_eq!(
+        (&pat["validate"], &pat["revoke"]),
+        (&serde_json::json!(true), &serde_json::json!("api"))
+    );
     let dir = TempDir::new().unwrap();
     let good = format!(
         "[[rule]]\nid = \"acme\"\nname = \"ACME\"\nregex = '''acme_[a-z0-9]{{8}}'''\nkeywords = [\"acme_\"]\nexamples = ['t = acme_{}']\ncounterexamples = ['t = acme_short']\n",
