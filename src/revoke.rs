@@ -148,6 +148,8 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
              scan with `keyburn scan -f json`",
             path.display()
         ),
+        // A JSONL report of one finding.
+        Ok(one @ serde_json::Value::Object(_)) if one.get("rule_id").is_some() => vec![one],
         Ok(_) => bail!("{} is not a keyburn JSON report", path.display()),
         Err(_) => text
             .lines()

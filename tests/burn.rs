@@ -193,6 +193,20 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     .await;
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("not a keyburn report"));
+    // A JSONL report of one finding (a secret no rule checks) is read as
+    // such: the revocation is an error, not a refusal of the file.
+    let one = dir.path().join("one.jsonl");
+    fs::write(&one, r#"{"rule_id":"generic-password","secret":"s3cr3t-fixture","match":"password=s3cr3t-fixture"}"#).unwrap();
+    let r = keyburn(words(&format!("revoke --report {}", one.display())), None).await;
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("no provider check for rule generic-password")
+    );
     let future = dir.path().join("future.json");
     fs::write(&future, r#"{"version": 9, "findings": []}"#).unwrap();
     let r = keyburn(
