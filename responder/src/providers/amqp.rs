@@ -8,9 +8,7 @@ use std::time::Duration;
 use amqprs::connection::{Connection, OpenConnectionArguments};
 
 use super::guard::Guard;
-use super::{
-    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
-};
+use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
 use crate::http::CallError;
 
 pub struct Amqp {
@@ -84,14 +82,6 @@ impl CodeProvider for Amqp {
                     }
                 }
             }
-        })
-    }
-
-    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
-        Box::pin(async {
-            Err(CheckError::Skipped(
-                "a broker password is changed by whoever runs the broker (see the rule's manual steps)".into(),
-            ))
         })
     }
 }

@@ -148,7 +148,16 @@ pub enum Revoked {
 /// A provider implemented in code.
 pub trait CodeProvider: Send + Sync {
     fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>>;
-    fn revoke<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>>;
+    /// Revoke through the provider's API. A database or broker password
+    /// has none: whoever runs the server changes it (the rule's manual
+    /// steps), so by default there is nothing to call.
+    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
+        Box::pin(async {
+            Err(CheckError::Skipped(
+                "no API changes this password: see the rule's manual steps".into(),
+            ))
+        })
+    }
     /// A containment step after revoking (AWS's quarantine policy).
     fn quarantine<'a>(
         &'a self,

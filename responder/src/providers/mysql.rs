@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use super::guard::Guard;
-use super::{
-    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
-};
+use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
 use crate::http::CallError;
 
 pub struct Mysql {
@@ -62,14 +60,6 @@ impl CodeProvider for Mysql {
                     message: e.to_string(),
                 })),
             }
-        })
-    }
-
-    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
-        Box::pin(async {
-            Err(CheckError::Skipped(
-                "a database password is changed by whoever runs the server (see the rule's manual steps)".into(),
-            ))
         })
     }
 }

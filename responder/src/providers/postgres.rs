@@ -4,9 +4,7 @@
 //! the address the guard checked.
 
 use super::guard::Guard;
-use super::{
-    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
-};
+use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
 use crate::http::CallError;
 
 pub struct Postgres {
@@ -71,15 +69,6 @@ impl CodeProvider for Postgres {
                     })),
                 },
             }
-        })
-    }
-
-    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
-        Box::pin(async {
-            Err(CheckError::Skipped(
-                "database passwords are changed by their owner (see the rule's manual steps)"
-                    .into(),
-            ))
         })
     }
 }

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use super::guard::Guard;
-use super::{
-    database_target, BoxFuture, CheckError, Checked, CodeProvider, Revoked, Secret, Validity,
-};
+use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
 use crate::http::CallError;
 
 pub struct Redis {
@@ -72,14 +70,6 @@ impl CodeProvider for Redis {
                     }
                 }
             }
-        })
-    }
-
-    fn revoke<'a>(&'a self, _secret: &'a Secret) -> BoxFuture<'a, Result<Revoked, CheckError>> {
-        Box::pin(async {
-            Err(CheckError::Skipped(
-                "a Redis password is changed by whoever runs the server (see the rule's manual steps)".into(),
-            ))
         })
     }
 }
