@@ -158,6 +158,18 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
         mock.lock().unwrap().alerts["acme/app#1"]["state"] == "resolved"
     })
     .await;
+    // The job goes on to notify after resolving: stop the server only once
+    // it is done, or the listing below races the last step.
+    let jobs_list = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+            .args(["jobs", "list", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the job to be done", || jobs_list().contains("done")).await;
     second.kill().unwrap();
     second.wait().unwrap();
 
@@ -184,13 +196,7 @@ async fn kill_9_between_revoke_and_resolve_neither_revokes_twice_nor_forgets_to_
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    let jobs = Command::new(env!("CARGO_BIN_EXE_keyburn"))
-        .args(["jobs", "list", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let jobs = String::from_utf8_lossy(&jobs.stdout);
+    let jobs = jobs_list();
     assert!(
         jobs.contains("done") && jobs.contains("acme/app#1"),
         "{jobs}"
