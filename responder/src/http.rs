@@ -62,10 +62,13 @@ impl CallError {
         )
     }
 
-    /// A request that got no answer, with the causes reqwest chains
-    /// ("error sending request: dns error: ...") but without the URL,
-    /// which may carry a query.
-    pub fn transport(call: &str, e: reqwest::Error) -> CallError {
+    /// A request that got no answer: a timeout, or a transport error with
+    /// the causes reqwest chains ("error sending request: dns error: ...")
+    /// but without the URL, which may carry a query.
+    pub fn request(call: &str, e: reqwest::Error) -> CallError {
+        if e.is_timeout() {
+            return CallError::Timeout { call: call.into() };
+        }
         let e = e.without_url();
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -198,13 +201,10 @@ impl Http {
     ) -> Result<Response, CallError> {
         let mut tries = 0;
         loop {
-            let res = build(&self.client).send().await.map_err(|e| {
-                if e.is_timeout() {
-                    CallError::Timeout { call: call.into() }
-                } else {
-                    CallError::transport(call, e)
-                }
-            });
+            let res = build(&self.client)
+                .send()
+                .await
+                .map_err(|e| CallError::request(call, e));
             let wait = match &res {
                 Ok(r) if r.status().is_success() || accept.contains(&r.status()) => {
                     return res;

@@ -297,13 +297,11 @@ impl Answer {
             .is_some_and(|v| v.contains("text/html"));
         let mut body = Vec::new();
         let mut r = r;
-        while let Some(chunk) = r.chunk().await.map_err(|e| {
-            CheckError::Call(if e.is_timeout() {
-                CallError::Timeout { call: call.into() }
-            } else {
-                CallError::transport(call, e)
-            })
-        })? {
+        while let Some(chunk) = r
+            .chunk()
+            .await
+            .map_err(|e| CheckError::Call(CallError::request(call, e)))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_BODY {
                 body.truncate(MAX_BODY);
