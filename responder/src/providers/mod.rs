@@ -213,7 +213,6 @@ pub struct Options {
 pub struct Registry {
     by_rule: HashMap<String, Arc<Checker>>,
     by_github_type: HashMap<String, Arc<Checker>>,
-    families: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -224,62 +223,16 @@ impl Registry {
         let mut limiters: HashMap<&str, Arc<Limiter>> = HashMap::new();
         let mut by_rule = HashMap::new();
         let mut by_github_type = HashMap::new();
-        let mut families = BTreeMap::new();
         for rule in rules.rules() {
             let Some((family, spec, check)) = rules.check_of(rule) else {
                 continue;
             };
-            families.insert(family.to_string(), spec.name.clone());
             let limiter = opts.rates.get(family).copied().or(spec.rate).map(|rate| {
                 limiters
                     .entry(family)
                     .or_insert_with(|| Arc::new(Limiter::new(rate)))
                     .clone()
             });
-            let code: Option<Arc<dyn CodeProvider>> = match check.code.as_deref() {
-                Some("aws-iam") => opts.aws.clone().map(|a| a as Arc<dyn CodeProvider>),
-                Some("aws-sts") => Some(Arc::new(aws::AwsPair {
-                    http: http.clone(),
-                    sts_url: opts
-                        .endpoints
-                        .get(&format!("{family}.sts"))
-                        .or(spec.hosts.get("sts"))
-                        .cloned()
-                        .unwrap_or_else(|| "https://sts.amazonaws.com".into()),
-                    iam: opts.aws.clone(),
-                })),
-                Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
-                Some("mysql") => Some(Arc::new(mysql::Mysql { guard })),
-                Some("gcp-service-account") => {
-                    let base = |host: &str, default: &str| {
-                        opts.endpoints
-                            .get(&if host.is_empty() {
-                                family.to_string()
-                            } else {
-                                format!("{family}.{host}")
-                            })
-                            .or(if host.is_empty() {
-                                spec.base.as_ref()
-                            } else {
-                                spec.hosts.get(host)
-                            })
-                            .cloned()
-                            .unwrap_or_else(|| default.to_string())
-                    };
-                    Some(Arc::new(gcp::GcpServiceAccount {
-                        http: http.clone(),
-                        oauth_url: base("", "https://oauth2.googleapis.com"),
-                        iam_url: base("iam", "https://iam.googleapis.com"),
-                    }))
-                }
-                Some("redis") => Some(Arc::new(redis::Redis { guard })),
-                Some("amqp") => Some(Arc::new(amqp::Amqp { guard })),
-                _ => None,
-            };
-            let parse = check
-                .parse
-                .as_deref()
-                .and_then(|p| regex::Regex::new(p).ok());
             let mut bases = BTreeMap::new();
             if let Some(b) = opts.endpoints.get(family).or(spec.base.as_ref()) {
                 bases.insert(String::new(), b.clone());
@@ -291,6 +244,36 @@ impl Registry {
                     .unwrap_or(url);
                 bases.insert(host.clone(), b.clone());
             }
+            // A code provider's hosts are the provider's: --endpoint
+            // replaces them as it does for HTTP steps.
+            let base = |host: &str, default: &str| {
+                bases
+                    .get(host)
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
+            };
+            let code: Option<Arc<dyn CodeProvider>> = match check.code.as_deref() {
+                Some("aws-iam") => opts.aws.clone().map(|a| a as Arc<dyn CodeProvider>),
+                Some("aws-sts") => Some(Arc::new(aws::AwsPair {
+                    http: http.clone(),
+                    sts_url: base("sts", "https://sts.amazonaws.com"),
+                    iam: opts.aws.clone(),
+                })),
+                Some("postgres") => Some(Arc::new(postgres::Postgres { guard })),
+                Some("mysql") => Some(Arc::new(mysql::Mysql { guard })),
+                Some("gcp-service-account") => Some(Arc::new(gcp::GcpServiceAccount {
+                    http: http.clone(),
+                    oauth_url: base("", "https://oauth2.googleapis.com"),
+                    iam_url: base("iam", "https://iam.googleapis.com"),
+                })),
+                Some("redis") => Some(Arc::new(redis::Redis { guard })),
+                Some("amqp") => Some(Arc::new(amqp::Amqp { guard })),
+                _ => None,
+            };
+            let parse = check
+                .parse
+                .as_deref()
+                .and_then(|p| regex::Regex::new(p).ok());
             // AWS keys are revoked with keyburn's own IAM credentials.
             let acts = match check.code.as_deref() {
                 Some("aws-iam" | "aws-sts") => opts.aws.is_some(),
@@ -321,7 +304,6 @@ impl Registry {
         Registry {
             by_rule,
             by_github_type,
-            families,
         }
     }
 
@@ -332,11 +314,6 @@ impl Registry {
     /// The check for a GitHub secret-scanning `secret_type`.
     pub fn for_github_type(&self, secret_type: &str) -> Option<&Arc<Checker>> {
         self.by_github_type.get(secret_type)
-    }
-
-    /// Provider family names (`--endpoint` keys) and their display names.
-    pub fn families(&self) -> &BTreeMap<String, String> {
-        &self.families
     }
 }
 
