@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use keyburn_responder::config::Config;
 use keyburn_responder::http::Http;
-use keyburn_responder::providers::{
-    self, aws::Aws, Options, Registry, Secret, Validation, ValidationStatus,
-};
+use keyburn_responder::providers::{self, Options, Registry, Secret, Validation, ValidationStatus};
 use keyburn_scanner::finding::{mask, Finding};
 use keyburn_scanner::{Engine, RuleSet};
 use serde_json::json;
@@ -72,25 +71,14 @@ pub fn registry(rules: &RuleSet, a: &ProviderArgs) -> Result<Registry> {
     let http = Http::new(Duration::from_secs(a.provider_timeout.max(1)))
         // A command waits for a rate limit only so long.
         .with_max_wait(Duration::from_secs(10));
-    opts.aws = aws_from_env(&http, opts.endpoints.get("aws"));
+    // AWS keys are read and deactivated with the caller's own AWS_*
+    // credentials, as the responder's default configuration does.
+    let mut aws = Config::default();
+    if let Some(iam) = opts.endpoints.get("aws.iam") {
+        aws.providers.aws.iam_url = iam.clone();
+    }
+    opts.aws = aws.aws(&http)?;
     Ok(Registry::new(rules, &http, &opts))
-}
-
-/// AWS IAM with the caller's own credentials, when the environment has
-/// them (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
-fn aws_from_env(http: &Http, endpoint: Option<&String>) -> Option<Arc<Aws>> {
-    let id = std::env::var("AWS_ACCESS_KEY_ID").ok()?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok()?;
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    Some(Arc::new(Aws::new(
-        http.clone(),
-        endpoint.map_or("https://iam.amazonaws.com", String::as_str),
-        &region,
-        &id,
-        &secret,
-        std::env::var("AWS_SESSION_TOKEN").ok(),
-        None,
-    )))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -572,9 +572,13 @@ impl Config {
         e
     }
 
-    /// The AWS credentials (key id, secret, session token), when both
-    /// halves are set.
-    pub fn aws_credentials(&self) -> Result<Option<(String, String, Option<String>)>, ConfigError> {
+    /// AWS IAM acting with `[providers.aws]`'s credentials (by default the
+    /// AWS_* environment variables), when both the key id and the secret
+    /// are set: the responder's and the CLI's.
+    pub fn aws(
+        &self,
+        http: &crate::http::Http,
+    ) -> Result<Option<std::sync::Arc<crate::providers::aws::Aws>>, ConfigError> {
         let a = &self.providers.aws;
         let get = |key: &str, v: &Option<String>| match v {
             Some(v) => resolve(key, v, false),
@@ -583,7 +587,17 @@ impl Config {
         let id = get("providers.aws.access_key_id", &a.access_key_id)?;
         let secret = get("providers.aws.secret_access_key", &a.secret_access_key)?;
         let token = get("providers.aws.session_token", &a.session_token)?;
-        Ok(id.zip(secret).map(|(i, s)| (i, s, token)))
+        Ok(id.zip(secret).map(|(id, secret)| {
+            std::sync::Arc::new(crate::providers::aws::Aws::new(
+                http.clone(),
+                &a.iam_url,
+                &a.region,
+                &id,
+                &secret,
+                token,
+                a.quarantine.then(|| a.quarantine_policy_arn.clone()),
+            ))
+        }))
     }
 
     /// The job queue's database: `<data_dir>/queue.db`, for the server and

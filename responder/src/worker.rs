@@ -30,7 +30,6 @@ use crate::github::{Alert, AppAuth, Auth, GitHub};
 use crate::http::{CallError, Http};
 use crate::metrics::Metrics;
 use crate::notify::{Notice, Notifier};
-use crate::providers::aws::Aws;
 use crate::providers::{CheckError, Checker, Registry, Revoked, Secret, Validity};
 use crate::queue::{now_ms, Enqueued, Failure, Lease, NewJob, Queue, QueueError, Retry, Standing};
 use crate::signature::Verifier;
@@ -453,22 +452,11 @@ impl Responder {
             rates: cfg.providers.rates.clone(),
             ..Default::default()
         };
-        match cfg.aws_credentials()? {
-            Some((id, secret, token)) => {
-                let a = &cfg.providers.aws;
-                options.aws = Some(Arc::new(Aws::new(
-                    http.clone(),
-                    &a.iam_url,
-                    &a.region,
-                    &id,
-                    &secret,
-                    token,
-                    a.quarantine.then(|| a.quarantine_policy_arn.clone()),
-                )));
-            }
-            None => notes.push(
+        options.aws = cfg.aws(&http)?;
+        if options.aws.is_none() {
+            notes.push(
                 "no AWS credentials (providers.aws): AWS keys will be notified, not revoked".into(),
-            ),
+            );
         }
         let providers = Registry::new(&keyburn_scanner::rules::RuleSet::builtin(), &http, &options);
         let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
