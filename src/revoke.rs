@@ -60,9 +60,10 @@ struct Row {
     reason: String,
 }
 
-/// Validate again after a revocation this often before believing the
-/// provider did not do it (revocations take a moment to spread).
-const CONFIRM_WAITS: [u64; 3] = [1, 2, 4];
+/// After a revocation, validate at once, then again after each of these
+/// waits, before believing the provider did not do it (revocations take a
+/// moment to spread).
+const CONFIRM_WAITS: [u64; 2] = [1, 2];
 
 async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, String) {
     if c.validates() {
@@ -92,10 +93,7 @@ async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, St
         Ok(Revoked::NotFound(r)) => return (Outcome::NotFound, r),
         Ok(Revoked::NotAuthorized(r)) => return (Outcome::NotAuthorized, r),
         Ok(Revoked::Unknown(r)) => return (Outcome::Unknown, r),
-        Ok(Revoked::Manual { steps, console }) => {
-            let at = console.map(|c| format!(" ({c})")).unwrap_or_default();
-            return (Outcome::Manual, format!("{steps}{at}"));
-        }
+        Ok(Revoked::Manual(steps)) => return (Outcome::Manual, steps),
         Err(e) => return (Outcome::Error, e.to_string()),
     };
     if !c.validates() {
@@ -105,7 +103,8 @@ async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, St
         );
     }
     let mut last = String::new();
-    for wait in CONFIRM_WAITS {
+    for wait in std::iter::once(0).chain(CONFIRM_WAITS) {
+        tokio::time::sleep(Duration::from_secs(wait)).await;
         match c.validate(secret).await {
             Ok(v) if v.validity == Validity::Inactive => {
                 return (
@@ -116,7 +115,6 @@ async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, St
             Ok(v) => last = format!("{}: {}", v.validity.as_str(), v.reason),
             Err(e) => last = e.to_string(),
         }
-        tokio::time::sleep(Duration::from_secs(wait)).await;
     }
     (
         Outcome::Accepted,

@@ -923,7 +923,7 @@ impl Responder {
                                 message: r,
                                 failure: Failure::Permanent,
                             }),
-                            Ok(Revoked::Manual { steps, .. }) => Err(StepError::Failed {
+                            Ok(Revoked::Manual(steps)) => Err(StepError::Failed {
                                 message: format!("no API revokes it: {steps}"),
                                 failure: Failure::Permanent,
                             }),

@@ -167,7 +167,7 @@ impl Harness {
                 Ok(Revoked::NotFound(_)) => "not_found".into(),
                 Ok(Revoked::NotAuthorized(_)) => "not_authorized".into(),
                 Ok(Revoked::Unknown(_)) => "unknown".into(),
-                Ok(Revoked::Manual { .. }) => "manual".into(),
+                Ok(Revoked::Manual(_)) => "manual".into(),
                 Err(e) => format!("error: {e}"),
             },
         }

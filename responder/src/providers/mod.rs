@@ -138,11 +138,8 @@ pub enum Revoked {
     /// The provider may or may not have acted (no answer to the
     /// mutation): never repeated blind.
     Unknown(String),
-    /// No API: what a person does, and where.
-    Manual {
-        steps: String,
-        console: Option<String>,
-    },
+    /// No API: what a person does, and where (see [`Checker::manual`]).
+    Manual(String),
 }
 
 /// A provider implemented in code.
@@ -466,13 +463,9 @@ impl Checker {
                 return code.revoke(secret).await;
             }
         }
-        match revoke.and_then(|r| r.manual.clone()) {
-            Some(steps) => Ok(Revoked::Manual {
-                steps,
-                console: revoke.and_then(|r| r.console.clone()),
-            }),
-            None => Err(self.unavailable("revokes")),
-        }
+        self.manual()
+            .map(Revoked::Manual)
+            .ok_or_else(|| self.unavailable("revokes"))
     }
 
     /// The steps and console URL a person follows to revoke it.
