@@ -3,13 +3,11 @@
 //! it. No channel is opened. The host passes the SSRF guard first and the
 //! connection goes to the address checked.
 
-use std::time::Duration;
-
 use amqprs::connection::{Connection, OpenConnectionArguments};
 
+use super::database::{broken, target, within_budget, Login};
 use super::guard::Guard;
-use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
-use crate::http::CallError;
+use super::{BoxFuture, CheckError, Checked, CodeProvider, Secret};
 
 pub struct Amqp {
     pub guard: Guard,
@@ -23,8 +21,8 @@ impl CodeProvider for Amqp {
                     "a TLS (amqps://) broker: keyburn validates AMQP over plain TCP only".into(),
                 ));
             }
-            let t = database_target(&self.guard, secret, 5672).await?;
-            let user = t.user.unwrap_or_else(|| "guest".into());
+            let t = target(&self.guard, secret, 5672).await?;
+            let user = t.user.clone().unwrap_or_else(|| "guest".into());
             let vhost = secret
                 .parts
                 .get("vhost")
@@ -40,18 +38,13 @@ impl CodeProvider for Amqp {
             );
             args.virtual_host(&vhost)
                 .connection_name("keyburn-validate");
-            let host = &t.host;
             let call = "AMQP authenticate";
-            match tokio::time::timeout(Duration::from_secs(10), Connection::open(&args)).await {
-                Err(_) => Err(CheckError::Call(CallError::Timeout { call: call.into() })),
-                Ok(Ok(conn)) => {
+            let login = match within_budget(call, Connection::open(&args)).await? {
+                Ok(conn) => {
                     let _ = conn.close().await;
-                    Ok(Checked {
-                        validity: Validity::Active,
-                        reason: format!("{host} accepted the password of {user}"),
-                    })
+                    Login::Accepted(String::new())
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let text = e.to_string();
                     let lower = text.to_ascii_lowercase();
                     // A client that does not announce the
@@ -62,26 +55,16 @@ impl CodeProvider for Amqp {
                         || lower.contains("eof")
                         || lower.contains("shutdown");
                     if text.contains("ACCESS_REFUSED") || text.contains("403") || cut {
-                        Ok(Checked {
-                            validity: Validity::Inactive,
-                            reason: format!("{host} refused the password of {user}"),
-                        })
+                        Login::Refused(String::new())
                     } else if text.contains("NOT_ALLOWED") || text.contains("530") {
                         // Authenticated, but not allowed on this vhost.
-                        Ok(Checked {
-                            validity: Validity::Active,
-                            reason: format!(
-                                "{host} accepted the password of {user} (not for vhost {vhost})"
-                            ),
-                        })
+                        Login::Accepted(format!("not for vhost {vhost}"))
                     } else {
-                        Err(CheckError::Call(CallError::Transport {
-                            call: call.into(),
-                            message: text,
-                        }))
+                        return Err(broken(call, text));
                     }
                 }
-            }
+            };
+            Ok(t.checked(&user, login))
         })
     }
 }

@@ -12,6 +12,7 @@
 
 mod amqp;
 pub mod aws;
+mod database;
 mod flow;
 mod gcp;
 pub mod guard;
@@ -502,39 +503,6 @@ impl Checker {
     pub fn validation(&self, result: &Result<Checked, CheckError>) -> Validation {
         validation(&self.family, result)
     }
-}
-
-/// Where a database URL's secret is checked: the host the URL names,
-/// resolved through the guard, and the user.
-pub(crate) struct DatabaseTarget {
-    pub host: String,
-    pub addr: std::net::SocketAddr,
-    pub user: Option<String>,
-}
-
-/// The host, port and user parts of a database URL finding, resolved
-/// through the guard.
-pub(crate) async fn database_target(
-    guard: &Guard,
-    secret: &Secret,
-    default_port: u16,
-) -> Result<DatabaseTarget, CheckError> {
-    let part = |name: &str| secret.parts.get(name).filter(|v| !v.is_empty());
-    let host = part("host").ok_or_else(|| {
-        CheckError::Skipped("needs its host (give it with --part host=NAME)".into())
-    })?;
-    let port = match part("port") {
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| CheckError::Input(format!("port {p:?} is not a port")))?,
-        None => default_port,
-    };
-    let addr = guard.resolve(host, port).await?;
-    Ok(DatabaseTarget {
-        host: host.clone(),
-        addr,
-        user: part("user").cloned(),
-    })
 }
 
 /// The report's record of a validation.

@@ -3,9 +3,9 @@
 //! secret, so it passes the SSRF guard first and the connection goes to
 //! the address the guard checked.
 
+use super::database::{broken, target, within_budget, Login};
 use super::guard::Guard;
-use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
-use crate::http::CallError;
+use super::{BoxFuture, CheckError, Checked, CodeProvider, Secret};
 
 pub struct Postgres {
     pub guard: Guard,
@@ -18,14 +18,12 @@ const REFUSED: &[&str] = &["28P01", "28000"];
 impl CodeProvider for Postgres {
     fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
         Box::pin(async move {
-            let t = database_target(&self.guard, secret, 5432).await?;
+            let t = target(&self.guard, secret, 5432).await?;
             let user = t.user.as_deref().unwrap_or("postgres");
-            let host = &t.host;
-            let addr = t.addr;
             let mut cfg = tokio_postgres::Config::new();
-            cfg.host(host)
-                .hostaddr(addr.ip())
-                .port(addr.port())
+            cfg.host(&t.host)
+                .hostaddr(t.addr.ip())
+                .port(t.addr.port())
                 .user(user)
                 .password(&secret.value)
                 .dbname(
@@ -35,40 +33,27 @@ impl CodeProvider for Postgres {
                         .filter(|d| !d.is_empty())
                         .map_or(user, String::as_str),
                 )
-                .connect_timeout(std::time::Duration::from_secs(10))
                 .application_name("keyburn-validate");
             let call = "PostgreSQL authenticate";
-            match cfg.connect(tokio_postgres::NoTls).await {
+            let login = match within_budget(call, cfg.connect(tokio_postgres::NoTls)).await? {
                 Ok((client, connection)) => {
                     drop(client);
                     // Let the connection close itself (Terminate message).
                     let _ = connection.await;
-                    Ok(Checked {
-                        validity: Validity::Active,
-                        reason: format!("{host} accepted the password of {user}"),
-                    })
+                    Login::Accepted(String::new())
                 }
                 Err(e) => match e.code().map(|c| c.code()) {
-                    Some(code) if REFUSED.contains(&code) => Ok(Checked {
-                        validity: Validity::Inactive,
-                        reason: format!("{host} refused the password of {user} (SQLSTATE {code})"),
-                    }),
+                    Some(code) if REFUSED.contains(&code) => {
+                        Login::Refused(format!("SQLSTATE {code}"))
+                    }
                     // A database that does not exist was reached after
                     // authentication succeeded.
-                    Some("3D000") => Ok(Checked {
-                        validity: Validity::Active,
-                        reason: format!("{host} accepted the password of {user}"),
-                    }),
-                    Some(code) => Ok(Checked {
-                        validity: Validity::Unknown,
-                        reason: format!("{host} answered SQLSTATE {code}"),
-                    }),
-                    None => Err(CheckError::Call(CallError::Transport {
-                        call: call.into(),
-                        message: e.to_string(),
-                    })),
+                    Some("3D000") => Login::Accepted(String::new()),
+                    Some(code) => Login::Other(format!("SQLSTATE {code}")),
+                    None => return Err(broken(call, e)),
                 },
-            }
+            };
+            Ok(t.checked(user, login))
         })
     }
 }

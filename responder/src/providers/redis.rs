@@ -3,11 +3,9 @@
 //! command beyond the handshake. The host passes the SSRF guard first
 //! and the connection goes to the address checked.
 
-use std::time::Duration;
-
+use super::database::{broken, target, within_budget, Login};
 use super::guard::Guard;
-use super::{database_target, BoxFuture, CheckError, Checked, CodeProvider, Secret, Validity};
-use crate::http::CallError;
+use super::{BoxFuture, CheckError, Checked, CodeProvider, Secret};
 
 pub struct Redis {
     pub guard: Guard,
@@ -21,8 +19,8 @@ impl CodeProvider for Redis {
                     "a TLS (rediss://) server: keyburn validates Redis over plain TCP only".into(),
                 ));
             }
-            let t = database_target(&self.guard, secret, 6379).await?;
-            let username = t.user.filter(|u| !u.is_empty());
+            let t = target(&self.guard, secret, 6379).await?;
+            let username = t.user.clone().filter(|u| !u.is_empty());
             let info = redis::ConnectionInfo {
                 addr: redis::ConnectionAddr::Tcp(t.addr.ip().to_string(), t.addr.port()),
                 redis: redis::RedisConnectionInfo {
@@ -33,43 +31,28 @@ impl CodeProvider for Redis {
                 },
             };
             let client = redis::Client::open(info).map_err(|e| CheckError::Input(e.to_string()))?;
-            let who = username.as_deref().unwrap_or("default");
-            let host = &t.host;
+            let call = "Redis authenticate";
             let connect = client.get_multiplexed_async_connection();
-            match tokio::time::timeout(Duration::from_secs(10), connect).await {
-                Err(_) => Err(CheckError::Call(CallError::Timeout {
-                    call: "Redis authenticate".into(),
-                })),
-                Ok(Ok(conn)) => {
+            let login = match within_budget(call, connect).await? {
+                Ok(conn) => {
                     drop(conn);
-                    Ok(Checked {
-                        validity: Validity::Active,
-                        reason: format!("{host} accepted the password of {who}"),
-                    })
+                    Login::Accepted(String::new())
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     let text = e.to_string();
                     if e.kind() == redis::ErrorKind::AuthenticationFailed
                         || text.contains("WRONGPASS")
                         || text.contains("invalid password")
                     {
-                        Ok(Checked {
-                            validity: Validity::Inactive,
-                            reason: format!("{host} refused the password of {who}"),
-                        })
+                        Login::Refused(String::new())
                     } else if text.contains("without any password configured") {
-                        Ok(Checked {
-                            validity: Validity::Unknown,
-                            reason: format!("{host} asks for no password at all"),
-                        })
+                        Login::Other("that it asks for no password at all".into())
                     } else {
-                        Err(CheckError::Call(CallError::Transport {
-                            call: "Redis authenticate".into(),
-                            message: text,
-                        }))
+                        return Err(broken(call, text));
                     }
                 }
-            }
+            };
+            Ok(t.checked(username.as_deref().unwrap_or("default"), login))
         })
     }
 }
