@@ -13,7 +13,7 @@ use keyburn_scanner::RuleSet;
 use serde::Serialize;
 
 use crate::cli::{RevokeArgs, TableFormat};
-use crate::validate::{load_rules, registry, runtime, subjects, Subject};
+use crate::validate::{load_rules, registry, runtime, subjects, PartsReaders, Subject};
 
 /// How one revocation ended (the JSON contract of `revoke -f json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,6 +165,7 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
             .collect::<Result<_>>()?,
     };
     let mut seen = std::collections::HashSet::new();
+    let mut readers = PartsReaders::new(rules);
     let mut out = Vec::new();
     for (i, f) in findings.iter().enumerate() {
         let field = |k: &str| f.get(k).and_then(|v| v.as_str());
@@ -190,10 +191,8 @@ fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<
                 continue;
             }
         }
-        let mut parts = rules
-            .get(rule_id)
-            .zip(field("match"))
-            .map(|(r, m)| r.parts(m))
+        let mut parts = field("match")
+            .map(|m| readers.read(rule_id, m))
             .unwrap_or_default();
         if let Some(given) = f.get("parts").and_then(|p| p.as_object()) {
             for (k, v) in given {

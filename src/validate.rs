@@ -14,6 +14,7 @@ use keyburn_responder::config::Config;
 use keyburn_responder::http::Http;
 use keyburn_responder::providers::{self, Options, Registry, Secret, Validation, ValidationStatus};
 use keyburn_scanner::finding::{mask, Finding};
+use keyburn_scanner::rules::PartsReader;
 use keyburn_scanner::{Engine, RuleSet};
 use serde_json::json;
 
@@ -147,6 +148,7 @@ fn whole_matches(engine: &Engine, secret: &str) -> Vec<String> {
         .filter(|m| m.start == 0 && m.end == secret.len())
         .map(|m| engine.rules()[m.rule].id.clone())
         .collect();
+    ids.sort();
     ids.dedup();
     ids
 }
@@ -255,6 +257,33 @@ pub fn run(a: ValidateArgs) -> Result<u8> {
     })
 }
 
+/// Each rule's parts reader, compiled once a run (a report holds many
+/// findings of a few rules).
+pub struct PartsReaders<'r> {
+    rules: &'r RuleSet,
+    readers: HashMap<String, Option<PartsReader>>,
+}
+
+impl<'r> PartsReaders<'r> {
+    pub fn new(rules: &'r RuleSet) -> PartsReaders<'r> {
+        PartsReaders {
+            rules,
+            readers: HashMap::new(),
+        }
+    }
+
+    /// The parts the rule's regex names in `matched`.
+    pub fn read(&mut self, rule_id: &str, matched: &str) -> BTreeMap<String, String> {
+        let rules = self.rules;
+        self.readers
+            .entry(rule_id.to_string())
+            .or_insert_with(|| rules.get(rule_id).and_then(|r| r.parts_reader()))
+            .as_ref()
+            .map(|r| r.read(matched))
+            .unwrap_or_default()
+    }
+}
+
 /// `scan --verify`: validate every finding's secret, each distinct one
 /// once, `workers` at a time; findings of rules without a validator say
 /// `skipped`.
@@ -267,11 +296,9 @@ pub fn verify(
     let registry = Arc::new(registry(rules, a)?);
     let mut distinct: HashMap<(String, String, BTreeMap<String, String>), Vec<usize>> =
         HashMap::new();
+    let mut readers = PartsReaders::new(rules);
     for (i, f) in findings.iter().enumerate() {
-        let mut parts = rules
-            .get(&f.rule_id)
-            .map(|r| r.parts(&f.matched))
-            .unwrap_or_default();
+        let mut parts = readers.read(&f.rule_id, &f.matched);
         parts.extend(f.parts.clone());
         distinct
             .entry((f.rule_id.clone(), f.secret.clone(), parts))

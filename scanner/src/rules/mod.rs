@@ -25,7 +25,8 @@ use serde::Serialize;
 #[cfg(any(feature = "hyperscan", test))]
 pub(crate) use model::parse_regex;
 pub use model::{
-    compile_regex, Allow, Checksum, CompiledRule, Confidence, Pair, RegexTarget, Requirement, Rule,
+    compile_regex, Allow, Checksum, CompiledRule, Confidence, Pair, PartsReader, RegexTarget,
+    Requirement, Rule,
 };
 
 include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));

@@ -189,6 +189,29 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Reads a rule's named parts out of the text it matched.
+#[derive(Debug)]
+pub struct PartsReader {
+    regex: meta::Regex,
+    /// Capture group index and name of each part.
+    names: Vec<(usize, String)>,
+}
+
+impl PartsReader {
+    pub fn read(&self, matched: &str) -> BTreeMap<String, String> {
+        let mut caps = self.regex.create_captures();
+        self.regex.captures(matched.as_bytes(), &mut caps);
+        self.names
+            .iter()
+            .filter_map(|(i, name)| {
+                let span = caps.get_group(*i)?;
+                let text = &matched.as_bytes()[span.start..span.end];
+                Some((name.clone(), String::from_utf8_lossy(text).into_owned()))
+            })
+            .collect()
+    }
+}
+
 /// A rule's regexes, compiled. Built once per rule on first use.
 #[derive(Debug)]
 pub struct CompiledRule {
@@ -293,32 +316,24 @@ impl Rule {
 
     /// The named groups of the regex other than `secret` (a URL's `host`,
     /// `user`, `port`), read from the text the rule matched: the parts a
-    /// provider check needs besides the secret.
+    /// provider check needs besides the secret. For many findings, build
+    /// the [`PartsReader`] once.
     pub fn parts(&self, matched: &str) -> BTreeMap<String, String> {
-        let mut parts = BTreeMap::new();
-        let Ok((re, _)) = compile_regex(&self.regex) else {
-            return parts;
-        };
-        let mut caps = re.create_captures();
-        re.captures(matched.as_bytes(), &mut caps);
-        if !caps.is_match() {
-            return parts;
-        }
-        let names = re
+        self.parts_reader()
+            .map(|r| r.read(matched))
+            .unwrap_or_default()
+    }
+
+    /// The rule's regex compiled to read parts, when it names any.
+    pub fn parts_reader(&self) -> Option<PartsReader> {
+        let (regex, _) = compile_regex(&self.regex).ok()?;
+        let names: Vec<(usize, String)> = regex
             .group_info()
-            .pattern_names(regex_automata::PatternID::ZERO);
-        for (i, name) in names.enumerate() {
-            let Some(name) = name.filter(|n| *n != "secret") else {
-                continue;
-            };
-            if let Some(span) = caps.get_group(i) {
-                parts.insert(
-                    name.to_string(),
-                    String::from_utf8_lossy(&matched.as_bytes()[span.start..span.end]).into_owned(),
-                );
-            }
-        }
-        parts
+            .pattern_names(regex_automata::PatternID::ZERO)
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.filter(|n| *n != "secret")?.to_string())))
+            .collect();
+        (!names.is_empty()).then_some(PartsReader { regex, names })
     }
 
     /// Whether the regex starts at the secret itself (a token format),
