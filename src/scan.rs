@@ -287,9 +287,9 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     report.stats.worktree_files = covered.worktree_files;
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
-    keyburn_scanner::finding::pair_parts(&mut report.findings, |id| {
-        engine.rules().iter().find(|r| r.id == id)
-    });
+    let rule_by_id: std::collections::HashMap<&str, &keyburn_scanner::rules::Rule> =
+        engine.rules().iter().map(|r| (r.id.as_str(), r)).collect();
+    keyburn_scanner::finding::pair_parts(&mut report.findings, |id| rule_by_id.get(id).copied());
     // Commit allow lists (gitleaks' `commits`) accept history findings.
     report.findings.retain(|f| {
         f.commit

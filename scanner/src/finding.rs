@@ -5,7 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::RawMatch;
-use crate::rules::{Confidence, Rule};
+use crate::rules::{Confidence, Pair, Rule};
 
 /// Where a finding sits: 1-based line and column (in characters) of the
 /// secret's first character, and of its last character (inclusive).
@@ -243,32 +243,39 @@ impl Finding {
 /// within the pair's lines. A finding left alone drops one confidence
 /// level. `rule_of` looks a rule up by id.
 pub fn pair_parts<'r>(findings: &mut [Finding], rule_of: impl Fn(&str) -> Option<&'r Rule>) {
-    let halves: Vec<(usize, Option<String>)> = findings
+    let pairs: Vec<Option<&'r Pair>> = findings
         .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            let p = rule_of(&f.rule_id)?.pair.as_ref()?;
-            let other = findings
-                .iter()
-                .filter(|o| {
-                    o.rule_id == p.rule
-                        && o.path == f.path
-                        && o.commit.as_ref().map(|c| &c.id) == f.commit.as_ref().map(|c| &c.id)
-                        && o.location.line.abs_diff(f.location.line) <= p.within_lines
-                })
-                .min_by_key(|o| o.location.line.abs_diff(f.location.line))
-                .map(|o| o.secret.clone());
-            Some((i, other))
-        })
+        .map(|f| rule_of(&f.rule_id)?.pair.as_ref())
         .collect();
-    for (i, other) in halves {
-        let f = &mut findings[i];
-        let Some(p) = rule_of(&f.rule_id).and_then(|r| r.pair.as_ref()) else {
-            continue;
-        };
+    let wanted: std::collections::HashSet<&str> =
+        pairs.iter().flatten().map(|p| p.rule.as_str()).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let commit = |f: &Finding| f.commit.as_ref().map(|c| c.id.clone());
+    // The findings other halves can come from, by rule, path and commit.
+    let mut halves: std::collections::HashMap<_, Vec<(usize, String)>> = Default::default();
+    for f in findings
+        .iter()
+        .filter(|f| wanted.contains(f.rule_id.as_str()))
+    {
+        halves
+            .entry((f.rule_id.clone(), f.path.clone(), commit(f)))
+            .or_default()
+            .push((f.location.line, f.secret.clone()));
+    }
+    for (f, pair) in findings.iter_mut().zip(pairs) {
+        let Some(p) = pair else { continue };
+        let line = f.location.line;
+        let other = halves
+            .get(&(p.rule.clone(), f.path.clone(), commit(f)))
+            .into_iter()
+            .flatten()
+            .filter(|(l, _)| l.abs_diff(line) <= p.within_lines)
+            .min_by_key(|(l, _)| l.abs_diff(line));
         match other {
-            Some(o) => {
-                f.parts.insert(p.part.clone(), o);
+            Some((_, secret)) => {
+                f.parts.insert(p.part.clone(), secret.clone());
             }
             None => {
                 f.confidence = match f.confidence {
