@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use keyburn_responder::http::Http;
-use keyburn_responder::providers::{CheckError, Options, Registry, Secret, Validity};
+use keyburn_responder::providers::{CheckError, Checked, Options, Registry, Secret, Validity};
 use keyburn_responder::testdb::{start_mariadb, start_rabbitmq, start_redis};
 use keyburn_scanner::rules::RuleSet;
 
@@ -22,13 +22,23 @@ fn registry(allow_internal: bool) -> Registry {
     )
 }
 
-/// The secret and parts a scan of `url` under `rule` gives.
-fn from_url(rule: &str, url: &str, password: &str) -> Secret {
-    let rules = RuleSet::builtin();
-    Secret {
-        value: password.to_string(),
-        parts: rules.get(rule).unwrap().parts(url),
-    }
+/// What `rule`'s check says of the password `pw` in the URL `url(pw)`,
+/// with the parts a scan of that URL gives.
+async fn login(
+    allow_internal: bool,
+    rule: &str,
+    url: &dyn Fn(&str) -> String,
+    pw: &str,
+) -> Result<Checked, CheckError> {
+    let secret = Secret {
+        value: pw.to_string(),
+        parts: RuleSet::builtin().get(rule).unwrap().parts(&url(pw)),
+    };
+    registry(allow_internal)
+        .for_rule(rule)
+        .unwrap()
+        .validate(&secret)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,15 +47,8 @@ async fn a_redis_url_is_validated_by_authenticating() {
         .await
         .unwrap();
     let port = server.port();
-    let reg = registry(true);
-    let check = reg.for_rule("redis-url-password").unwrap();
     let url = |pw: &str| format!("redis://:{pw}@127.0.0.1:{port}/0");
-    let live = check
-        .validate(&from_url(
-            "redis-url-password",
-            &url("Fixture-redis-0000"),
-            "Fixture-redis-0000",
-        ))
+    let live = login(true, "redis-url-password", &url, "Fixture-redis-0000")
         .await
         .unwrap();
     assert_eq!(
@@ -55,24 +58,11 @@ async fn a_redis_url_is_validated_by_authenticating() {
         live.reason,
         server.log()
     );
-    let dead = check
-        .validate(&from_url(
-            "redis-url-password",
-            &url("Fixture-redis-1111"),
-            "Fixture-redis-1111",
-        ))
+    let dead = login(true, "redis-url-password", &url, "Fixture-redis-1111")
         .await
         .unwrap();
     assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
-    let guarded = registry(false);
-    let e = guarded
-        .for_rule("redis-url-password")
-        .unwrap()
-        .validate(&from_url(
-            "redis-url-password",
-            &url("Fixture-redis-0000"),
-            "Fixture-redis-0000",
-        ))
+    let e = login(false, "redis-url-password", &url, "Fixture-redis-0000")
         .await
         .unwrap_err();
     assert!(matches!(e, CheckError::Skipped(_)), "{e}");
@@ -97,24 +87,12 @@ async fn a_mysql_url_is_validated_by_authenticating() {
         .await
         .unwrap();
     admin.disconnect().await.unwrap();
-    let reg = registry(true);
-    let check = reg.for_rule("mysql-url-password").unwrap();
     let url = |pw: &str| format!("mysql://leaky:{pw}@127.0.0.1:{port}/shop");
-    let live = check
-        .validate(&from_url(
-            "mysql-url-password",
-            &url("Fixture-my-0000"),
-            "Fixture-my-0000",
-        ))
+    let live = login(true, "mysql-url-password", &url, "Fixture-my-0000")
         .await
         .unwrap();
     assert_eq!(live.validity, Validity::Active, "{}", live.reason);
-    let dead = check
-        .validate(&from_url(
-            "mysql-url-password",
-            &url("Fixture-my-1111"),
-            "Fixture-my-1111",
-        ))
+    let dead = login(true, "mysql-url-password", &url, "Fixture-my-1111")
         .await
         .unwrap();
     assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
@@ -124,12 +102,9 @@ async fn a_mysql_url_is_validated_by_authenticating() {
 async fn an_amqp_url_is_validated_by_authenticating() {
     let server = tokio::task::spawn_blocking(start_rabbitmq).await.unwrap();
     let port = server.port();
-    let reg = registry(true);
-    let check = reg.for_rule("amqp-url-password").unwrap();
     // The broker's own default user, which may connect from loopback.
     let url = |pw: &str| format!("amqp://guest:{pw}@127.0.0.1:{port}/");
-    let live = check
-        .validate(&from_url("amqp-url-password", &url("guest"), "guest"))
+    let live = login(true, "amqp-url-password", &url, "guest")
         .await
         .unwrap();
     assert_eq!(
@@ -139,12 +114,7 @@ async fn an_amqp_url_is_validated_by_authenticating() {
         live.reason,
         server.log()
     );
-    let dead = check
-        .validate(&from_url(
-            "amqp-url-password",
-            &url("Fixture-mq-1111"),
-            "Fixture-mq-1111",
-        ))
+    let dead = login(true, "amqp-url-password", &url, "Fixture-mq-1111")
         .await
         .unwrap();
     assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
