@@ -186,7 +186,7 @@ impl ProviderSpec {
                 crate::rules::compile_regex(p).map_err(|e| at(format!("parse: {e}")))?;
             }
             if let Some(code) = &c.code {
-                if c.code_caps().is_none() {
+                if c.code_revokes().is_none() {
                     let known: Vec<&str> = CODE_PROVIDERS.iter().map(|c| c.0).collect();
                     return Err(at(format!(
                         "unknown code provider {code:?} ({})",
@@ -271,27 +271,27 @@ impl RevokeKind {
     }
 }
 
-/// Code providers and whether they validate and revoke.
-pub const CODE_PROVIDERS: &[(&str, bool, RevokeKind)] = &[
-    ("aws-iam", true, RevokeKind::Api),
-    ("aws-sts", true, RevokeKind::Api),
-    ("gcp-service-account", true, RevokeKind::Api),
-    ("postgres", true, RevokeKind::None),
-    ("mysql", true, RevokeKind::None),
-    ("redis", true, RevokeKind::None),
-    ("amqp", true, RevokeKind::None),
+/// Code providers (all of them validate) and how they revoke.
+pub const CODE_PROVIDERS: &[(&str, RevokeKind)] = &[
+    ("aws-iam", RevokeKind::Api),
+    ("aws-sts", RevokeKind::Api),
+    ("gcp-service-account", RevokeKind::Api),
+    ("postgres", RevokeKind::None),
+    ("mysql", RevokeKind::None),
+    ("redis", RevokeKind::None),
+    ("amqp", RevokeKind::None),
 ];
 
 impl CheckSpec {
     pub fn validates(&self) -> bool {
-        self.validate.is_some() || self.code_caps().is_some_and(|c| c.0)
+        self.validate.is_some() || self.code_revokes().is_some()
     }
 
     /// API when steps or the code provider revoke it (a manual text is
     /// then the fallback), else manual when a person can.
     pub fn revoke_kind(&self) -> RevokeKind {
         let steps = self.revoke.as_ref().is_some_and(|r| !r.steps.is_empty());
-        if steps || self.code_caps().is_some_and(|c| c.1 == RevokeKind::Api) {
+        if steps || self.code_revokes() == Some(RevokeKind::Api) {
             RevokeKind::Api
         } else if self.revoke.as_ref().is_some_and(|r| r.manual.is_some()) {
             RevokeKind::Manual
@@ -300,11 +300,12 @@ impl CheckSpec {
         }
     }
 
-    fn code_caps(&self) -> Option<(bool, RevokeKind)> {
+    /// How the check's code provider revokes; `None` without a known one.
+    fn code_revokes(&self) -> Option<RevokeKind> {
         let code = self.code.as_deref()?;
         CODE_PROVIDERS
             .iter()
-            .find(|(n, ..)| *n == code)
-            .map(|(_, v, r)| (*v, *r))
+            .find(|(n, _)| *n == code)
+            .map(|(_, r)| *r)
     }
 }
