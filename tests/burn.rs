@@ -232,6 +232,22 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
     .await;
     assert_eq!(broken.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&broken.stdout).contains("error"));
+    // A TLS handshake with a server that speaks plain HTTP: one clear
+    // line, could not tell (exit 2).
+    let tls = keyburn(
+        words(&format!(
+            "validate --rule slack-bot-token - --endpoint {}",
+            endpoint.replace("http://", "https://")
+        )),
+        Some(live.clone()),
+    )
+    .await;
+    assert_eq!(tls.status.code(), Some(2));
+    let out = String::from_utf8_lossy(&tls.stdout);
+    assert!(
+        out.contains("error") && out.contains("Slack validate"),
+        "{out}"
+    );
     let ok = keyburn(
         words(&format!("revoke - --endpoint {}", endpoint)),
         Some(live),

@@ -377,6 +377,15 @@ async fn errors_html_and_refusals_never_read_as_live_or_revoked() {
                 Reply::json(s, &serde_json::json!({"message": "no"})),
             ));
         }
+        // A rate limit that does not lift within the wait keyburn allows.
+        answers.push((
+            "a rate limit that never lifts",
+            Reply {
+                status: 429,
+                headers: vec![("retry-after".into(), "3600".into())],
+                ..Reply::default()
+            },
+        ));
         for (what, reply) in answers {
             let got = h.run(&c, vec![reply.clone(); 4]).await;
             assert!(
