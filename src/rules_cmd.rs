@@ -58,7 +58,16 @@ pub fn load_rules(sel: &RuleSelection, root: Option<&Path>) -> Result<RuleSet> {
         }
     }
     if !sel.enable.is_empty() {
-        set.retain(|r| sel.enable.contains(&r.id));
+        // An enabled rule keeps the context rules it takes parts from.
+        let context: Vec<String> = set
+            .rules()
+            .iter()
+            .filter(|r| sel.enable.contains(&r.id))
+            .flat_map(|r| &r.pair)
+            .filter(|p| set.get(&p.rule).is_some_and(|r| r.context))
+            .map(|p| p.rule.clone())
+            .collect();
+        set.retain(|r| sel.enable.contains(&r.id) || context.contains(&r.id));
     }
     set.retain(|r| !sel.disable.contains(&r.id));
     if set.is_empty() {

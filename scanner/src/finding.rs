@@ -5,7 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::RawMatch;
-use crate::rules::{Confidence, Pair, Rule};
+use crate::rules::{Confidence, Rule};
 
 /// Where a finding sits: 1-based line and column (in characters) of the
 /// secret's first character, and of its last character (inclusive).
@@ -238,46 +238,51 @@ impl Finding {
     }
 }
 
-/// Give each finding of a rule with a `pair` its other half: the secret of
-/// the nearest finding of the paired rule in the same file and commit,
-/// within the pair's lines. A finding left alone drops one confidence
-/// level. `rule_of` looks a rule up by id.
-pub fn pair_parts<'r>(findings: &mut [Finding], rule_of: impl Fn(&str) -> Option<&'r Rule>) {
-    let pairs: Vec<Option<&'r Pair>> = findings
+/// Give each finding of a rule with a `pair` its other parts: for each
+/// pair, the secret of the nearest finding of the paired rule in the same
+/// file and commit, within the pair's lines. A finding missing a part drops
+/// one confidence level. Findings of `context` rules (identifiers, not
+/// secrets) have served their purpose then and are removed. `rule_of` looks
+/// a rule up by id.
+pub fn pair_parts<'r>(findings: &mut Vec<Finding>, rule_of: impl Fn(&str) -> Option<&'r Rule>) {
+    let rules: Vec<Option<&'r Rule>> = findings.iter().map(|f| rule_of(&f.rule_id)).collect();
+    let wanted: std::collections::HashSet<&str> = rules
         .iter()
-        .map(|f| rule_of(&f.rule_id)?.pair.as_ref())
+        .flatten()
+        .flat_map(|r| r.pair.iter().map(|p| p.rule.as_str()))
         .collect();
-    let wanted: std::collections::HashSet<&str> =
-        pairs.iter().flatten().map(|p| p.rule.as_str()).collect();
-    if wanted.is_empty() {
-        return;
-    }
-    let commit = |f: &Finding| f.commit.as_ref().map(|c| c.id.clone());
-    // The findings other halves can come from, by rule, path and commit.
-    let mut halves: std::collections::HashMap<_, Vec<(usize, String)>> = Default::default();
-    for f in findings
-        .iter()
-        .filter(|f| wanted.contains(f.rule_id.as_str()))
-    {
-        halves
-            .entry((f.rule_id.clone(), f.path.clone(), commit(f)))
-            .or_default()
-            .push((f.location.line, f.secret.clone()));
-    }
-    for (f, pair) in findings.iter_mut().zip(pairs) {
-        let Some(p) = pair else { continue };
-        let line = f.location.line;
-        let other = halves
-            .get(&(p.rule.clone(), f.path.clone(), commit(f)))
-            .into_iter()
-            .flatten()
-            .filter(|(l, _)| l.abs_diff(line) <= p.within_lines)
-            .min_by_key(|(l, _)| l.abs_diff(line));
-        match other {
-            Some((_, secret)) => {
-                f.parts.insert(p.part.clone(), secret.clone());
+    if !wanted.is_empty() {
+        let commit = |f: &Finding| f.commit.as_ref().map(|c| c.id.clone());
+        // The findings other parts can come from, by rule, path and commit.
+        let mut halves: std::collections::HashMap<_, Vec<(usize, String)>> = Default::default();
+        for f in findings
+            .iter()
+            .filter(|f| wanted.contains(f.rule_id.as_str()))
+        {
+            halves
+                .entry((f.rule_id.clone(), f.path.clone(), commit(f)))
+                .or_default()
+                .push((f.location.line, f.secret.clone()));
+        }
+        for (f, rule) in findings.iter_mut().zip(&rules) {
+            let Some(rule) = rule else { continue };
+            let line = f.location.line;
+            let mut missing = false;
+            for p in &rule.pair {
+                let other = halves
+                    .get(&(p.rule.clone(), f.path.clone(), commit(f)))
+                    .into_iter()
+                    .flatten()
+                    .filter(|(l, _)| l.abs_diff(line) <= p.within_lines)
+                    .min_by_key(|(l, _)| l.abs_diff(line));
+                match other {
+                    Some((_, secret)) => {
+                        f.parts.insert(p.part.clone(), secret.clone());
+                    }
+                    None => missing = true,
+                }
             }
-            None => {
+            if missing {
                 f.confidence = match f.confidence {
                     Confidence::High => Confidence::Medium,
                     _ => Confidence::Low,
@@ -285,6 +290,8 @@ pub fn pair_parts<'r>(findings: &mut [Finding], rule_of: impl Fn(&str) -> Option
             }
         }
     }
+    let mut context = rules.iter().map(|r| r.is_some_and(|r| r.context));
+    findings.retain(|_| !context.next().unwrap_or(false));
 }
 
 /// A stable identifier of a secret at a path under a rule: the same leak

@@ -89,20 +89,12 @@ fn the_builtin_set_covers_every_confidence_level() {
     }
 }
 
-#[test]
-fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidence() {
+/// The findings of the built-in rules in `text`, paired as a scan pairs
+/// them.
+fn paired_findings(text: &str) -> Vec<keyburn_scanner::finding::Finding> {
     use keyburn_scanner::finding::{pair_parts, Finding, LineIndex};
     let rules = RuleSet::builtin();
     let engine = Engine::new(rules.clone()).unwrap();
-    // Assembled, so that no key-shaped literal sits in the file.
-    let id = format!("{}{}", "AKIA", "D6MX4MUX6B2PZCYC");
-    let (near, far) = (
-        ["kYpIygfdM7ENA8d5", "vFldPGYYJvW5hANsbEvrSFag"].concat(),
-        ["EaBp0vXnJaE/9I0My", "TLUyi0kn1Gnt11CuZyzaA3U"].concat(),
-    );
-    let text = format!(
-        "aws_access_key_id = {id}\naws_secret_access_key = {near}\n\n\n\n\n\n\n\nother_secret_access_key = {far}\n"
-    );
     let mut lines = LineIndex::new();
     let mut findings: Vec<Finding> = engine
         .scan(text.as_bytes())
@@ -118,6 +110,20 @@ fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidenc
         })
         .collect();
     pair_parts(&mut findings, |id| rules.get(id));
+    findings
+}
+
+#[test]
+fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidence() {
+    // Assembled, so that no key-shaped literal sits in the file.
+    let id = format!("{}{}", "AKIA", "D6MX4MUX6B2PZCYC");
+    let (near, far) = (
+        ["kYpIygfdM7ENA8d5", "vFldPGYYJvW5hANsbEvrSFag"].concat(),
+        ["EaBp0vXnJaE/9I0My", "TLUyi0kn1Gnt11CuZyzaA3U"].concat(),
+    );
+    let findings = paired_findings(&format!(
+        "aws_access_key_id = {id}\naws_secret_access_key = {near}\n\n\n\n\n\n\n\nother_secret_access_key = {far}\n"
+    ));
     let secret = |s: &str| findings.iter().find(|f| f.secret == s).unwrap();
     let paired = secret(&near);
     assert_eq!(paired.parts.get("access_key_id"), Some(&id));
@@ -125,6 +131,56 @@ fn a_secret_key_takes_its_nearby_key_id_as_a_part_and_a_lone_one_loses_confidenc
     let lone = secret(&far);
     assert!(lone.parts.is_empty());
     assert_eq!(lone.confidence, keyburn_scanner::Confidence::Medium);
+}
+
+#[test]
+fn a_twilio_auth_token_takes_its_account_sid_which_is_not_reported() {
+    let sid = format!("AC{}", "4f0e2d9c8b7a61538e2f4d6c0b9a7e13");
+    let token = ["9d3c5e7f1a2b4c6d", "8e0f1a3b5c7d9e2f"].concat();
+    let findings = paired_findings(&format!(
+        "TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"
+    ));
+    let ids: Vec<&str> = findings.iter().map(|f| f.rule_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["twilio-auth-token"],
+        "the SID is context, not a finding"
+    );
+    assert_eq!(findings[0].parts.get("account_sid"), Some(&sid));
+}
+
+#[test]
+fn an_entra_client_secret_takes_tenant_and_client_id_and_loses_confidence_without_them() {
+    let secret = format!("{}Q~{}", "Ab18", "k2Lm3Nn4Op5Qq6Rr7Ss8Tt9Uu0Vv1Wx");
+    let (tenant, client) = (
+        "3f1c2a8e-5b7d-4e9a-8c21-6d0f4b9e7a13",
+        "8d2e4f60-1a3b-4c5d-9e7f-0a1b2c3d4e5f",
+    );
+    // `az ad sp create-for-rbac` prints the three together.
+    let findings = paired_findings(&format!(
+        "{{\n  \"appId\": \"{client}\",\n  \"displayName\": \"ci\",\n  \"password\": \"{secret}\",\n  \"tenant\": \"{tenant}\"\n}}\n"
+    ));
+    let f = findings
+        .iter()
+        .find(|f| f.rule_id == "azure-ad-client-secret")
+        .unwrap();
+    assert_eq!(f.parts.get("tenant").map(String::as_str), Some(tenant));
+    assert_eq!(f.parts.get("client_id").map(String::as_str), Some(client));
+    assert_eq!(f.confidence, keyburn_scanner::Confidence::High);
+    assert!(findings
+        .iter()
+        .all(|f| !f.rule_id.starts_with("azure-") || f.rule_id == "azure-ad-client-secret"));
+    // With only the tenant near it, one part is missing.
+    let findings = paired_findings(&format!(
+        "AZURE_TENANT_ID={tenant}\nAZURE_CLIENT_SECRET={secret}\n"
+    ));
+    let f = findings
+        .iter()
+        .find(|f| f.rule_id == "azure-ad-client-secret")
+        .unwrap();
+    assert_eq!(f.parts.get("tenant").map(String::as_str), Some(tenant));
+    assert!(!f.parts.contains_key("client_id"));
+    assert_eq!(f.confidence, keyburn_scanner::Confidence::Medium);
 }
 
 #[test]

@@ -192,7 +192,8 @@ impl EngineBuilder {
 
     pub fn build(mut self) -> Result<Engine, EngineError> {
         let min = self.min_confidence;
-        self.rules.retain(|r| r.confidence >= min);
+        // Context rules are never reported: they only lend other rules parts.
+        self.rules.retain(|r| r.confidence >= min || r.context);
         let mut engine = Engine::new(self.rules)?;
         engine.explain = self.explain;
         let background = match self.kind {
@@ -818,7 +819,14 @@ fn resolve_overlaps(rules: &[Rule], found: &mut Vec<RawMatch>) {
     };
     let better = |a: &RawMatch, b: &RawMatch| key(a) > key(b);
     let mut kept: Vec<RawMatch> = Vec::with_capacity(found.len());
+    // Context matches (identifiers lent to other rules as parts) neither
+    // hide a secret nor are hidden by one.
+    let mut context = Vec::new();
     for m in found.drain(..) {
+        if rules[m.rule].context {
+            context.push(m);
+            continue;
+        }
         match kept.last_mut() {
             Some(last) if m.start < last.end => {
                 if better(&m, last) {
@@ -828,5 +836,6 @@ fn resolve_overlaps(rules: &[Rule], found: &mut Vec<RawMatch>) {
             _ => kept.push(m),
         }
     }
+    kept.append(&mut context);
     *found = kept;
 }

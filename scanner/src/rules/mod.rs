@@ -244,7 +244,7 @@ impl RuleSet {
                     )));
                 }
             }
-            if let Some(p) = rule.pair.as_ref().filter(|p| self.get(&p.rule).is_none()) {
+            if let Some(p) = rule.pair.iter().find(|p| self.get(&p.rule).is_none()) {
                 return Err(RuleError::Invalid {
                     file: rule.source.clone(),
                     id: rule.id.clone(),

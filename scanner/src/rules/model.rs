@@ -98,8 +98,8 @@ fn default_within() -> usize {
 
 /// A multi-part credential: a finding of this rule takes, as its part
 /// `part`, the secret of the nearest finding of `rule` in the same file
-/// (and commit) within `within_lines` lines. A finding left without its
-/// other half is reported one confidence level lower.
+/// (and commit) within `within_lines` lines. A finding left without one of
+/// its other parts is reported one confidence level lower.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pair {
@@ -164,8 +164,19 @@ pub struct Rule {
     pub path_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Requirement>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pair: Option<Pair>,
+    /// The other parts of a multi-part credential: one `pair` table or a
+    /// list of them (Azure: tenant and client id).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub pair: Vec<Pair>,
+    /// An identifier, not a secret (a Twilio account SID, an Azure tenant
+    /// id): its matches only serve as another rule's `pair` and are never
+    /// reported.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub context: bool,
     #[serde(default)]
     pub allow: Allow,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -177,6 +188,19 @@ pub struct Rule {
     /// The file the rule came from (for error messages).
     #[serde(skip)]
     pub source: String,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Pair>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Pair),
+        Many(Vec<Pair>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn default_true() -> bool {
