@@ -11,9 +11,19 @@ use serde_json::Value;
 
 /// Run keyburn with `args` (stdin from `input`) off the async threads.
 async fn keyburn(args: Vec<String>, input: Option<String>) -> Output {
+    keyburn_env(args, input, &[]).await
+}
+
+/// [`keyburn`] with environment variables set.
+async fn keyburn_env(args: Vec<String>, input: Option<String>, env: &[(&str, &str)]) -> Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyburn"))
             .args(&args)
+            .envs(env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -259,4 +269,65 @@ async fn bad_input_gets_a_clear_message_and_the_batch_goes_on() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_admin_credential_is_named_and_the_batch_goes_on() {
+    use keyburn_responder::mock::script::{start_script, Reply};
+    // IAM refuses keyburn's own (expired) credentials on every call.
+    let (iam, iam_url) = start_script().await;
+    let expired = Reply {
+        status: 403,
+        headers: vec![("content-type".into(), "text/xml".into())],
+        body: "<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code>\
+               <Message>The security token included in the request is expired</Message>\
+               </Error></ErrorResponse>"
+            .into(),
+        ..Reply::default()
+    };
+    iam.load(vec![expired; 4]);
+    let (mock, url) = start_mock().await;
+    let live = fake_slack_token();
+    mock.lock().unwrap().active.insert(live.clone());
+    let key_id = format!("{}{}", "AKIA", "D6MX4MUX6B2PZCYC");
+    let out = keyburn_env(
+        words(&format!(
+            "revoke - -f json --endpoint slack={url}/slack --endpoint aws.iam={iam_url}/"
+        )),
+        Some(format!("{key_id}\n{live}\n")),
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAFIXTUREFIXTURE00"),
+            ("AWS_SECRET_ACCESS_KEY", "fixture-secret-access-key"),
+            ("AWS_SESSION_TOKEN", "fixture-session-token"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |rule: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule_id"] == rule)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {rule}: {rows}"))
+    };
+    let aws = row("aws-access-key-id");
+    assert_eq!(aws["outcome"], "error", "{aws}");
+    let reason = aws["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("keyburn's own credentials") && reason.contains("ExpiredToken"),
+        "{reason}"
+    );
+    assert_eq!(row("slack-bot-token")["outcome"], "revoked");
+    // Nothing was attempted past the refused look-up.
+    assert!(iam
+        .seen()
+        .iter()
+        .all(|s| String::from_utf8_lossy(&s.body).contains("Action=GetAccessKeyLastUsed")));
 }

@@ -165,15 +165,19 @@ impl Aws {
     }
 
     /// The user owning `key_id`, or `None` when this account has no such
-    /// key.
-    async fn owner(&self, key_id: &str) -> Result<Option<String>, CallError> {
+    /// key (a key of another account is denied, a deleted one unknown).
+    async fn owner(&self, key_id: &str) -> Result<Option<String>, CheckError> {
         let r = self
             .call("GetAccessKeyLastUsed", &[("AccessKeyId", key_id)])
             .await?;
         match r.code() {
             None => Ok(r.text("UserName").map(str::to_string)),
-            Some("NoSuchEntity" | "AccessDenied" | "InvalidClientTokenId") => Ok(None),
-            Some(code) => Err(CallError::refused("AWS IAM GetAccessKeyLastUsed", code)),
+            Some("NoSuchEntity" | "AccessDenied") => Ok(None),
+            Some(code) if CALLER_REFUSED.contains(&code) => Err(CheckError::Credentials(format!(
+                "AWS refused keyburn's own credentials ({code}): renew them (the AWS_* \
+                 environment or [providers.aws]); nothing was checked or changed"
+            ))),
+            Some(code) => Err(CallError::refused("AWS IAM GetAccessKeyLastUsed", code).into()),
         }
     }
 
@@ -189,12 +193,13 @@ impl Aws {
     }
 
     /// The user owning `key_id`; refused when this account has none.
-    async fn require_owner(&self, key_id: &str) -> Result<String, CallError> {
+    async fn require_owner(&self, key_id: &str) -> Result<String, CheckError> {
         self.owner(key_id).await?.ok_or_else(|| {
             CallError::refused(
                 "AWS IAM GetAccessKeyLastUsed",
                 "the key does not belong to this account",
             )
+            .into()
         })
     }
 }
@@ -238,10 +243,10 @@ impl CodeProvider for Aws {
             let key_id = secret.value.as_str();
             let user = match self.require_owner(key_id).await {
                 Ok(u) => u,
-                Err(e @ CallError::Refused { .. }) => {
+                Err(CheckError::Call(e @ CallError::Refused { .. })) => {
                     return Ok(Revoked::NotAuthorized(e.to_string()))
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             let r = self
                 .call(
@@ -280,7 +285,13 @@ impl CodeProvider for Aws {
     ) -> Option<BoxFuture<'a, Result<(), CallError>>> {
         let policy = self.quarantine.as_ref()?;
         Some(Box::pin(async move {
-            let user = self.require_owner(&secret.value).await?;
+            let user = self
+                .require_owner(&secret.value)
+                .await
+                .map_err(|e| match e {
+                    CheckError::Call(c) => c,
+                    other => CallError::refused("AWS IAM GetAccessKeyLastUsed", other),
+                })?;
             let r = self
                 .call(
                     "AttachUserPolicy",
@@ -301,8 +312,10 @@ pub struct AwsPair {
     pub iam: Option<std::sync::Arc<Aws>>,
 }
 
-/// STS error codes that mean the pair does not work.
-const STS_DEAD: &[&str] = &[
+/// Error codes that refuse the caller's own credentials: for STS called
+/// with a leaked pair, the pair does not work; for IAM called with
+/// keyburn's credentials, those need renewing.
+const CALLER_REFUSED: &[&str] = &[
     "InvalidClientTokenId",
     "SignatureDoesNotMatch",
     "ExpiredToken",
@@ -326,7 +339,7 @@ impl CodeProvider for AwsPair {
                         r.text("Arn").unwrap_or("an unnamed principal")
                     ),
                 },
-                (_, Some(code)) if STS_DEAD.contains(&code) => Checked {
+                (_, Some(code)) if CALLER_REFUSED.contains(&code) => Checked {
                     validity: Validity::Inactive,
                     reason: format!("STS GetCallerIdentity: {code}"),
                 },

@@ -94,6 +94,11 @@ pub enum CheckError {
     /// A mutation got no answer: the provider may or may not have acted.
     #[error("{0}")]
     NoAnswer(CallError),
+    /// keyburn's own credential for the provider (the one it revokes
+    /// with, not the secret) was refused: expired or invalid. Nothing was
+    /// checked or changed; renewing it makes a retry worth it.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl CheckError {
@@ -101,7 +106,7 @@ impl CheckError {
     pub fn failure(&self) -> Failure {
         match self {
             CheckError::Call(e) | CheckError::NoAnswer(e) => e.failure(),
-            CheckError::Answer(_) => Failure::Retryable,
+            CheckError::Answer(_) | CheckError::Credentials(_) => Failure::Retryable,
             CheckError::Skipped(_) | CheckError::Input(_) => Failure::Permanent,
         }
     }
