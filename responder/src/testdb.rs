@@ -149,6 +149,63 @@ impl TestPostgres {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 
+    /// Turn TLS on (a self-signed certificate made with `openssl`) and make
+    /// `role` log in over TLS only, with `password`: plain connections of
+    /// the role are rejected by `pg_hba.conf`, as managed databases do.
+    pub fn tls_only_role(&self, role: &str, password: &str) {
+        let data = self.dir.path().join("data");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.crt",
+            ])
+            .current_dir(&data)
+            .output()
+            .expect("openssl is needed to make a test certificate");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres", "server.key", "server.crt"])
+                .current_dir(&data)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the certificate to postgres");
+        }
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod server.key");
+        let mut c = postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect");
+        c.batch_execute("ALTER SYSTEM SET ssl = on")
+            .expect("ssl on");
+        c.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            .expect("create role");
+        let hba = data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let lines = format!(
+            "hostssl all {role} 127.0.0.1/32 scram-sha-256\nhostnossl all {role} 127.0.0.1/32 reject\n"
+        );
+        std::fs::write(&hba, lines + &old).expect("pg_hba.conf");
+        self.run("pg_ctl", &["-D", &self.data(), "reload"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
     /// The server's own log, for a failing test to show.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -206,6 +206,7 @@ async fn a_postgres_url_is_validated_by_authenticating_and_nothing_else() {
     let pg = tokio::task::spawn_blocking(|| {
         let pg = TestPostgres::start();
         pg.password_role("leaky", "Fixture-pw-0000");
+        pg.tls_only_role("managed", "Fixture-pw-2222");
         pg
     })
     .await
@@ -221,10 +222,10 @@ async fn a_postgres_url_is_validated_by_authenticating_and_nothing_else() {
         },
     );
     let check = registry.for_rule("postgres-url-password").unwrap();
-    let secret = |password: &str| {
+    let secret_of = |user: &str, password: &str| {
         // The parts come from the rule's own regex, as in a scan.
         let url = format!(
-            "postgres://leaky:{password}@127.0.0.1:{}/postgres",
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres",
             pg.port()
         );
         Secret {
@@ -232,11 +233,30 @@ async fn a_postgres_url_is_validated_by_authenticating_and_nothing_else() {
             parts: rule.parts(&url),
         }
     };
+    let secret = |password: &str| secret_of("leaky", password);
     let live = check.validate(&secret("Fixture-pw-0000")).await.unwrap();
     assert_eq!(live.validity, Validity::Active, "{}", pg.log());
     let dead = check.validate(&secret("Fixture-pw-1111")).await.unwrap();
     assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
     assert!(dead.reason.contains("28P01"), "{}", dead.reason);
+    // A role that may only log in over TLS (as on managed databases) is
+    // validated over TLS, not taken for refused.
+    let tls = check
+        .validate(&secret_of("managed", "Fixture-pw-2222"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.validity,
+        Validity::Active,
+        "{}\n{}",
+        tls.reason,
+        pg.log()
+    );
+    let tls_dead = check
+        .validate(&secret_of("managed", "Fixture-pw-3333"))
+        .await
+        .unwrap();
+    assert_eq!(tls_dead.validity, Validity::Inactive, "{}", tls_dead.reason);
     // Without --allow-internal the server is not contacted.
     let guarded = Registry::new(
         &rules,

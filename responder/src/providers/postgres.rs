@@ -1,9 +1,11 @@
 //! PostgreSQL connection URLs: connect with the leaked user and password,
 //! authenticate, disconnect. Never a query. The host comes from the
 //! secret, so it passes the SSRF guard first and the connection goes to
-//! the address the guard checked.
+//! the address the guard checked. TLS when the server offers it (libpq's
+//! `sslmode=prefer`): a server that only takes encrypted logins is
+//! answered, not mistaken for a refusal.
 
-use super::database::{broken, target, within_budget, Login};
+use super::database::{broken, target, tls_config, within_budget, Login};
 use super::guard::Guard;
 use super::{BoxFuture, CheckError, Checked, CodeProvider, Secret};
 
@@ -11,9 +13,10 @@ pub struct Postgres {
     pub guard: Guard,
 }
 
-/// SQLSTATEs that mean "these credentials do not work": invalid password,
-/// invalid authorization specification.
-const REFUSED: &[&str] = &["28P01", "28000"];
+/// The SQLSTATE that means "these credentials do not work". A server that
+/// will not let keyburn in from where it is (`pg_hba.conf` has no entry
+/// for it: 28000) says nothing of the password.
+const REFUSED: &[&str] = &["28P01"];
 
 impl CodeProvider for Postgres {
     fn validate<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, Result<Checked, CheckError>> {
@@ -33,9 +36,11 @@ impl CodeProvider for Postgres {
                         .filter(|d| !d.is_empty())
                         .map_or(user, String::as_str),
                 )
-                .application_name("keyburn-validate");
+                .application_name("keyburn-validate")
+                .ssl_mode(tokio_postgres::config::SslMode::Prefer);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls_config()).clone());
             let call = "PostgreSQL authenticate";
-            let login = match within_budget(call, cfg.connect(tokio_postgres::NoTls)).await? {
+            let login = match within_budget(call, cfg.connect(tls)).await? {
                 Ok((client, connection)) => {
                     drop(client);
                     // Let the connection close itself (Terminate message).
