@@ -157,9 +157,311 @@ fn is_env_reference(s: &[u8]) -> bool {
     }
 }
 
+/// Words a name may glue in front of its keyword and still mean it
+/// (`dbpassword`, `accesstoken`, `clientsecret`, `apikey`): in a name of
+/// one case, nothing else marks where the keyword starts.
+const NAME_COMPOUNDS: &[&str] = &[
+    "access",
+    "account",
+    "admin",
+    "api",
+    "app",
+    "auth",
+    "aws",
+    "bearer",
+    "bot",
+    "client",
+    "csrf",
+    "db",
+    "default",
+    "deploy",
+    "encryption",
+    "ftp",
+    "github",
+    "gitlab",
+    "id",
+    "ldap",
+    "login",
+    "mail",
+    "master",
+    "my",
+    "mysql",
+    "new",
+    "npm",
+    "oauth",
+    "old",
+    "personal",
+    "postgres",
+    "private",
+    "redis",
+    "refresh",
+    "root",
+    "secret",
+    "service",
+    "session",
+    "signing",
+    "slack",
+    "smtp",
+    "sql",
+    "ssh",
+    "user",
+    "vault",
+    "webhook",
+    "xsrf",
+];
+
+/// Whether one of `keywords` (lower case) is a word of the name that
+/// leads to the value (`name` is the match before the secret): bounded
+/// by punctuation, a camelCase step, a digit, a known compound before it
+/// or a plural `s` after it. `token` is a word of `GITHUB_TOKEN`,
+/// `authToken` and `accesstoken`, not of `tokenizer` or `tiktoken`.
+pub fn keyword_is_a_word(name: &[u8], keywords: &[Vec<u8>]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    keywords.iter().any(|kw| {
+        memchr::memmem::find_iter(&lower, kw).any(|p| {
+            let end = p + kw.len();
+            word_start(name, &lower, p) && word_end(name, end, kw)
+        })
+    })
+}
+
+fn word_start(name: &[u8], lower: &[u8], p: usize) -> bool {
+    if p == 0 || !name[p - 1].is_ascii_alphanumeric() || !name[p].is_ascii_alphanumeric() {
+        return true;
+    }
+    let (before, here) = (name[p - 1], name[p]);
+    if here.is_ascii_uppercase() && (before.is_ascii_lowercase() || before.is_ascii_digit()) {
+        return true;
+    }
+    NAME_COMPOUNDS.iter().any(|c| {
+        lower[..p].ends_with(c.as_bytes()) && {
+            let q = p - c.len();
+            q == 0 || !name[q - 1].is_ascii_alphanumeric()
+        }
+    })
+}
+
+fn word_end(name: &[u8], end: usize, kw: &[u8]) -> bool {
+    let Some(&next) = name.get(end) else {
+        return true;
+    };
+    if !next.is_ascii_alphanumeric() || kw.last().is_some_and(|b| !b.is_ascii_alphanumeric()) {
+        return true;
+    }
+    let last = name[end - 1];
+    if next.is_ascii_digit() || (next.is_ascii_uppercase() && last.is_ascii_lowercase()) {
+        return true;
+    }
+    // A plural: `tokens`, `PASSWORDS`.
+    matches!(next, b's' | b'S')
+        && name
+            .get(end + 1)
+            .is_none_or(|b| !b.is_ascii_alphanumeric() || b.is_ascii_uppercase())
+}
+
+/// Whether the value a generic rule found is data of another kind: a
+/// number, a date or a version (`1515902314887`, `2024-01-31`, `==4.0.3`,
+/// `v1.2.3-rc1`), a path of words (`config/db/prod.yml`), or the tail of
+/// a shell expansion (`${PW:+has-password}` leaves `+has-password}`).
+pub fn is_not_a_secret_value(v: &[u8]) -> bool {
+    if !v.iter().any(u8::is_ascii_alphabetic) {
+        return true;
+    }
+    if is_version(v) || is_timestamp(v) {
+        return true;
+    }
+    if matches!(v.first(), Some(b'+' | b'-' | b'?' | b':' | b'=')) && v.last() == Some(&b'}') {
+        return true;
+    }
+    v.contains(&b'/')
+        && v.split(|&b| b == b'/').all(|seg| {
+            seg.iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
+                || (seg.len() > 1
+                    && seg[0].is_ascii_uppercase()
+                    && seg[1..].iter().all(u8::is_ascii_lowercase))
+        })
+}
+
+/// An ISO 8601 date or date and time: `2024-01-31`, `2024-01-31T10:00:00Z`.
+fn is_timestamp(v: &[u8]) -> bool {
+    let digits =
+        |r: std::ops::Range<usize>| v.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    v.len() >= 10
+        && digits(0..4)
+        && v[4] == b'-'
+        && digits(5..7)
+        && v[7] == b'-'
+        && digits(8..10)
+        && v[10..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || b":.TZ+-".contains(b))
+}
+
+/// `1.2`, `v1.2.3`, `==4.0.3`, `^1.2.3-beta.1`, `~>2.0`: digits and dots
+/// after an optional operator and `v`, with an optional pre-release tail.
+fn is_version(v: &[u8]) -> bool {
+    let v = {
+        let start = v
+            .iter()
+            .position(|b| !b"=<>~^!".contains(b))
+            .unwrap_or(v.len());
+        &v[start..]
+    };
+    let v = v.strip_prefix(b"v").unwrap_or(v);
+    let core_end = v
+        .iter()
+        .position(|b| !b.is_ascii_digit() && *b != b'.')
+        .unwrap_or(v.len());
+    let core = &v[..core_end];
+    let dotted = core.first().is_some_and(u8::is_ascii_digit)
+        && core.contains(&b'.')
+        && !core.ends_with(b".")
+        && !core.windows(2).any(|w| w == b"..");
+    dotted
+        && match v.get(core_end) {
+            None => true,
+            Some(b'-' | b'+') => v[core_end + 1..]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'.'),
+            _ => false,
+        }
+}
+
+/// Whether a third or more of the secret, and at least 12 characters, is
+/// one short pattern repeated (`123123123123`, `abababababab`): filler,
+/// not randomness. Long secrets (keys, certificates) are left alone.
+pub fn is_mostly_repetition(secret: &[u8]) -> bool {
+    if secret.len() > 512 {
+        return false;
+    }
+    let need = (secret.len() / 3).max(12);
+    (1..=4).any(|period| {
+        let mut run = 0;
+        for i in period..secret.len() {
+            if secret[i] == secret[i - period] {
+                run += 1;
+                if run + period >= need {
+                    return true;
+                }
+            } else {
+                run = 0;
+            }
+        }
+        false
+    })
+}
+
+/// Extensions of files a secret never names itself after: a token
+/// followed by `.png` is a content hash in an asset's file name.
+const FILE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "bmp", "css", "js", "mjs", "map", "woff",
+    "woff2", "ttf", "eot", "otf", "mp3", "mp4", "webm", "pdf", "html", "htm", "json", "xml", "txt",
+    "zip", "gz", "tar", "wasm",
+];
+
+/// Whether the bytes after a secret make it part of a file name
+/// (`7a38….png`).
+pub fn is_file_name_stem(after: &[u8]) -> bool {
+    let Some(rest) = after.strip_prefix(b".") else {
+        return false;
+    };
+    let ext_len = rest
+        .iter()
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    let ext = rest[..ext_len].to_ascii_lowercase();
+    FILE_EXTENSIONS
+        .iter()
+        .any(|e| e.as_bytes() == ext.as_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyword_counts_only_as_a_word_of_the_name() {
+        let kw = |k: &str| vec![k.as_bytes().to_vec()];
+        for name in [
+            "GITHUB_TOKEN=",
+            "this.authToken = \"",
+            "accesstoken: ",
+            "\"token\": \"",
+            "x-auth-token: ",
+            "TOKENS=",
+            "tokens: ",
+            "token2=",
+            "CSRFTOKEN=",
+        ] {
+            assert!(keyword_is_a_word(name.as_bytes(), &kw("token")), "{name}");
+        }
+        for name in [
+            "tokenizer = ",
+            "notiktoken==",
+            "TIKTOKEN_VERSION=",
+            "detokenize: ",
+            "tokenset=",
+        ] {
+            assert!(!keyword_is_a_word(name.as_bytes(), &kw("token")), "{name}");
+        }
+        assert!(keyword_is_a_word(
+            b"\"timePasswordChanged\": ",
+            &kw("password")
+        ));
+        assert!(keyword_is_a_word(b"dbpassword=", &kw("password")));
+        assert!(!keyword_is_a_word(b"onepasswordcli=", &kw("password")));
+        assert!(keyword_is_a_word(b"x-api-key: ", &kw("api-key")));
+    }
+
+    #[test]
+    fn numbers_versions_paths_and_expansion_tails_are_not_secret_values() {
+        for v in [
+            "1515902314887",
+            "2024-01-31T10:00:00",
+            "==4.0.3",
+            "v1.2.3-rc.1",
+            "^10.4.2",
+            "config/db/prod.yml",
+            "src/Main/resources",
+            "+has-password}",
+        ] {
+            assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
+        }
+        for v in [
+            "273Du2m2PEr8spNY",
+            "kYpIygfdM7ENA8d5/vFldPGYYJvW5hANsbEvrSFag",
+            "1.2.3abc-XYZ9q",
+            "v2Fk93kdl.2kd",
+        ] {
+            assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
+        }
+    }
+
+    #[test]
+    fn repeated_filler_is_told_from_random_text() {
+        assert!(is_mostly_repetition(b"GR134894112312312312312312"));
+        assert!(is_mostly_repetition(b"abababababababab"));
+        assert!(!is_mostly_repetition(b"GR1348941yJ3kD9xQ2mZ7pL4vB8nC"));
+        assert!(!is_mostly_repetition(
+            b"kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag"
+        ));
+        // An OpenSSH key's header holds a run of `A`s: a small part of it.
+        let key = format!(
+            "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAB{}",
+            "lwAAAAdzc2gtcnNhAAAAAwEAAQAAAYEAu5kY3mQ9pZ7xT2vB8nC4rJ6wH1sD0fG3kL5mN7pQ9"
+        );
+        assert!(!is_mostly_repetition(key.as_bytes()));
+    }
+
+    #[test]
+    fn an_asset_file_name_is_not_a_secret() {
+        assert!(is_file_name_stem(b".png\")"));
+        assert!(is_file_name_stem(b".WOFF2 "));
+        assert!(!is_file_name_stem(b".example.com"));
+        assert!(!is_file_name_stem(b"\" "));
+        assert!(!is_file_name_stem(b"."));
+    }
 
     #[test]
     fn format_string_slots_are_placeholders_but_braced_values_are_not() {

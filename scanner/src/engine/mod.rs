@@ -33,6 +33,7 @@ pub use stage_one::StageScratch;
 use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
 
 pub use filters::{entropy, entropy_floor, is_placeholder, valid_checksum};
+use filters::{is_file_name_stem, is_mostly_repetition, is_not_a_secret_value, keyword_is_a_word};
 
 /// An error building an engine (only user-supplied allow lists can fail here:
 /// rule regexes were compiled when their file was loaded).
@@ -131,6 +132,14 @@ pub enum Filter {
     Placeholder,
     /// The secret holds a stopword (the rule's or a global one).
     Stopword,
+    /// No keyword is a word of the value's name (`tokenizer`).
+    KeywordWord,
+    /// A generic rule's value is a number, version, path or expansion.
+    ValueShape,
+    /// Most of the secret is one short pattern repeated.
+    Repetition,
+    /// The secret is the stem of a file name (`<hash>.png`).
+    FileName,
 }
 
 impl Filter {
@@ -139,6 +148,10 @@ impl Filter {
             Filter::Entropy => "entropy",
             Filter::Placeholder => "placeholder",
             Filter::Stopword => "stopword",
+            Filter::KeywordWord => "keyword-word",
+            Filter::ValueShape => "value-shape",
+            Filter::Repetition => "repetition",
+            Filter::FileName => "file-name",
         }
     }
 }
@@ -629,7 +642,7 @@ impl Engine {
             if span.start < span.end {
                 let secret = &hay[span.start..span.end];
                 let ent = entropy(secret);
-                let verdict = self.keep(rule, c, hay, m.span(), secret, ent);
+                let verdict = self.keep(rule, c, hay, m.span(), span, ent);
                 if verdict == Verdict::Veto {
                     vetoes.push((span.start, span.end));
                 }
@@ -659,9 +672,10 @@ impl Engine {
         c: &CompiledRule,
         hay: &[u8],
         whole: regex_automata::Span,
-        secret: &[u8],
+        span: regex_automata::Span,
         ent: f64,
     ) -> Verdict {
+        let secret = &hay[span.start..span.end];
         if rule
             .entropy
             .is_some_and(|min| ent < entropy_floor(min, secret))
@@ -677,6 +691,20 @@ impl Engine {
         if contains_any_ci(secret, &c.stopwords) || contains_any_ci(secret, &self.global.stopwords)
         {
             return self.dropped(rule, Filter::Stopword, secret);
+        }
+        if !c.name_keywords.is_empty()
+            && !keyword_is_a_word(&hay[whole.start..span.start], &c.name_keywords)
+        {
+            return self.dropped(rule, Filter::KeywordWord, secret);
+        }
+        if rule.is_generic() && is_not_a_secret_value(secret) {
+            return self.dropped(rule, Filter::ValueShape, secret);
+        }
+        if is_mostly_repetition(secret) {
+            return self.dropped(rule, Filter::Repetition, secret);
+        }
+        if is_file_name_stem(&hay[span.end..hay.len().min(span.end + 8)]) {
+            return self.dropped(rule, Filter::FileName, secret);
         }
         let line = line_around(hay, whole.start, whole.end);
         if !c.allow_regexes.is_empty() {

@@ -211,6 +211,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             check: None,
             pair: Vec::new(),
             context: false,
+            keyword_word: false,
             secret_group: gl.secret_group.filter(|&g| g > 0),
             window: None,
             paths: gl.path.iter().map(|p| re2_to_rust(p)).collect(),

@@ -126,6 +126,11 @@ pub struct Rule {
     /// rule to run. An empty list runs the rule on every byte (slow).
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// A keyword must be a word of the name before the value (`token` in
+    /// `GITHUB_TOKEN` or `authToken`, not in `tokenizer`): for rules that
+    /// find a value by its name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keyword_word: bool,
     /// Match keywords with exact case (for short keywords such as `SK`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub case_sensitive_keywords: bool,
@@ -249,6 +254,9 @@ pub struct CompiledRule {
     pub allow_paths: Vec<meta::Regex>,
     pub only_paths: Vec<meta::Regex>,
     pub stopwords: Vec<Vec<u8>>,
+    /// The keywords (lower case) that must be a word of the value's name,
+    /// when the rule says `keyword_word`.
+    pub name_keywords: Vec<Vec<u8>>,
 }
 
 const DEFAULT_WINDOW: usize = 512;
@@ -335,6 +343,14 @@ impl Rule {
                 .iter()
                 .map(|s| s.to_ascii_lowercase().into_bytes())
                 .collect(),
+            name_keywords: if self.keyword_word {
+                self.keywords
+                    .iter()
+                    .map(|k| k.to_ascii_lowercase().into_bytes())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
