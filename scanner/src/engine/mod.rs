@@ -697,7 +697,7 @@ impl Engine {
         {
             return self.dropped(rule, Filter::KeywordWord, secret);
         }
-        if rule.is_generic() && is_not_a_secret_value(secret) {
+        if (rule.is_generic() || rule.keyword_word) && is_not_a_secret_value(secret) {
             return self.dropped(rule, Filter::ValueShape, secret);
         }
         if is_mostly_repetition(secret) {
@@ -780,7 +780,14 @@ pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
             .map(|e| (e, true))
             .chain(rule.counterexamples.iter().map(|e| (e, false)));
         for (text, expected) in cases {
-            let found = engine.scan(text.as_bytes()).iter().any(|m| m.rule == i);
+            let mut found = Vec::new();
+            engine.scan_into(
+                rule.example_path.as_deref(),
+                text.as_bytes(),
+                &mut Scratch::default(),
+                &mut found,
+            );
+            let found = found.iter().any(|m| m.rule == i);
             if found != expected {
                 failures.push(ExampleFailure {
                     rule: rule.id.clone(),

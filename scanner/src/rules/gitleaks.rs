@@ -212,6 +212,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             pair: Vec::new(),
             context: false,
             keyword_word: false,
+            example_path: None,
             secret_group: gl.secret_group.filter(|&g| g > 0),
             window: None,
             paths: gl.path.iter().map(|p| re2_to_rust(p)).collect(),

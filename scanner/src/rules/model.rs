@@ -188,6 +188,10 @@ pub struct Rule {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<String>,
+    /// The path the examples and counterexamples are scanned as, for a
+    /// rule that only runs on some `paths` (`.pgpass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_path: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counterexamples: Vec<String>,
     /// The file the rule came from (for error messages).
@@ -401,6 +405,9 @@ impl Rule {
         }
         if self.name.trim().is_empty() {
             return Err("name is empty".into());
+        }
+        if !self.paths.is_empty() && !self.examples.is_empty() && self.example_path.is_none() {
+            return Err("a rule with paths needs an example_path to test its examples at".into());
         }
         if self.keywords.iter().any(|k| k.is_empty()) {
             return Err("a keyword is empty".into());
