@@ -119,3 +119,48 @@ async fn an_amqp_url_is_validated_by_authenticating() {
         .unwrap();
     assert_eq!(dead.validity, Validity::Inactive, "{}", dead.reason);
 }
+
+/// No MongoDB server installs from Debian's packages, so the validator's
+/// login is not exercised here; what is: the parts a scan gives, the guard,
+/// and a server that is not MongoDB, which must come out as an error,
+/// never as a refused password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mongodb_url_is_guarded_and_a_server_that_is_not_mongodb_is_no_refusal() {
+    let rule = "mongodb-url-password";
+    let parts = RuleSet::builtin().get(rule).unwrap().parts(
+        "mongodb+srv://api:Fixture-mongo-0000@cluster0.ab1cd.mongodb.net/prod?retryWrites=true&w=majority",
+    );
+    let part = |k: &str| parts.get(k).map(String::as_str);
+    assert_eq!(part("scheme"), Some("mongodb+srv"));
+    assert_eq!(part("user"), Some("api"));
+    assert_eq!(part("host"), Some("cluster0.ab1cd.mongodb.net"));
+    assert_eq!(part("database"), Some("prod"));
+    assert_eq!(part("options"), Some("retryWrites=true&w=majority"));
+
+    // A listener that counts connections and closes each one at once.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let url = |pw: &str| format!("mongodb://app:{pw}@127.0.0.1:{port}/admin");
+    let e = login(false, rule, &url, "Fixture-mongo-0000")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CheckError::Skipped(_)), "{e}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let broken = login(true, rule, &url, "Fixture-mongo-0000").await;
+    assert!(
+        broken
+            .as_ref()
+            .is_err_and(|e| matches!(e, CheckError::Call(_))),
+        "{broken:?}"
+    );
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}

@@ -16,6 +16,7 @@ mod database;
 mod flow;
 mod gcp;
 pub mod guard;
+mod mongodb;
 mod mysql;
 mod postgres;
 mod redis;
@@ -271,6 +272,7 @@ impl Registry {
                 })),
                 Some("redis") => Some(Arc::new(redis::Redis { guard })),
                 Some("amqp") => Some(Arc::new(amqp::Amqp { guard })),
+                Some("mongodb") => Some(Arc::new(mongodb::Mongodb { guard })),
                 _ => None,
             };
             let parse = check

@@ -280,6 +280,7 @@ pub const CODE_PROVIDERS: &[(&str, RevokeKind)] = &[
     ("mysql", RevokeKind::None),
     ("redis", RevokeKind::None),
     ("amqp", RevokeKind::None),
+    ("mongodb", RevokeKind::None),
 ];
 
 impl CheckSpec {
