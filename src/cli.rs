@@ -426,6 +426,11 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Decode base64, hex, percent-encoded and escaped text and scan it
+    /// again, this many decodings deep (0: never). A finding there points
+    /// at the encoded text and names the decodings (`decoded_from`).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub decode_depth: u8,
     /// After the scan, ask each finding's provider whether its secret is
     /// live (each distinct secret once). Offline without it.
     #[arg(long)]

@@ -174,6 +174,10 @@ pub fn run(args: ScanArgs) -> Result<u8> {
         });
     }
     let engine = builder
+        .decode(keyburn_scanner::engine::decode::DecodeOptions {
+            depth: args.decode_depth,
+            ..Default::default()
+        })
         .min_confidence(args.selection.min_confidence.into())
         .kind(engine_kind(args.engine, &cfg))
         .cache_dir(cache_dir())

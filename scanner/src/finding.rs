@@ -138,6 +138,10 @@ pub struct Finding {
     /// Whether the secret is live, with `--verify`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation: Option<Validation>,
+    /// Found in decoded text: the decodings from the text at `location`
+    /// to the secret, outermost first (`["base64"]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decoded_from: Vec<crate::engine::decode::Encoding>,
     /// The secret's first line, for people (the human format shows it
     /// masked); never serialized, since it holds the secret.
     #[serde(skip)]
@@ -156,7 +160,11 @@ impl Finding {
         m: &RawMatch,
         lines: &mut LineIndex,
     ) -> Finding {
-        let secret = String::from_utf8_lossy(&hay[m.start..m.end]).into_owned();
+        let (secret, matched) = match &m.decoded {
+            Some(d) => (&d.secret[..], &d.matched[..]),
+            None => (&hay[m.start..m.end], &hay[m.match_start..m.match_end]),
+        };
+        let secret = String::from_utf8_lossy(secret).into_owned();
         let (line, column) = lines.position(hay, m.start);
         let (end_line, end_col_after) = lines.position(hay, m.end);
         // `end` is exclusive: the last character is the one before it, unless
@@ -170,7 +178,7 @@ impl Finding {
         let line_text = String::from_utf8_lossy(crate::engine::line_around(hay, m.start, m.start))
             .trim_end_matches('\r')
             .to_string();
-        let mut matched = String::from_utf8_lossy(&hay[m.match_start..m.match_end]).into_owned();
+        let mut matched = String::from_utf8_lossy(matched).into_owned();
         if matched.chars().count() > MAX_MATCH_CHARS {
             matched = matched.chars().take(MAX_MATCH_CHARS).collect::<String>() + "…";
         }
@@ -183,6 +191,9 @@ impl Finding {
         let mut f = Finding::of_rule(rule, path, location, secret, matched);
         f.entropy = (m.entropy * 1000.0).round() / 1000.0;
         f.line_text = line_text;
+        if let Some(d) = &m.decoded {
+            f.decoded_from = d.chain.clone();
+        }
         f
     }
 
@@ -223,6 +234,7 @@ impl Finding {
             commit: None,
             parts: Default::default(),
             validation: None,
+            decoded_from: Vec::new(),
             line_text: String::new(),
         }
     }

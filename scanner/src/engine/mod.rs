@@ -12,6 +12,7 @@
 //! Regexes are compiled lazily on a rule's first keyword hit: a scan of one
 //! small file compiles only the few rules it could trigger.
 
+pub mod decode;
 mod filters;
 mod hyperscan;
 mod prefilter;
@@ -112,6 +113,17 @@ pub struct RawMatch {
     pub match_start: usize,
     pub match_end: usize,
     pub entropy: f64,
+    /// Found in decoded text: the spans above are then the encoded text's.
+    pub decoded: Option<Box<DecodedMatch>>,
+}
+
+/// What a match in decoded text found, and the decodings that led there
+/// (outermost first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedMatch {
+    pub secret: Vec<u8>,
+    pub matched: Vec<u8>,
+    pub chain: Vec<decode::Encoding>,
 }
 
 /// Builds an [`Engine`] from a rule set with a few knobs.
@@ -121,6 +133,7 @@ pub struct EngineBuilder {
     kind: EngineKind,
     cache_dir: Option<PathBuf>,
     explain: Option<Explain>,
+    decode: decode::DecodeOptions,
 }
 
 /// A built-in filter that can drop a rule's match.
@@ -175,6 +188,7 @@ impl EngineBuilder {
             kind: EngineKind::Rust,
             cache_dir: None,
             explain: None,
+            decode: decode::DecodeOptions::default(),
         }
     }
 
@@ -197,6 +211,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How deep and how much encoded text is decoded and scanned again
+    /// (depth 0: not at all).
+    pub fn decode(mut self, d: decode::DecodeOptions) -> EngineBuilder {
+        self.decode = d;
+        self
+    }
+
     /// Drop rules below this confidence.
     pub fn min_confidence(mut self, c: Confidence) -> EngineBuilder {
         self.min_confidence = c;
@@ -209,6 +230,7 @@ impl EngineBuilder {
         self.rules.retain(|r| r.confidence >= min || r.context);
         let mut engine = Engine::new(self.rules)?;
         engine.explain = self.explain;
+        engine.decode = self.decode;
         let background = match self.kind {
             EngineKind::Rust => return Ok(engine),
             EngineKind::Hyperscan => false,
@@ -254,6 +276,7 @@ pub struct Engine {
     requirements: Vec<Option<(usize, usize)>>,
     global: Global,
     explain: Option<Explain>,
+    decode: decode::DecodeOptions,
 }
 
 /// Per-thread scratch space, reused across buffers to avoid allocation.
@@ -356,6 +379,7 @@ impl Engine {
             requirements,
             global,
             explain: None,
+            decode: decode::DecodeOptions::default(),
         })
     }
 
@@ -421,14 +445,19 @@ impl Engine {
     /// finds them); the findings are then exactly `scan_blob`'s. A caller
     /// that knows most of `hay` is a copy of an already scanned buffer (a
     /// git delta) can take that part's hits from it.
+    /// `fresh`, when given, are the only ranges where encoded text is
+    /// looked for (the rest was decoded with the buffer it was copied from).
     pub fn scan_blob_with_hits(
         &self,
         hay: &[u8],
         hits: &[KeywordHit],
+        fresh: Option<&[Range<usize>]>,
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
     ) {
-        self.scan_filtered(hay, Some(hits), scratch, out, |_| true);
+        self.scan_plain(hay, Some(hits), scratch, out, &|_| true);
+        let whole = [0..hay.len()];
+        self.decode_pass(hay, fresh.unwrap_or(&whole), out, &|_| true);
     }
 
     /// Every keyword occurrence lying wholly inside `hay[range]`, with
@@ -520,6 +549,140 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: impl Fn(&CompiledRule) -> bool,
+    ) {
+        self.scan_plain(hay, hits, scratch, out, &rule_applies);
+        self.decode_pass(hay, &[0..hay.len()], out, &rule_applies);
+    }
+
+    /// Decode the encoded runs in `regions` of `hay` and scan what they
+    /// hold, to the configured depth; matches found there are appended to
+    /// `out` (which stays sorted by position) at their encoded text.
+    fn decode_pass(
+        &self,
+        hay: &[u8],
+        regions: &[Range<usize>],
+        out: &mut Vec<RawMatch>,
+        rule_applies: &dyn Fn(&CompiledRule) -> bool,
+    ) {
+        if self.decode.depth == 0 {
+            return;
+        }
+        let before = out.len();
+        let mut budget = self.decode.budget;
+        self.decode_into(
+            hay,
+            regions,
+            self.decode.depth,
+            &mut budget,
+            None,
+            out,
+            rule_applies,
+        );
+        if out.len() > before {
+            // Encoded text inside a provider's secret (a Discord token's
+            // base64 part) is that secret, already reported; a generic rule
+            // that took the encoded text itself for a secret gives way to
+            // what the decoding found there.
+            let rules = &self.rules;
+            let overlaps = |a: &RawMatch, b: &RawMatch| a.start < b.end && b.start < a.end;
+            let (raw, decoded) = out.split_at(before);
+            let keep_decoded: Vec<bool> = decoded
+                .iter()
+                .map(|d| {
+                    !raw.iter()
+                        .any(|r| !rules[r.rule].is_generic() && overlaps(r, d))
+                })
+                .collect();
+            let keep_raw: Vec<bool> = raw
+                .iter()
+                .map(|r| {
+                    !rules[r.rule].is_generic()
+                        || !decoded
+                            .iter()
+                            .zip(&keep_decoded)
+                            .any(|(d, &k)| k && overlaps(r, d))
+                })
+                .collect();
+            let mut keep = keep_raw.into_iter().chain(keep_decoded);
+            out.retain(|_| keep.next().unwrap_or(true));
+            out.sort_by_key(|m| m.start);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode_into(
+        &self,
+        hay: &[u8],
+        regions: &[Range<usize>],
+        depth: u8,
+        budget: &mut usize,
+        outer: Option<(&Range<usize>, &[decode::Encoding])>,
+        out: &mut Vec<RawMatch>,
+        rule_applies: &dyn Fn(&CompiledRule) -> bool,
+    ) {
+        let mut runs = Vec::new();
+        for r in regions {
+            decode::decode_runs(hay, r.clone(), budget, &mut runs);
+        }
+        runs.dedup_by(|a, b| a.span == b.span);
+        let mut scratch = Scratch::default();
+        let mut found = Vec::new();
+        let mut text = Vec::new();
+        for d in runs {
+            let span = outer.map_or(d.span.clone(), |(s, _)| s.clone());
+            let mut chain = outer.map_or_else(Vec::new, |(_, c)| c.to_vec());
+            chain.push(d.encoding);
+            // The decoding in its line (`password: <base64>` reads as
+            // `password: <text>`), so that a name before it still counts.
+            let (head, tail) = line_context(hay, &d.span);
+            text.clear();
+            text.extend_from_slice(head);
+            text.extend_from_slice(&d.text);
+            text.extend_from_slice(tail);
+            let inner = head.len()..head.len() + d.text.len();
+            found.clear();
+            self.scan_plain(&text, None, &mut scratch, &mut found, rule_applies);
+            for m in found
+                .drain(..)
+                .filter(|m| m.start < inner.end && inner.start < m.end)
+            {
+                out.push(RawMatch {
+                    rule: m.rule,
+                    start: span.start,
+                    end: span.end,
+                    match_start: span.start,
+                    match_end: span.end,
+                    entropy: m.entropy,
+                    decoded: Some(Box::new(DecodedMatch {
+                        secret: text[m.start..m.end].to_vec(),
+                        matched: text[m.match_start..m.match_end].to_vec(),
+                        chain: chain.clone(),
+                    })),
+                });
+            }
+            if depth > 1 && *budget > 0 {
+                let whole = [0..d.text.len()];
+                self.decode_into(
+                    &d.text,
+                    &whole,
+                    depth - 1,
+                    budget,
+                    Some((&span, &chain)),
+                    out,
+                    rule_applies,
+                );
+            }
+        }
+    }
+
+    /// Stage one and stage two on `hay` as it is, no decoding.
+    fn scan_plain(
+        &self,
+        hay: &[u8],
+        hits: Option<&[KeywordHit]>,
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+        rule_applies: &dyn Fn(&CompiledRule) -> bool,
     ) {
         self.collect_windows(hay, hits, scratch);
         let windows = std::mem::take(&mut scratch.windows);
@@ -654,6 +817,7 @@ impl Engine {
                         match_start: m.start(),
                         match_end: m.end(),
                         entropy: ent,
+                        decoded: None,
                     });
                 }
             }
@@ -811,6 +975,16 @@ fn compile_all(list: &[String]) -> Result<Vec<meta::Regex>, EngineError> {
                 })
         })
         .collect()
+}
+
+/// The text before and after `span` on its line, at most 256 bytes each.
+fn line_context<'h>(hay: &'h [u8], span: &Range<usize>) -> (&'h [u8], &'h [u8]) {
+    const AROUND: usize = 256;
+    let from = span.start.saturating_sub(AROUND);
+    let start = memchr::memrchr(b'\n', &hay[from..span.start]).map_or(from, |i| from + i + 1);
+    let to = (span.end + AROUND).min(hay.len());
+    let end = memchr::memchr(b'\n', &hay[span.end..to]).map_or(to, |i| span.end + i);
+    (&hay[start..span.start], &hay[span.end..end])
 }
 
 fn path_allowed(c: &CompiledRule, path: Option<&str>) -> bool {

@@ -122,6 +122,10 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, opts: &HumanOptions) -
             )?;
         }
         writeln!(out, "  secret: {}", p.wrap("31", &shown))?;
+        if !f.decoded_from.is_empty() {
+            let chain: Vec<&str> = f.decoded_from.iter().map(|e| e.as_str()).collect();
+            writeln!(out, "  decoded from: {}", chain.join(" > "))?;
+        }
         if let Some(v) = &f.validation {
             let status = match v.status {
                 ValidationStatus::Active => p.wrap("1;31", "ACTIVE"),

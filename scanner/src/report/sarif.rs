@@ -178,6 +178,9 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
             if let Some(v) = &f.validation {
                 result["properties"]["validation"] = json!(v);
             }
+            if !f.decoded_from.is_empty() {
+                result["properties"]["decodedFrom"] = json!(f.decoded_from);
+            }
             if let Some(c) = &f.commit {
                 result["properties"]["commit"] = json!(c.id);
                 result["properties"]["commitSha"] = json!(c.id);

@@ -116,10 +116,14 @@ impl BlobState {
         let base = visit
             .and_then(|v| v.base)
             .and_then(|b| self.levels.get(b)?.as_ref());
+        // A delta's copied ranges were decoded with its base: only what it
+        // adds is looked at for encoded text.
+        let mut delta = false;
         match (&skip, visit, base) {
             (Some(_), _, _) => {}
             (None, Some(v), Some(base)) => {
                 delta_hits(engine, base, v, &mut keywords, &mut self.regions);
+                delta = true;
             }
             (None, _, _) => engine.keyword_hits(data, 0..data.len(), &mut keywords),
         }
@@ -129,7 +133,8 @@ impl BlobState {
         } else {
             self.matches.clear();
             let (scratch, matches) = (&mut self.scratch, &mut self.matches);
-            engine.scan_blob_with_hits(data, &keywords, scratch, matches);
+            let fresh = delta.then_some(self.regions.as_slice());
+            engine.scan_blob_with_hits(data, &keywords, fresh, scratch, matches);
         }
         if let Some(v) = visit {
             if self.levels.len() <= v.level {

@@ -1,0 +1,387 @@
+//! Encoded text worth a second look: base64 (standard and URL-safe), hex,
+//! percent-encoding and `\xNN`/`\uNNNN` escapes. A run of such text is
+//! decoded when the result reads as text; the engine then scans what came
+//! out (and decodes again, to a depth), reporting a finding there at the
+//! encoded text with the chain of decodings that led to it.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+/// One decoding step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Base64,
+    Hex,
+    Percent,
+    Escape,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Base64 => "base64",
+            Encoding::Hex => "hex",
+            Encoding::Percent => "percent",
+            Encoding::Escape => "escape",
+        }
+    }
+}
+
+/// How deep and how much to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Decodings stacked at most (base64 inside base64 is two); 0 is off.
+    pub depth: u8,
+    /// Decoded bytes at most per input, all levels together.
+    pub budget: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> DecodeOptions {
+        DecodeOptions {
+            depth: 2,
+            budget: 1 << 20,
+        }
+    }
+}
+
+/// A run of encoded text in a buffer, and its decoding.
+#[derive(Debug)]
+pub struct Decoded {
+    pub span: Range<usize>,
+    pub encoding: Encoding,
+    pub text: Vec<u8>,
+}
+
+/// The shortest base64 run looked at: 12 bytes of text.
+const MIN_BASE64: usize = 16;
+/// The shortest hex run: 16 bytes of text.
+const MIN_HEX: usize = 32;
+/// Runs longer than this (embedded images, bundles) are left alone.
+const MAX_RUN: usize = 256 * 1024;
+/// Percent or backslash escapes a run needs before it is decoded.
+const MIN_ESCAPES: usize = 2;
+
+const B64: u8 = 1;
+const HEX: u8 = 2;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_' {
+            t[i] |= B64;
+        }
+        if b.is_ascii_hexdigit() {
+            t[i] |= HEX;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// The encoded runs in `hay[range]` (a run may reach outside the range)
+/// whose decoding reads as text, at most `budget` decoded bytes in all.
+pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mut Vec<Decoded>) {
+    let mut i = range.start;
+    let end = range.end.min(hay.len());
+    while i < end && *budget > 0 {
+        let b = hay[i];
+        if CLASS[b as usize] & B64 != 0 {
+            // Back up to the run's start when the range cut into it.
+            let mut s = i;
+            if i == range.start {
+                while s > 0 && CLASS[hay[s - 1] as usize] & B64 != 0 {
+                    s -= 1;
+                }
+            }
+            let mut e = i + 1;
+            while e < hay.len() && CLASS[hay[e] as usize] & B64 != 0 {
+                e += 1;
+            }
+            let mut pad = e;
+            while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
+                pad += 1;
+            }
+            if let Some(d) = run(hay, s..e, pad) {
+                *budget = budget.saturating_sub(d.text.len());
+                out.push(d);
+            }
+            i = pad.max(e);
+            continue;
+        }
+        if b == b'%' || b == b'\\' {
+            let (s, e) = escaped_run(hay, i);
+            if let Some(d) = unescape(hay, s..e) {
+                *budget = budget.saturating_sub(d.text.len());
+                out.push(d);
+            }
+            i = e.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+}
+
+/// A base64 or hex run `hay[r]` (with `=` padding up to `pad`), decoded if
+/// it reads as text.
+fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
+    let s = &hay[r.clone()];
+    if s.len() < MIN_BASE64 || s.len() > MAX_RUN {
+        return None;
+    }
+    let all_hex = s.iter().all(|&b| CLASS[b as usize] & HEX != 0);
+    if all_hex {
+        let lower = s.iter().any(u8::is_ascii_lowercase);
+        let upper = s.iter().any(u8::is_ascii_uppercase);
+        if s.len() < MIN_HEX || s.len() % 2 == 1 || (lower && upper) {
+            return None;
+        }
+        let text: Vec<u8> = s
+            .chunks(2)
+            .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+            .collect();
+        return reads_as_text(&text).then_some(Decoded {
+            span: r,
+            encoding: Encoding::Hex,
+            text,
+        });
+    }
+    // Base64 of text mixes cases; a lower-case path or name does not. What
+    // else passes here (a long camelCase name) decodes to binary.
+    let upper = s.iter().any(u8::is_ascii_uppercase);
+    let lower = s.iter().any(u8::is_ascii_lowercase);
+    if !(upper && lower) {
+        return None;
+    }
+    let text = base64(s)?;
+    reads_as_text(&text).then_some(Decoded {
+        span: r.start..pad,
+        encoding: Encoding::Base64,
+        text,
+    })
+}
+
+fn nibble(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+/// Standard or URL-safe base64, padded or not; `None` when it is neither.
+fn base64(s: &[u8]) -> Option<Vec<u8>> {
+    let url = s.iter().any(|b| *b == b'-' || *b == b'_');
+    let std = s.iter().any(|b| *b == b'+' || *b == b'/');
+    if url && std {
+        return None;
+    }
+    let value = |b: u8| -> Option<u32> {
+        Some(match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    if s.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut n = 0u32;
+        for (k, &b) in chunk.iter().enumerate() {
+            n |= value(b)? << (18 - 6 * k);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len() - 1]);
+    }
+    Some(out)
+}
+
+/// Whether decoded bytes are text: printable ASCII, tabs and line ends
+/// (nine in ten at least), and long enough to hold a secret.
+fn reads_as_text(t: &[u8]) -> bool {
+    if t.len() < 8 {
+        return false;
+    }
+    let printable = t
+        .iter()
+        .filter(|&&b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\r' || b == b'\t')
+        .count();
+    printable * 10 >= t.len() * 9
+}
+
+/// The run around an escape at `at`: the bytes up to whitespace or a quote
+/// on each side.
+fn escaped_run(hay: &[u8], at: usize) -> (usize, usize) {
+    let stop = |b: u8| b.is_ascii_whitespace() || b"\"'`<>".contains(&b);
+    let mut s = at;
+    while s > 0 && !stop(hay[s - 1]) && at - s < 4096 {
+        s -= 1;
+    }
+    let mut e = at;
+    while e < hay.len() && !stop(hay[e]) && e - at < MAX_RUN {
+        e += 1;
+    }
+    (s, e)
+}
+
+/// Percent-decode or unescape `hay[r]` when it holds enough escapes and
+/// reads as text afterwards.
+fn unescape(hay: &[u8], r: Range<usize>) -> Option<Decoded> {
+    let s = &hay[r.clone()];
+    let hex2 = |i: usize| {
+        s.get(i..i + 2)
+            .filter(|p| p.iter().all(u8::is_ascii_hexdigit))
+            .map(|p| (nibble(p[0]) << 4) | nibble(p[1]))
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let (mut percent, mut escapes) = (0, 0);
+    // `\n` is every other string's line end: it only counts in a PEM block
+    // written on one line.
+    let pem = memchr::memmem::find(s, b"-----BEGIN").is_some();
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => match hex2(i + 1) {
+                Some(v) => {
+                    out.push(v);
+                    percent += 1;
+                    i += 3;
+                }
+                None => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b'\\' => match s.get(i + 1) {
+                Some(b'x') if hex2(i + 2).is_some() => {
+                    out.push(hex2(i + 2).unwrap_or_default());
+                    escapes += 1;
+                    i += 4;
+                }
+                Some(b'u') if hex2(i + 2).is_some() && hex2(i + 4).is_some() => {
+                    let code = u32::from(hex2(i + 2).unwrap_or_default()) << 8
+                        | u32::from(hex2(i + 4).unwrap_or_default());
+                    let mut buf = [0u8; 4];
+                    let c = char::from_u32(code).unwrap_or('\u{fffd}');
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    escapes += 1;
+                    i += 6;
+                }
+                Some(b'n') => {
+                    out.push(b'\n');
+                    escapes += usize::from(pem);
+                    i += 2;
+                }
+                _ => {
+                    out.push(b'\\');
+                    i += 1;
+                }
+            },
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let encoding = if percent >= escapes {
+        Encoding::Percent
+    } else {
+        Encoding::Escape
+    };
+    (percent.max(escapes) >= MIN_ESCAPES && reads_as_text(&out)).then_some(Decoded {
+        span: r,
+        encoding,
+        text: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(s: &str) -> Vec<(Encoding, String)> {
+        let mut out = Vec::new();
+        let mut budget = 1 << 20;
+        decode_runs(s.as_bytes(), 0..s.len(), &mut budget, &mut out);
+        out.into_iter()
+            .map(|d| (d.encoding, String::from_utf8_lossy(&d.text).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn text_in_base64_hex_percent_and_escapes_is_decoded() {
+        assert_eq!(
+            decode_all("password: aHVudGVyMjItcHJvZHVjdGlvbg=="),
+            [(Encoding::Base64, "hunter22-production".to_string())]
+        );
+        assert_eq!(
+            decode_all("x = 'aHVudGVyMjItcHJvZHVjdGlvbg'"),
+            [(Encoding::Base64, "hunter22-production".to_string())]
+        );
+        assert_eq!(
+            decode_all("k=68756e74657232322d70726f64756374696f6e"),
+            [(Encoding::Hex, "hunter22-production".to_string())]
+        );
+        assert_eq!(
+            decode_all("u=https%3A%2F%2Fops%3As3cret%40acme.io"),
+            [(
+                Encoding::Percent,
+                "u=https://ops:s3cret@acme.io".to_string()
+            )]
+        );
+        assert_eq!(
+            decode_all(r#"s = "\x70\x61\x73\x73\x77\x6f\x72\x64""#),
+            [(Encoding::Escape, "password".to_string())]
+        );
+    }
+
+    #[test]
+    fn identifiers_hashes_and_binary_are_left_alone() {
+        assert!(decode_all("getElementByIdentifierForTheUser").is_empty());
+        assert!(decode_all("src/main/resources/application").is_empty());
+        // A SHA-1 decodes to binary.
+        assert!(decode_all("da39a3ee5e6b4b0d3255bfef95601890afd80709").is_empty());
+        // Random base64 decodes to binary.
+        assert!(decode_all("kYpIygfdM7ENA8d5vFldPGYYJvW5hANsbEvrSFag").is_empty());
+        assert!(decode_all("100%25 sure").is_empty());
+        assert!(decode_all(r#"printf("line one\nline two\n")"#).is_empty());
+    }
+
+    #[test]
+    fn a_pem_block_written_on_one_line_is_unescaped() {
+        let pem = r#"key = "-----BEGIN\x20PRIVATE\x20KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----""#;
+        let out = decode_all(pem);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].1.contains("-----BEGIN PRIVATE KEY-----\nMIIE"));
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_decoded() {
+        let one = "aHVudGVyMjItcHJvZHVjdGlvbg== ";
+        let text = one.repeat(10);
+        let mut out = Vec::new();
+        let mut budget = 40;
+        decode_runs(text.as_bytes(), 0..text.len(), &mut budget, &mut out);
+        assert_eq!(out.len(), 3, "19 bytes each: the third crosses 40");
+        assert_eq!(budget, 0);
+    }
+
+    #[test]
+    fn a_run_cut_by_the_range_is_taken_whole() {
+        let s = "data: aHVudGVyMjItcHJvZHVjdGlvbg==";
+        let mut out = Vec::new();
+        let mut budget = 1 << 20;
+        decode_runs(s.as_bytes(), 12..s.len(), &mut budget, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].span, 6..s.len());
+    }
+}
