@@ -456,8 +456,9 @@ impl Engine {
         out: &mut Vec<RawMatch>,
     ) {
         self.scan_plain(hay, Some(hits), scratch, out, &|_| true);
-        let whole = [0..hay.len()];
-        self.decode_pass(hay, fresh.unwrap_or(&whole), out, &|_| true);
+        let whole = 0..hay.len();
+        let regions = fresh.unwrap_or(std::slice::from_ref(&whole));
+        self.decode_pass(hay, regions, out, &|_| true);
     }
 
     /// Every keyword occurrence lying wholly inside `hay[range]`, with
@@ -551,7 +552,12 @@ impl Engine {
         rule_applies: impl Fn(&CompiledRule) -> bool,
     ) {
         self.scan_plain(hay, hits, scratch, out, &rule_applies);
-        self.decode_pass(hay, &[0..hay.len()], out, &rule_applies);
+        self.decode_pass(
+            hay,
+            std::slice::from_ref(&(0..hay.len())),
+            out,
+            &rule_applies,
+        );
     }
 
     /// Decode the encoded runs in `regions` of `hay` and scan what they
@@ -661,10 +667,10 @@ impl Engine {
                 });
             }
             if depth > 1 && *budget > 0 {
-                let whole = [0..d.text.len()];
+                let whole = 0..d.text.len();
                 self.decode_into(
                     &d.text,
-                    &whole,
+                    std::slice::from_ref(&whole),
                     depth - 1,
                     budget,
                     Some((&span, &chain)),
