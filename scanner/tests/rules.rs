@@ -78,10 +78,17 @@ fn check_builtin_examples(engine: &Engine) {
 fn every_builtin_rule_has_keywords_so_the_prefilter_gates_it() {
     // A rule anchored at the start of the file (a whole-file key) costs
     // one look per file instead.
+    // A one-byte keyword would send every scan to the slower Aho-Corasick
+    // prefilter.
     for rule in RuleSet::builtin().rules() {
         assert!(
             !rule.keywords.is_empty() || rule.regex.starts_with(r"\A"),
             "{} has no keywords",
+            rule.id
+        );
+        assert!(
+            rule.keywords.iter().all(|k| k.len() >= 2),
+            "{} has a one-byte keyword",
             rule.id
         );
     }

@@ -630,6 +630,9 @@ impl Engine {
         for r in regions {
             decode::decode_runs(hay, r.clone(), budget, &mut runs);
         }
+        if runs.is_empty() {
+            return;
+        }
         runs.dedup_by(|a, b| a.span == b.span);
         let mut scratch = Scratch::default();
         let mut found = Vec::new();
