@@ -260,11 +260,16 @@ fn word_end(name: &[u8], end: usize, kw: &[u8]) -> bool {
 }
 
 /// Whether the value a generic rule found is data of another kind: a
-/// number, a date or a version (`1515902314887`, `2024-01-31`, `==4.0.3`,
-/// `v1.2.3-rc1`), a path of words (`config/db/prod.yml`), or the tail of
-/// a shell expansion (`${PW:+has-password}` leaves `+has-password}`).
+/// number, a quantity, a date or a version (`1515902314887`, `3600s`,
+/// `2024-01-31`, `==4.0.3`, `v1.2.3-rc1`), a path of words
+/// (`config/db/prod.yml`), or the tail of a shell expansion
+/// (`${PW:+has-password}` leaves `+has-password}`).
 pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     if !v.iter().any(u8::is_ascii_alphabetic) {
+        return true;
+    }
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 0 && v.len() - digits <= 2 && v[digits..].iter().all(u8::is_ascii_alphabetic) {
         return true;
     }
     if is_version(v) || is_timestamp(v) {
@@ -418,6 +423,8 @@ mod tests {
     fn numbers_versions_paths_and_expansion_tails_are_not_secret_values() {
         for v in [
             "1515902314887",
+            "3600s",
+            "512Mi",
             "2024-01-31T10:00:00",
             "==4.0.3",
             "v1.2.3-rc.1",
