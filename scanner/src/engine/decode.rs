@@ -64,20 +64,13 @@ const MAX_RUN: usize = 256 * 1024;
 /// Percent or backslash escapes a run needs before it is decoded.
 const MIN_ESCAPES: usize = 2;
 
-const B64: u8 = 1;
-const HEX: u8 = 2;
-
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
+/// The bytes of a base64 (standard or URL-safe) or hex run.
+static B64: [bool; 256] = {
+    let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_' {
-            t[i] |= B64;
-        }
-        if b.is_ascii_hexdigit() {
-            t[i] |= HEX;
-        }
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'-' || b == b'_';
         i += 1;
     }
     t
@@ -94,13 +87,14 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
     if range.start >= end {
         return;
     }
-    let in_class = |i: usize| CLASS[hay[i] as usize] & B64 != 0;
+    let in_class = |i: usize| B64[hay[i] as usize];
     // Base64 and hex: 64-byte blocks classified into a mask (SIMD where
     // the target has it), in which a run shows as MIN_BASE64 consecutive
     // ones; a run across blocks is seen from the ones trailing the block
     // before.
+    // A run ends before a byte outside the alphabet, so the search resumes
+    // past each run without finding it again.
     let mut w = range.start;
-    let mut done = 0;
     let mut carry = 0usize;
     while w < end && *budget > 0 {
         let block = &hay[w..hay.len().min(w + 64)];
@@ -140,13 +134,10 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
             pad += 1;
         }
-        if s >= done {
-            if let Some(d) = run(hay, s..e, pad) {
-                *budget = budget.saturating_sub(d.text.len());
-                out.push(d);
-            }
+        if let Some(d) = run(hay, s..e, pad) {
+            *budget = budget.saturating_sub(d.text.len());
+            out.push(d);
         }
-        done = pad;
         w = pad;
         carry = 0;
     }
@@ -202,7 +193,7 @@ fn class_mask(block: &[u8]) -> u64 {
     }
     let mut mask = 0u64;
     for (k, &b) in block.iter().enumerate() {
-        mask |= u64::from(CLASS[b as usize] & B64) << k;
+        mask |= u64::from(B64[b as usize]) << k;
     }
     mask
 }
@@ -246,7 +237,7 @@ fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
     if s.len() < MIN_BASE64 || s.len() > MAX_RUN {
         return None;
     }
-    let all_hex = s.iter().all(|&b| CLASS[b as usize] & HEX != 0);
+    let all_hex = s.iter().all(u8::is_ascii_hexdigit);
     if all_hex {
         let lower = s.iter().any(u8::is_ascii_lowercase);
         let upper = s.iter().any(u8::is_ascii_uppercase);
@@ -483,7 +474,7 @@ mod tests {
         for chunk in bytes.chunks(64) {
             let mut table = 0u64;
             for (k, &b) in chunk.iter().enumerate() {
-                table |= u64::from(CLASS[b as usize] & B64) << k;
+                table |= u64::from(B64[b as usize]) << k;
             }
             assert_eq!(class_mask(chunk), table, "{chunk:?}");
         }

@@ -430,14 +430,14 @@ impl Engine {
         if path.is_some_and(|p| self.path_ignored(p)) {
             return;
         }
-        self.scan_filtered(hay, None, scratch, out, |c| path_allowed(c, path));
+        self.scan_filtered(hay, None, None, scratch, out, |c| path_allowed(c, path));
     }
 
     /// Scan content that lives at several paths (a git blob): every rule
     /// runs, whatever its path filters; check each path with
     /// [`Engine::applies_to`] before reporting a match there.
     pub fn scan_blob(&self, hay: &[u8], scratch: &mut Scratch, out: &mut Vec<RawMatch>) {
-        self.scan_filtered(hay, None, scratch, out, |_| true);
+        self.scan_filtered(hay, None, None, scratch, out, |_| true);
     }
 
     /// [`Engine::scan_blob`] with stage one done by the caller: `hits` must
@@ -455,10 +455,7 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
     ) {
-        self.scan_plain(hay, Some(hits), scratch, out, &|_| true);
-        let whole = 0..hay.len();
-        let regions = fresh.unwrap_or(std::slice::from_ref(&whole));
-        self.decode_pass(hay, regions, out, &|_| true);
+        self.scan_filtered(hay, Some(hits), fresh, scratch, out, |_| true);
     }
 
     /// Every keyword occurrence lying wholly inside `hay[range]`, with
@@ -543,21 +540,21 @@ impl Engine {
         self.global.paths.iter().any(|re| re.is_match(path))
     }
 
+    /// Scan `hay`, then decode what is encoded in it (in `fresh` alone when
+    /// given, else everywhere) and scan that.
     fn scan_filtered(
         &self,
         hay: &[u8],
         hits: Option<&[KeywordHit]>,
+        fresh: Option<&[Range<usize>]>,
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: impl Fn(&CompiledRule) -> bool,
     ) {
         self.scan_plain(hay, hits, scratch, out, &rule_applies);
-        self.decode_pass(
-            hay,
-            std::slice::from_ref(&(0..hay.len())),
-            out,
-            &rule_applies,
-        );
+        let whole = 0..hay.len();
+        let regions = fresh.unwrap_or(std::slice::from_ref(&whole));
+        self.decode_pass(hay, regions, out, &rule_applies);
     }
 
     /// Decode the encoded runs in `regions` of `hay` and scan what they
@@ -990,10 +987,12 @@ fn compile_all(list: &[String]) -> Result<Vec<meta::Regex>, EngineError> {
 fn line_context<'h>(hay: &'h [u8], span: &Range<usize>) -> (&'h [u8], &'h [u8]) {
     const AROUND: usize = 256;
     let from = span.start.saturating_sub(AROUND);
-    let start = memchr::memrchr(b'\n', &hay[from..span.start]).map_or(from, |i| from + i + 1);
-    let to = (span.end + AROUND).min(hay.len());
-    let end = memchr::memchr(b'\n', &hay[span.end..to]).map_or(to, |i| span.end + i);
-    (&hay[start..span.start], &hay[span.end..end])
+    let near = &hay[from..(span.end + AROUND).min(hay.len())];
+    let line = line_bounds(near, span.start - from, span.end - from);
+    (
+        &near[line.start..span.start - from],
+        &near[span.end - from..line.end],
+    )
 }
 
 fn path_allowed(c: &CompiledRule, path: Option<&str>) -> bool {
@@ -1016,9 +1015,14 @@ fn contains_any_ci(hay: &[u8], needles: &[Vec<u8>]) -> bool {
 
 /// The line (or lines) holding `start..end`, without the line terminators.
 pub(crate) fn line_around(hay: &[u8], start: usize, end: usize) -> &[u8] {
+    &hay[line_bounds(hay, start, end)]
+}
+
+/// Where the line (or lines) holding `hay[start..end]` starts and ends.
+fn line_bounds(hay: &[u8], start: usize, end: usize) -> Range<usize> {
     let ls = memchr::memrchr(b'\n', &hay[..start]).map_or(0, |i| i + 1);
     let le = memchr::memchr(b'\n', &hay[end..]).map_or(hay.len(), |i| end + i);
-    &hay[ls..le]
+    ls..le
 }
 
 /// Keep one match per secret: among overlapping secrets, the most confident
