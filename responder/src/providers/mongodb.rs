@@ -89,7 +89,9 @@ impl CodeProvider for Mongodb {
             let ping = admin
                 .run_command(mongodb::bson::doc! { "ping": 1 })
                 .into_future();
-            let login = match within_budget(call, ping).await? {
+            let answer = within_budget(call, ping).await;
+            client.shutdown().await;
+            let login = match answer? {
                 Ok(_) => Login::Accepted(String::new()),
                 Err(e) => match e.kind.as_ref() {
                     mongodb::error::ErrorKind::Authentication { .. } => {
@@ -101,13 +103,9 @@ impl CodeProvider for Mongodb {
                     mongodb::error::ErrorKind::Command(c) => {
                         Login::Other(format!("error {} ({})", c.code, c.code_name))
                     }
-                    other => {
-                        client.shutdown().await;
-                        return Err(broken(call, other));
-                    }
+                    other => return Err(broken(call, other)),
                 },
             };
-            client.shutdown().await;
             let target = Target {
                 host,
                 addr,
