@@ -39,6 +39,35 @@ pub enum Command {
     /// Check the responder's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with scan reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// Combine keyburn JSON (or JSONL) reports, the shards of a sweep, into
+    /// one: findings deduplicated by fingerprint, repository and commit,
+    /// stats added up. Exit 0 with no findings, 1 with some, 2 on error.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The reports (`scan -f json` or `-f jsonl`).
+    #[arg(required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged report to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[arg(short, long, value_enum, default_value = "json")]
+    pub format: MergeFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MergeFormat {
+    Json,
+    Jsonl,
 }
 
 #[derive(Args)]
@@ -379,6 +408,20 @@ pub struct ScanArgs {
         env = "KEYBURN_HISTORY_STRATEGY"
     )]
     pub history_strategy: StrategyChoice,
+    /// Scan many repositories, listed in FILE (`-`: stdin) one local path
+    /// or clone URL a line: each one's history (and a local one's work
+    /// tree changes), every finding naming its `repository`. Clone URLs
+    /// are mirrored into --clone-dir first.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["paths", "staged"])]
+    pub repos: Option<PathBuf>,
+    /// With --repos: scan only shard K of N (K from 0), picked by a hash
+    /// of each repository's name, so N jobs cover the list exactly.
+    #[arg(long, value_name = "K/N", requires = "repos")]
+    pub shard: Option<crate::sweep::Shard>,
+    /// With --repos: where clone URLs are mirrored and kept up to date
+    /// (default: the cache directory's `repos`).
+    #[arg(long, value_name = "DIR", requires = "repos")]
+    pub clone_dir: Option<PathBuf>,
     /// Scan what is staged for commit (added and changed lines only).
     #[arg(long, conflicts_with_all = ["history", "since", "range", "branch", "all_objects"])]
     pub staged: bool,

@@ -14,10 +14,12 @@ macro_rules! out {
 
 mod cli;
 mod hook;
+mod report_cmd;
 mod revoke;
 mod rules_cmd;
 mod scan;
 mod serve;
+mod sweep;
 mod validate;
 
 use std::process::ExitCode;
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Jobs(cli::JobsCommand::Retry(a)) => serve::jobs_retry(a),
         cli::Command::Jobs(cli::JobsCommand::Prune(a)) => serve::jobs_prune(a),
         cli::Command::Audit(cli::AuditCommand::Verify(a)) => serve::audit_verify(a),
+        cli::Command::Report(cli::ReportCommand::Merge(a)) => report_cmd::merge(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use keyburn_responder::providers::{Checker, Registry, Revoked, Secret, Validity};
 use keyburn_scanner::finding::{mask, ValidationStatus, REDACTED};
 use keyburn_scanner::RuleSet;
@@ -124,46 +124,7 @@ async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, St
 
 /// The distinct secrets of a keyburn JSON or JSONL report.
 fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<Subject>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let findings: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(o)) if o.contains_key("findings") => {
-            match o.get("version").and_then(|v| v.as_u64()) {
-                Some(1) => {}
-                v => bail!(
-                    "{}: report version {} (this keyburn reads version 1)",
-                    path.display(),
-                    v.map_or_else(|| "missing".to_string(), |v| v.to_string())
-                ),
-            }
-            o["findings"]
-                .as_array()
-                .cloned()
-                .context("the report's `findings` is not a list")?
-        }
-        Ok(serde_json::Value::Array(_)) => bail!(
-            "{} is a JSON array, not a keyburn report (gitleaks' format has no rule checks); \
-             scan with `keyburn scan -f json`",
-            path.display()
-        ),
-        // A JSONL report of one finding.
-        Ok(one @ serde_json::Value::Object(_)) if one.get("rule_id").is_some() => vec![one],
-        Ok(_) => bail!("{} is not a keyburn JSON report", path.display()),
-        Err(_) => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).with_context(|| {
-                    format!(
-                        "{}: line {}: not JSON (nor a JSON report)",
-                        path.display(),
-                        i + 1
-                    )
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
+    let findings = crate::report_cmd::read(path)?.findings;
     let mut seen = std::collections::HashSet::new();
     let mut readers = PartsReaders::new(rules);
     let mut out = Vec::new();

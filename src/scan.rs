@@ -27,6 +27,13 @@ enum Mode {
         worktree: bool,
     },
     Staged(PathBuf),
+    /// `--repos`: many repositories, each like `History` at its root.
+    Sweep {
+        list: PathBuf,
+        shard: Option<crate::sweep::Shard>,
+        clone_dir: Option<PathBuf>,
+        opts: HistoryOptions,
+    },
 }
 
 /// Everything a scan needs, with every default settled.
@@ -43,6 +50,25 @@ struct ScanConfig {
     verbose: bool,
     quiet: bool,
     progress: bool,
+}
+
+/// The history options the arguments ask for.
+fn history_options(a: &ScanArgs) -> HistoryOptions {
+    HistoryOptions {
+        branch: a.branch.clone(),
+        since: a.since.clone(),
+        all_refs: a.all_refs,
+        range: a.range.clone(),
+        all_commits: a.all_commits,
+        all_objects: a.all_objects,
+        strategy: match a.history_strategy {
+            StrategyChoice::Auto => Strategy::Auto,
+            StrategyChoice::Packs => Strategy::Packs,
+            StrategyChoice::Diff => Strategy::Diff,
+        },
+        max_file_size: a.max_file_size.unwrap_or(u64::MAX),
+        threads: a.threads,
+    }
 }
 
 impl ScanConfig {
@@ -85,25 +111,18 @@ impl ScanConfig {
             // A work tree's root, or a bare repository, that really opens.
             let auto =
                 !a.no_history && paths.len() == 1 && !stdin && sources::is_repository(&paths[0]);
-            if history_asked || auto {
+            if let Some(list) = &a.repos {
+                Mode::Sweep {
+                    list: list.clone(),
+                    shard: a.shard,
+                    clone_dir: a.clone_dir.clone(),
+                    opts: history_options(a),
+                }
+            } else if history_asked || auto {
                 Mode::History {
                     repo: paths.first().cloned().unwrap_or_else(|| ".".into()),
                     worktree: !history_asked,
-                    opts: HistoryOptions {
-                        branch: a.branch.clone(),
-                        since: a.since.clone(),
-                        all_refs: a.all_refs,
-                        range: a.range.clone(),
-                        all_commits: a.all_commits,
-                        all_objects: a.all_objects,
-                        strategy: match a.history_strategy {
-                            StrategyChoice::Auto => Strategy::Auto,
-                            StrategyChoice::Packs => Strategy::Packs,
-                            StrategyChoice::Diff => Strategy::Diff,
-                        },
-                        max_file_size: a.max_file_size.unwrap_or(u64::MAX),
-                        threads: a.threads,
-                    },
+                    opts: history_options(a),
                 }
             } else {
                 Mode::Files
@@ -151,6 +170,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     let root = match &cfg.mode {
         Mode::History { repo, .. } | Mode::Staged(repo) => Some(repo.clone()),
         Mode::Files => cfg.paths.first().filter(|p| p.is_dir()).cloned(),
+        Mode::Sweep { .. } => None,
     };
     if let Some(file) = root
         .as_ref()
@@ -210,51 +230,32 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             opts,
             worktree,
         } => {
-            let summary = sources::scan_history(&engine, repo, opts, &mut on_event)?;
-            covered.commits = Some(summary.commits as u64);
-            covered.blobs = Some(summary.blobs as u64);
-            if *worktree {
-                let w = sources::scan_worktree(&engine, repo, &cfg.walk, &mut on_event)?;
-                covered.worktree_files = Some(w.files as u64);
-            }
-            if summary.unreadable_commits > 0 {
+            incomplete =
+                scan_repository(&engine, repo, opts, *worktree, &cfg, &mut covered, &mut on_event)?;
+        }
+        Mode::Sweep {
+            list,
+            shard,
+            clone_dir,
+            opts,
+        } => {
+            let failed = sweep(
+                &engine,
+                (list, *shard, clone_dir.as_deref()),
+                opts,
+                &cfg,
+                &mut covered,
+                &mut on_event,
+            )?;
+            if !failed.is_empty() {
                 incomplete = Some(format!(
-                    "{}: {} commit(s) could not be read (named above); their history was not scanned",
-                    repo.display(),
-                    summary.unreadable_commits
+                    "{} repositor{} not scanned (named above): {}",
+                    failed.len(),
+                    if failed.len() == 1 { "y was" } else { "ies were" },
+                    failed.join(", ")
                 ));
             }
-            if summary.shallow && !cfg.quiet {
-                eprintln!(
-                    "keyburn: warning: {}: a shallow clone; history before its shallow boundary \
-                     was not scanned (git fetch --unshallow, then scan again)",
-                    repo.display()
-                );
-            }
-            if summary.commits == 0 && summary.unreadable_commits == 0 && !cfg.quiet {
-                eprintln!(
-                    "keyburn: note: {}: no commits to scan (an empty repository, or an empty range); \
-                     use --staged for what is staged",
-                    repo.display()
-                );
-            }
-            if cfg.verbose {
-                eprintln!(
-                    "keyburn: history ({} strategy): {} commits, {} unique blobs, {} of them \
-                     decoded pack by pack (walk {:.2} s, {} {:.2} s, blob scan {:.2} s)",
-                    summary.strategy.as_str(),
-                    summary.commits,
-                    summary.blobs,
-                    summary.blobs_from_packs,
-                    summary.walk.as_secs_f64(),
-                    match summary.strategy {
-                        Strategy::Packs => "trees and attribution",
-                        _ => "tree diffs",
-                    },
-                    summary.diff.as_secs_f64(),
-                    summary.scan.as_secs_f64()
-                );
-            }
+            report.stats.failed_repositories = failed;
         }
         Mode::Files => {
             if cfg.stdin {
@@ -289,6 +290,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     report.stats.commits = covered.commits;
     report.stats.blobs = covered.blobs;
     report.stats.worktree_files = covered.worktree_files;
+    report.stats.repositories = covered.repositories;
     report.stats.duration_ms = start.elapsed().as_millis() as u64;
     report.finish();
     let rule_by_id: std::collections::HashMap<&str, &keyburn_scanner::rules::Rule> =
@@ -355,6 +357,163 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     } else {
         cfg.exit_code
     })
+}
+
+/// Scan one repository's history and, with `worktree`, its work tree's
+/// changes; adds what was covered to `covered`. Returns why the scan is
+/// incomplete, if it is.
+fn scan_repository(
+    engine: &Engine,
+    repo: &std::path::Path,
+    opts: &HistoryOptions,
+    worktree: bool,
+    cfg: &ScanConfig,
+    covered: &mut keyburn_scanner::report::Stats,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Option<String>> {
+    let summary = sources::scan_history(engine, repo, opts, &mut *on_event)?;
+    let add = |n: Option<u64>, k: usize| Some(n.unwrap_or(0) + k as u64);
+    covered.commits = add(covered.commits, summary.commits);
+    covered.blobs = add(covered.blobs, summary.blobs);
+    if worktree {
+        let w = sources::scan_worktree(engine, repo, &cfg.walk, &mut *on_event)?;
+        covered.worktree_files = add(covered.worktree_files, w.files);
+    }
+    if summary.shallow && !cfg.quiet {
+        eprintln!(
+            "keyburn: warning: {}: a shallow clone; history before its shallow boundary \
+             was not scanned (git fetch --unshallow, then scan again)",
+            repo.display()
+        );
+    }
+    if summary.commits == 0 && summary.unreadable_commits == 0 && !cfg.quiet {
+        eprintln!(
+            "keyburn: note: {}: no commits to scan (an empty repository, or an empty range); \
+             use --staged for what is staged",
+            repo.display()
+        );
+    }
+    if cfg.verbose {
+        eprintln!(
+            "keyburn: history ({} strategy): {} commits, {} unique blobs, {} of them \
+             decoded pack by pack (walk {:.2} s, {} {:.2} s, blob scan {:.2} s)",
+            summary.strategy.as_str(),
+            summary.commits,
+            summary.blobs,
+            summary.blobs_from_packs,
+            summary.walk.as_secs_f64(),
+            match summary.strategy {
+                Strategy::Packs => "trees and attribution",
+                _ => "tree diffs",
+            },
+            summary.diff.as_secs_f64(),
+            summary.scan.as_secs_f64()
+        );
+    }
+    Ok((summary.unreadable_commits > 0).then(|| {
+        format!(
+            "{}: {} commit(s) could not be read (named above); their history was not scanned",
+            repo.display(),
+            summary.unreadable_commits
+        )
+    }))
+}
+
+/// `--repos`: every repository of the list (of this shard), one after the
+/// other, each on the whole worker pool; clone URLs are mirrored first, a
+/// few at a time. Findings carry their repository. Returns the
+/// repositories that could not be scanned (each also an error event).
+fn sweep(
+    engine: &Engine,
+    (list, shard, clone_dir): (&std::path::Path, Option<crate::sweep::Shard>, Option<&std::path::Path>),
+    opts: &HistoryOptions,
+    cfg: &ScanConfig,
+    covered: &mut keyburn_scanner::report::Stats,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<String>> {
+    use crate::sweep::Location;
+    let mut repos = crate::sweep::read_list(list)?;
+    if let Some(s) = shard {
+        repos.retain(|r| s.holds(&r.name));
+        if !cfg.quiet {
+            eprintln!(
+                "keyburn: shard {}/{}: {} repositor{}",
+                s.index,
+                s.count,
+                repos.len(),
+                if repos.len() == 1 { "y" } else { "ies" }
+            );
+        }
+    }
+    let remote: Vec<(usize, String)> = repos
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.location {
+            Location::Remote(url) => Some((i, url.clone())),
+            Location::Local(_) => None,
+        })
+        .collect();
+    let mut mirrors: std::collections::HashMap<usize, Result<PathBuf>> = Default::default();
+    if !remote.is_empty() {
+        let dir = crate::sweep::clone_dir(clone_dir, cache_dir())?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::Mutex::new(&mut mirrors);
+        std::thread::scope(|s| {
+            for _ in 0..remote.len().min(4) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((at, url)) = remote.get(i) else {
+                        return;
+                    };
+                    let m = crate::sweep::mirror(&dir, url);
+                    done.lock().unwrap_or_else(|e| e.into_inner()).insert(*at, m);
+                });
+            }
+        });
+    }
+    let mut failed = Vec::new();
+    let mut scanned = 0u64;
+    for (i, r) in repos.iter().enumerate() {
+        let (path, worktree) = match &r.location {
+            Location::Local(p) => (p.clone(), true),
+            Location::Remote(_) => match mirrors.remove(&i) {
+                Some(Ok(p)) => (p, false),
+                Some(Err(e)) => {
+                    on_event(Event::error(r.name.clone(), format!("{e:#}")));
+                    failed.push(r.name.clone());
+                    continue;
+                }
+                None => continue,
+            },
+        };
+        if !sources::is_repository(&path) {
+            on_event(Event::error(
+                r.name.clone(),
+                "not a git repository (a sweep scans repositories; scan a directory on its own)",
+            ));
+            failed.push(r.name.clone());
+            continue;
+        }
+        let mut tagged = |mut ev: Event| {
+            if let Event::Finding(f) = &mut ev {
+                f.repository = Some(r.name.clone());
+            }
+            on_event(ev)
+        };
+        match scan_repository(engine, &path, opts, worktree, cfg, covered, &mut tagged) {
+            Ok(None) => scanned += 1,
+            Ok(Some(why)) => {
+                on_event(Event::error(r.name.clone(), why));
+                failed.push(r.name.clone());
+            }
+            Err(e) => {
+                on_event(Event::error(r.name.clone(), format!("{e:#}")));
+                failed.push(r.name.clone());
+            }
+        }
+    }
+    covered.repositories = Some(scanned);
+    Ok(failed)
 }
 
 fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&ProgressBar>) {
@@ -490,7 +649,9 @@ fn engine_kind(choice: EngineChoice, cfg: &ScanConfig) -> EngineKind {
         EngineChoice::Auto => {
             let small = match &cfg.mode {
                 Mode::Staged(_) => true,
-                Mode::History { opts: o, .. } => o.since.is_some() || o.range.is_some(),
+                Mode::History { opts: o, .. } | Mode::Sweep { opts: o, .. } => {
+                    o.since.is_some() || o.range.is_some()
+                }
                 Mode::Files => !cfg.paths.iter().any(|p| p.is_dir()),
             };
             if small {

@@ -142,6 +142,9 @@ pub struct Finding {
     /// to the secret, outermost first (`["base64"]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub decoded_from: Vec<crate::engine::decode::Encoding>,
+    /// The repository, in scans of many (`scan --repos`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The secret's first line, for people (the human format shows it
     /// masked); never serialized, since it holds the secret.
     #[serde(skip)]
@@ -235,6 +238,7 @@ impl Finding {
             parts: Default::default(),
             validation: None,
             decoded_from: Vec::new(),
+            repository: None,
             line_text: String::new(),
         }
     }

@@ -36,6 +36,12 @@ pub struct Stats {
     /// files scanned besides history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worktree_files: Option<u64>,
+    /// Sweeps (`scan --repos`): the repositories scanned, and those that
+    /// could not be (cloned, opened); the scan fails with the latter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_repositories: Vec<String>,
     /// Paths given to scan that do not exist (the scan fails with them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_paths: Vec<String>,
@@ -81,17 +87,25 @@ impl Report {
     /// the file.
     pub fn finish(&mut self) {
         self.findings.sort_by(|a, b| {
-            (&a.path, a.location.line, a.location.column, &a.rule_id).cmp(&(
-                &b.path,
-                b.location.line,
-                b.location.column,
-                &b.rule_id,
-            ))
+            (
+                &a.repository,
+                &a.path,
+                a.location.line,
+                a.location.column,
+                &a.rule_id,
+            )
+                .cmp(&(
+                    &b.repository,
+                    &b.path,
+                    b.location.line,
+                    b.location.column,
+                    &b.rule_id,
+                ))
         });
         let mut seen = std::collections::HashSet::new();
         self.findings.retain(|f| {
             let commit = f.commit.as_ref().map(|c| c.id.clone());
-            seen.insert((f.fingerprint.clone(), commit))
+            seen.insert((f.fingerprint.clone(), f.repository.clone(), commit))
         });
     }
 
