@@ -39,9 +39,75 @@ pub enum Command {
     /// Check the responder's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the leaked-secret playbook: find every occurrence, revoke,
+    /// confirm, rotate, resolve GitHub alerts, plan the purge, notify,
+    /// record. Resumable: run the same command again to continue.
+    Incident(Box<IncidentArgs>),
     /// Work with scan reports.
     #[command(subcommand)]
     Report(ReportCommand),
+}
+
+#[derive(Args)]
+pub struct IncidentArgs {
+    /// The leaked secret, or `-` to read secrets from stdin, one a line.
+    #[arg(required_unless_present = "report", conflicts_with = "report")]
+    pub secret: Option<String>,
+    /// The secret's rule (default: inferred from its shape).
+    #[arg(long, value_name = "ID", conflicts_with = "report")]
+    pub rule: Option<String>,
+    /// Every secret of a keyburn report (`scan -f json`, not redacted).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// A part of a multi-part credential. Repeatable.
+    #[arg(long = "part", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub parts: Vec<(String, String)>,
+    /// A repository to search (history of every ref, and work tree).
+    /// Repeatable; default: the current directory, when a repository.
+    #[arg(long = "repo", value_name = "PATH")]
+    pub repos_given: Vec<PathBuf>,
+    /// Repositories to search, one path or clone URL a line.
+    #[arg(long, value_name = "FILE")]
+    pub repos: Option<PathBuf>,
+    /// Where clone URLs are mirrored (default: the cache directory's).
+    #[arg(long, value_name = "DIR")]
+    pub clone_dir: Option<PathBuf>,
+    /// The incident's directory: state, occurrences.json, purge/,
+    /// incident.md, audit.jsonl. The same --out continues an incident
+    /// (default: keyburn-incident-<hash of the secrets>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Inventory and plan only: revoke nothing, resolve no alert, send
+    /// no notice.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Organisations whose open GitHub alerts for the secret are resolved
+    /// (besides the configuration's). Repeatable.
+    #[arg(long = "github-org", value_name = "ORG")]
+    pub github_orgs: Vec<String>,
+    /// Repositories (`owner/name`) whose open alerts are resolved.
+    /// Repeatable.
+    #[arg(long = "github-repo", value_name = "OWNER/NAME")]
+    pub github_repos: Vec<String>,
+    /// GitHub's API (default: the configuration's, or KEYBURN_GITHUB_API).
+    #[arg(long, value_name = "URL")]
+    pub github_api: Option<String>,
+    /// A Slack incoming webhook to notify.
+    #[arg(long, value_name = "URL", env = "KEYBURN_SLACK_WEBHOOK")]
+    pub slack_webhook: Option<String>,
+    /// A URL that receives each notice as JSON.
+    #[arg(long, value_name = "URL")]
+    pub notify_webhook: Option<String>,
+    /// Append audit records here instead of OUT/audit.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+    /// Add rules (and provider checks) from a TOML file. Repeatable.
+    #[arg(short = 'r', long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod cli;
 mod hook;
+mod incident;
 mod report_cmd;
 mod revoke;
 mod rules_cmd;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Jobs(cli::JobsCommand::Retry(a)) => serve::jobs_retry(a),
         cli::Command::Jobs(cli::JobsCommand::Prune(a)) => serve::jobs_prune(a),
         cli::Command::Audit(cli::AuditCommand::Verify(a)) => serve::audit_verify(a),
+        cli::Command::Incident(a) => incident::run(*a),
         cli::Command::Report(cli::ReportCommand::Merge(a)) => report_cmd::merge(a),
     };
     match result {

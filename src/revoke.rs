@@ -16,7 +16,7 @@ use crate::cli::{RevokeArgs, TableFormat};
 use crate::validate::{load_rules, registry, runtime, subjects, PartsReaders, Subject};
 
 /// How one revocation ended (the JSON contract of `revoke -f json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Revoked, and a validation afterwards says it is dead.
@@ -37,7 +37,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Revoked => "revoked",
             Outcome::Accepted => "accepted",
@@ -66,36 +66,64 @@ struct Row {
 const CONFIRM_WAITS: [u64; 2] = [1, 2];
 
 async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, String) {
-    if c.validates() {
-        match c.validate(secret).await {
-            Ok(v) if v.validity == Validity::Inactive => {
-                return (Outcome::NotFound, format!("already dead: {}", v.reason))
-            }
-            Ok(_) => {}
-            // A secret keyburn cannot test is still revoked.
-            Err(e) if dry_run => return (Outcome::Error, e.to_string()),
-            Err(_) => {}
-        }
+    if let Some(done) = precheck(c, secret, dry_run).await {
+        return done;
     }
     if dry_run {
-        return match c.manual().filter(|_| !c.revokes_by_api()) {
-            Some(steps) => (Outcome::Manual, steps),
-            None if c.revokes_by_api() => (
-                Outcome::DryRun,
-                format!("would revoke through the {} API", c.provider_name),
-            ),
-            None => (Outcome::Error, "nothing revokes it".into()),
-        };
+        return dry_run_outcome(c);
     }
-    let reason = match c.revoke(secret).await {
-        Ok(Revoked::Revoked(r)) => r,
-        Ok(Revoked::Accepted(r)) => return (Outcome::Accepted, r),
-        Ok(Revoked::NotFound(r)) => return (Outcome::NotFound, r),
-        Ok(Revoked::NotAuthorized(r)) => return (Outcome::NotAuthorized, r),
-        Ok(Revoked::Unknown(r)) => return (Outcome::Unknown, r),
-        Ok(Revoked::Manual(steps)) => return (Outcome::Manual, steps),
-        Err(e) => return (Outcome::Error, e.to_string()),
-    };
+    match call(c, secret).await {
+        Ok(reason) => confirm(c, secret, &reason).await,
+        Err(ended) => ended,
+    }
+}
+
+/// Before revoking: a secret its provider says is dead is `not_found`,
+/// and nothing is sent. `None`: go on and revoke.
+pub async fn precheck(c: &Checker, secret: &Secret, dry_run: bool) -> Option<(Outcome, String)> {
+    if !c.validates() {
+        return None;
+    }
+    match c.validate(secret).await {
+        Ok(v) if v.validity == Validity::Inactive => {
+            Some((Outcome::NotFound, format!("already dead: {}", v.reason)))
+        }
+        Ok(_) => None,
+        // A secret keyburn cannot test is still revoked.
+        Err(e) if dry_run => Some((Outcome::Error, e.to_string())),
+        Err(_) => None,
+    }
+}
+
+/// What `--dry-run` would do.
+pub fn dry_run_outcome(c: &Checker) -> (Outcome, String) {
+    match c.manual().filter(|_| !c.revokes_by_api()) {
+        Some(steps) => (Outcome::Manual, steps),
+        None if c.revokes_by_api() => (
+            Outcome::DryRun,
+            format!("would revoke through the {} API", c.provider_name),
+        ),
+        None => (Outcome::Error, "nothing revokes it".into()),
+    }
+}
+
+/// The one revocation call. `Ok`: the provider says it revoked it (to be
+/// confirmed); `Err`: how it ended otherwise.
+pub async fn call(c: &Checker, secret: &Secret) -> Result<String, (Outcome, String)> {
+    match c.revoke(secret).await {
+        Ok(Revoked::Revoked(r)) => Ok(r),
+        Ok(Revoked::Accepted(r)) => Err((Outcome::Accepted, r)),
+        Ok(Revoked::NotFound(r)) => Err((Outcome::NotFound, r)),
+        Ok(Revoked::NotAuthorized(r)) => Err((Outcome::NotAuthorized, r)),
+        Ok(Revoked::Unknown(r)) => Err((Outcome::Unknown, r)),
+        Ok(Revoked::Manual(steps)) => Err((Outcome::Manual, steps)),
+        Err(e) => Err((Outcome::Error, e.to_string())),
+    }
+}
+
+/// After a revocation: validate at once and after each of
+/// [`CONFIRM_WAITS`] before believing the provider did not do it.
+pub async fn confirm(c: &Checker, secret: &Secret, reason: &str) -> (Outcome, String) {
     if !c.validates() {
         return (
             Outcome::Accepted,
@@ -123,7 +151,7 @@ async fn revoke_one(c: &Checker, secret: &Secret, dry_run: bool) -> (Outcome, St
 }
 
 /// The distinct secrets of a keyburn JSON or JSONL report.
-fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<Subject>> {
+pub fn from_report(rules: &RuleSet, path: &Path, only_verified: bool) -> Result<Vec<Subject>> {
     let findings = crate::report_cmd::read(path)?.findings;
     let mut seen = std::collections::HashSet::new();
     let mut readers = PartsReaders::new(rules);

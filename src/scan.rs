@@ -230,8 +230,15 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             opts,
             worktree,
         } => {
-            incomplete =
-                scan_repository(&engine, repo, opts, *worktree, &cfg, &mut covered, &mut on_event)?;
+            incomplete = scan_repository(
+                &engine,
+                repo,
+                opts,
+                *worktree,
+                &cfg,
+                &mut covered,
+                &mut on_event,
+            )?;
         }
         Mode::Sweep {
             list,
@@ -251,7 +258,11 @@ pub fn run(args: ScanArgs) -> Result<u8> {
                 incomplete = Some(format!(
                     "{} repositor{} not scanned (named above): {}",
                     failed.len(),
-                    if failed.len() == 1 { "y was" } else { "ies were" },
+                    if failed.len() == 1 {
+                        "y was"
+                    } else {
+                        "ies were"
+                    },
                     failed.join(", ")
                 ));
             }
@@ -425,7 +436,11 @@ fn scan_repository(
 /// repositories that could not be scanned (each also an error event).
 fn sweep(
     engine: &Engine,
-    (list, shard, clone_dir): (&std::path::Path, Option<crate::sweep::Shard>, Option<&std::path::Path>),
+    (list, shard, clone_dir): (
+        &std::path::Path,
+        Option<crate::sweep::Shard>,
+        Option<&std::path::Path>,
+    ),
     opts: &HistoryOptions,
     cfg: &ScanConfig,
     covered: &mut keyburn_scanner::report::Stats,
@@ -466,7 +481,9 @@ fn sweep(
                         return;
                     };
                     let m = crate::sweep::mirror(&dir, url);
-                    done.lock().unwrap_or_else(|e| e.into_inner()).insert(*at, m);
+                    done.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(*at, m);
                 });
             }
         });
@@ -665,7 +682,7 @@ fn engine_kind(choice: EngineChoice, cfg: &ScanConfig) -> EngineKind {
 
 /// Where compiled Hyperscan databases are kept: `KEYBURN_CACHE_DIR`, else
 /// the XDG cache directory.
-fn cache_dir() -> Option<PathBuf> {
+pub fn cache_dir() -> Option<PathBuf> {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())

@@ -120,15 +120,23 @@ pub fn read_list(file: &Path) -> Result<Vec<Repo>> {
 /// Where mirrors of clone URLs are kept: `--clone-dir`, else
 /// `KEYBURN_CACHE_DIR/repos` or the XDG cache directory's.
 pub fn clone_dir(given: Option<&Path>, cache: Option<PathBuf>) -> Result<PathBuf> {
-    match given.map(Path::to_path_buf).or_else(|| cache.map(|c| c.join("repos"))) {
+    match given
+        .map(Path::to_path_buf)
+        .or_else(|| cache.map(|c| c.join("repos")))
+    {
         Some(d) => Ok(d),
         None => bail!("no cache directory for clones (set HOME, or give --clone-dir)"),
     }
 }
 
-/// The directory a URL is mirrored in: readable (its last path part) and
-/// unique (a hash of the whole URL).
+/// The directory a URL is mirrored in.
 fn mirror_path(dir: &Path, url: &str) -> PathBuf {
+    dir.join(mirror_name(url))
+}
+
+/// A directory name for a mirror of `url`: readable (its last path part)
+/// and unique (a hash of the whole URL).
+pub fn mirror_name(url: &str) -> String {
     let last = url
         .trim_end_matches('/')
         .trim_end_matches(".git")
@@ -137,11 +145,17 @@ fn mirror_path(dir: &Path, url: &str) -> PathBuf {
         .unwrap_or("repo");
     let safe: String = last
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect();
     let hash = hex(&Sha256::digest(url.as_bytes())[..6]);
-    dir.join(format!("{safe}-{hash}.git"))
+    format!("{safe}-{hash}.git")
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -158,10 +172,14 @@ pub fn mirror(dir: &Path, url: &str) -> Result<PathBuf> {
     let path = mirror_path(dir, url);
     if path.join("HEAD").is_file() {
         git(
-            Command::new("git")
-                .arg("--git-dir")
-                .arg(&path)
-                .args(["fetch", "--prune", "--quiet", "--", url, "+refs/*:refs/*"]),
+            Command::new("git").arg("--git-dir").arg(&path).args([
+                "fetch",
+                "--prune",
+                "--quiet",
+                "--",
+                url,
+                "+refs/*:refs/*",
+            ]),
             url,
         )?;
         return Ok(path);
@@ -194,7 +212,10 @@ fn git(cmd: &mut Command, url: &str) -> Result<()> {
         .context("cannot run git (needed to clone repositories by URL)")?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
-        let msg = msg.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("failed");
+        let msg = msg
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("failed");
         bail!("cannot clone {url}: {}", msg.trim());
     }
     Ok(())
@@ -223,8 +244,7 @@ mod tests {
         assert_eq!(shard_of("github.com/acme/app", 100), 38);
         assert_eq!(shard_of("https://github.com/acme/api", 7), 6);
         let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
-        let spread: std::collections::HashSet<u64> =
-            names.iter().map(|n| shard_of(n, 4)).collect();
+        let spread: std::collections::HashSet<u64> = names.iter().map(|n| shard_of(n, 4)).collect();
         assert!(spread.len() > 1, "eight names in one shard of four");
     }
 

@@ -104,6 +104,25 @@ pub fn subjects(
     rule: Option<&str>,
     parts: &[(String, String)],
 ) -> Result<Vec<Subject>> {
+    let secrets = read_secrets(given)?;
+    let engine = Engine::new(rules.clone()).context("cannot build the rule engine")?;
+    secrets
+        .into_iter()
+        .map(|s| {
+            let rule_id = rule_for(rules, &engine, rule, &s)?;
+            Ok(Subject {
+                rule_id,
+                secret: Secret {
+                    value: s,
+                    parts: parts.iter().cloned().collect(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// The secrets given on the command line: one, or `-` for stdin's lines.
+pub fn read_secrets(given: &str) -> Result<Vec<String>> {
     let secrets: Vec<String> = if given == "-" {
         std::io::stdin()
             .lock()
@@ -118,26 +137,24 @@ pub fn subjects(
     if secrets.is_empty() {
         bail!("no secret given");
     }
-    let engine = Engine::new(rules.clone()).context("cannot build the rule engine")?;
-    secrets
-        .into_iter()
-        .map(|s| {
-            let rule_id = match rule {
-                Some(id) => {
-                    check_shape(rules, &engine, id, &s)?;
-                    id.to_string()
-                }
-                None => infer_rule(rules, &engine, &s)?,
-            };
-            Ok(Subject {
-                rule_id,
-                secret: Secret {
-                    value: s,
-                    parts: parts.iter().cloned().collect(),
-                },
-            })
-        })
-        .collect()
+    Ok(secrets)
+}
+
+/// The rule of `secret`: the one given, checked against the secret's
+/// shape, or the one its shape names (several is an error listing them).
+pub fn rule_for(
+    rules: &RuleSet,
+    engine: &Engine,
+    rule: Option<&str>,
+    secret: &str,
+) -> Result<String> {
+    match rule {
+        Some(id) => {
+            check_shape(rules, engine, id, secret)?;
+            Ok(id.to_string())
+        }
+        None => infer_rule(rules, engine, secret),
+    }
 }
 
 /// The rules whose matches span the whole of `secret`.

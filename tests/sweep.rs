@@ -28,7 +28,11 @@ fn make_repo(dir: &Path, name: &str, n: usize) {
     let repo = dir.join(name);
     fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    fs::write(repo.join("config.env"), format!("AWS_ACCESS_KEY_ID={}\n", key(n))).unwrap();
+    fs::write(
+        repo.join("config.env"),
+        format!("AWS_ACCESS_KEY_ID={}\n", key(n)),
+    )
+    .unwrap();
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "config"]);
     fs::write(repo.join("config.env"), "AWS_ACCESS_KEY_ID=${AWS_KEY}\n").unwrap();
@@ -108,7 +112,8 @@ fn a_sweep_names_each_findings_repository_and_clones_urls() {
     assert_eq!(repos, want);
     for (n, name) in o.names.iter().enumerate() {
         assert!(
-            got.iter().any(|(r, s, c)| r == name && *s == key(n) && !c.is_empty()),
+            got.iter()
+                .any(|(r, s, c)| r == name && *s == key(n) && !c.is_empty()),
             "{name}: {got:?}"
         );
     }
@@ -132,7 +137,14 @@ fn shards_cover_the_list_and_their_merge_equals_one_run() {
         let out = o.dir.path().join(format!("shard{k}.json"));
         let shard = format!("{k}/3");
         let (doc, code, err) = scan(
-            &["--repos", list, "--shard", &shard, "-o", out.to_str().unwrap()],
+            &[
+                "--repos",
+                list,
+                "--shard",
+                &shard,
+                "-o",
+                out.to_str().unwrap(),
+            ],
             o.cache.path(),
         );
         assert!(code == 0 || code == 1, "{err}");
@@ -159,7 +171,10 @@ fn shards_cover_the_list_and_their_merge_equals_one_run() {
     assert_eq!(out.status.code(), Some(1), "findings: exit 1");
     let merged: Value = serde_json::from_slice(&fs::read(&merged).unwrap()).unwrap();
     assert_eq!(found(&merged), found(&whole));
-    assert_eq!(merged["findings"], whole["findings"], "same order, same fields");
+    assert_eq!(
+        merged["findings"], whole["findings"],
+        "same order, same fields"
+    );
     assert_eq!(merged["stats"]["repositories"], 7);
     assert_eq!(merged["stats"]["commits"], whole["stats"]["commits"]);
 }
@@ -187,7 +202,10 @@ fn a_bad_entry_fails_the_sweep_and_the_rest_is_scanned() {
     assert!(err.contains("2 repositories were not scanned"), "{err}");
     assert_eq!(found(&doc).len(), 1, "the good repository was scanned");
     assert_eq!(
-        doc["stats"]["failed_repositories"].as_array().unwrap().len(),
+        doc["stats"]["failed_repositories"]
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
     // Nothing half-cloned is left for the next sweep to take.

@@ -21,6 +21,9 @@ pub struct Notice {
     pub secret_masked: String,
     /// `path:line@commit` of the first places the secret was found.
     pub locations: Vec<String>,
+    /// The incident (`keyburn incident`) that acted, when no alert did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 pub struct Notifier {
@@ -43,11 +46,11 @@ impl Notifier {
     /// none).
     pub async fn send(&self, n: &Notice) -> Result<(), CallError> {
         if let Some(url) = &self.slack {
-            let link = n
-                .alert_url
-                .as_deref()
-                .map(|u| format!("<{u}|alert #{}>", n.alert_number))
-                .unwrap_or_else(|| format!("alert #{}", n.alert_number));
+            let link = match (&n.incident, n.alert_url.as_deref()) {
+                (Some(id), _) => format!("incident `{id}`"),
+                (None, Some(u)) => format!("<{u}|alert #{}>", n.alert_number),
+                (None, None) => format!("alert #{}", n.alert_number),
+            };
             let mut text = format!(
                 ":rotating_light: {} in `{}` ({link}), secret `{}`: {}",
                 n.secret_type, n.repository, n.secret_masked, n.summary

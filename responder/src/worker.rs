@@ -432,21 +432,7 @@ impl Responder {
             .spawn(move || intake(intake_q, intake_audit, intake_rx))
             .map_err(io_at(dir))?;
         let http = Http::new(Duration::from_millis(cfg.worker.http_timeout_ms));
-        let auth = match &cfg.github.app {
-            Some(app) => {
-                let pem =
-                    std::fs::read(&app.private_key_path).map_err(io_at(&app.private_key_path))?;
-                let a = AppAuth::new(app.id, app.installation_id, &pem).map_err(|message| {
-                    ConfigError::Value {
-                        key: "github.app.private_key_path".into(),
-                        message,
-                    }
-                })?;
-                Auth::App(a)
-            }
-            None => cfg.github_token()?.map_or(Auth::None, Auth::Token),
-        };
-        let github = GitHub::new(http.clone(), &cfg.github.api_url, auth);
+        let github = github_client(&cfg, &http)?;
         let mut options = crate::providers::Options {
             endpoints: cfg.endpoints(),
             rates: cfg.providers.rates.clone(),
@@ -758,6 +744,7 @@ impl Responder {
             ),
             secret_masked: String::new(),
             locations: Vec::new(),
+            incident: None,
         };
         if let Err(e) = self.notifier.send(&notice).await {
             tracing::error!("dead-letter notification: {e}");
@@ -1105,6 +1092,25 @@ impl Responder {
     }
 }
 
+/// The GitHub client the configuration describes: a GitHub App's
+/// installation, a token, or no credentials.
+pub fn github_client(cfg: &Config, http: &Http) -> Result<GitHub, SetupError> {
+    let auth = match &cfg.github.app {
+        Some(app) => {
+            let pem = std::fs::read(&app.private_key_path).map_err(io_at(&app.private_key_path))?;
+            let a = AppAuth::new(app.id, app.installation_id, &pem).map_err(|message| {
+                ConfigError::Value {
+                    key: "github.app.private_key_path".into(),
+                    message,
+                }
+            })?;
+            Auth::App(a)
+        }
+        None => cfg.github_token()?.map_or(Auth::None, Auth::Token),
+    };
+    Ok(GitHub::new(http.clone(), &cfg.github.api_url, auth))
+}
+
 /// What [`Responder::enqueue_alert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueue {
@@ -1175,12 +1181,13 @@ fn notice_for(job: &crate::queue::Job, alert: &Alert, ctx: &Context) -> Notice {
         summary,
         secret_masked: mask(&alert.secret),
         locations: ctx.locations.clone(),
+        incident: None,
     }
 }
 
 /// Read the generated audit key, creating it (32 random bytes, hex, mode
 /// 0600) on first start. Returns the key and whether it was created.
-fn audit_key_file(path: &std::path::Path) -> std::io::Result<(String, bool)> {
+pub fn audit_key_file(path: &std::path::Path) -> std::io::Result<(String, bool)> {
     if let Ok(k) = std::fs::read_to_string(path) {
         let k = k.trim().to_string();
         if !k.is_empty() {

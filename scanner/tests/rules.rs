@@ -235,3 +235,25 @@ fn every_check_a_rule_names_exists_and_every_provider_table_is_valid() {
     }
     assert!(validating > 0);
 }
+
+#[test]
+fn every_rule_with_a_check_says_how_to_replace_its_secret() {
+    // `keyburn incident` tells a person how to issue a replacement: the
+    // provider's `rotate`, or the check's manual steps and console page.
+    let rules = RuleSet::builtin();
+    let missing: std::collections::BTreeSet<String> = rules
+        .rules()
+        .iter()
+        .filter(|r| rules.check_of(r).is_some() && rules.rotation(r).is_none())
+        .map(|r| r.provider.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "providers without rotation steps: {missing:?}"
+    );
+    let github = rules.get("github-pat").unwrap();
+    assert!(rules
+        .rotation(github)
+        .unwrap()
+        .contains("https://github.com/settings/tokens"));
+}

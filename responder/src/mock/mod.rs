@@ -52,15 +52,21 @@ pub fn audit_events<'a>(audit: &'a str, event: &str) -> Vec<&'a str> {
     audit.lines().filter(|l| l.contains(&field)).collect()
 }
 
-/// A fake classic GitHub token: right shape, random body, not a real one.
+/// A fake classic GitHub token: right shape and checksum, random body,
+/// not a real one.
 pub fn fake_github_token() -> String {
-    let body: String = (0..36)
-        .map(|_| {
-            let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-            chars[rand::random_range(0..chars.len())] as char
-        })
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let random: String = (0..30)
+        .map(|_| BASE62[rand::random_range(0..BASE62.len())] as char)
         .collect();
-    format!("{}{}", "ghp_", body)
+    // GitHub's checksum: CRC32 of the random part, six base62 digits.
+    let mut v = u64::from(crc32fast::hash(random.as_bytes()));
+    let mut check = [b'0'; 6];
+    for slot in check.iter_mut().rev() {
+        *slot = BASE62[(v % 62) as usize];
+        v /= 62;
+    }
+    format!("{}{random}{}", "ghp_", String::from_utf8_lossy(&check))
 }
 
 /// A fake Slack bot token of the real shape: random digits and letters.

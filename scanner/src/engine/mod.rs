@@ -846,6 +846,9 @@ impl Engine {
         ent: f64,
     ) -> Verdict {
         let secret = &hay[span.start..span.end];
+        if rule.exact {
+            return Verdict::Keep;
+        }
         if rule
             .entropy
             .is_some_and(|min| ent < entropy_floor(min, secret))

@@ -35,6 +35,11 @@ pub struct ProviderSpec {
     /// by default (`--verify` and `revoke`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// How a person issues a replacement for a leaked secret (the console
+    /// page, or the CLI/API call): `keyburn incident`'s rotation steps.
+    /// A check's own `revoke.manual` (roll it in the console) comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<String>,
     #[serde(default)]
     pub check: BTreeMap<String, CheckSpec>,
 }

@@ -217,6 +217,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             window: None,
             paths: gl.path.iter().map(|p| re2_to_rust(p)).collect(),
             placeholder_filter: true,
+            exact: false,
             path_only,
             requires: None,
             allow,

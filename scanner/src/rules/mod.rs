@@ -221,6 +221,21 @@ impl RuleSet {
         Some((family, spec, check))
     }
 
+    /// How a person replaces a leaked secret of `rule`: its check's
+    /// manual steps and console page (the most specific), else its
+    /// provider's `rotate`.
+    pub fn rotation(&self, rule: &Rule) -> Option<String> {
+        let (_, spec, check) = self.check_of(rule)?;
+        let manual = check.revoke.as_ref().and_then(|r| {
+            let steps = r.manual.clone()?;
+            Some(match &r.console {
+                Some(c) => format!("{steps} ({c})"),
+                None => steps,
+            })
+        });
+        manual.or_else(|| spec.rotate.clone())
+    }
+
     fn check_requirements(&self) -> Result<(), RuleError> {
         for rule in &self.rules {
             if let Some(check) = &rule.check {

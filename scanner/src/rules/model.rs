@@ -162,6 +162,10 @@ pub struct Rule {
     /// `EXAMPLE`, `${VAR}`...). On by default.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub placeholder_filter: bool,
+    /// A known secret searched for (`keyburn incident`'s inventory): every
+    /// match is reported, no filter or allow list applies.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact: bool,
     /// A rule on paths alone (gitleaks' rules with a `path` and no
     /// `regex`): a file whose path matches `paths` is a finding, whatever
     /// its content (a `.p12` keystore, say). The regex is not used.

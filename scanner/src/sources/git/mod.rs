@@ -58,7 +58,7 @@ pub enum GitError {
 }
 
 /// Which part of history to scan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HistoryOptions {
     /// Only commits reachable from this ref (default: every ref).
     pub branch: Option<String>,
@@ -75,10 +75,28 @@ pub struct HistoryOptions {
     /// Also scan blobs no walked commit reaches (dangling, stashed away,
     /// left behind by a rewritten history).
     pub all_objects: bool,
+    /// Blobs larger than this are skipped (and reported so).
     pub max_file_size: u64,
     /// Worker threads; 0 picks one per core.
     pub threads: usize,
     pub strategy: Strategy,
+}
+
+/// Every ref, every blob whatever its size, the oldest commit per finding.
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            branch: None,
+            since: None,
+            all_refs: false,
+            range: None,
+            all_commits: false,
+            all_objects: false,
+            max_file_size: u64::MAX,
+            threads: 0,
+            strategy: Strategy::Auto,
+        }
+    }
 }
 
 /// How a history scan finds what each commit introduced. Both strategies
