@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keyburn_responder::mock::{
-    audit_events, fake_github_token, start_mock, wait_for, wait_until_ok,
+    audit_events, fake_github_token, partner_keys, start_mock, wait_for, wait_until_ok,
+    PartnerSigner,
 };
 use keyburn_responder::queue::Queue;
 use keyburn_responder::signature::sign;
@@ -436,4 +437,155 @@ async fn three_replicas_on_postgres_one_killed_resolve_every_alert_once() {
     ]);
     let jobs: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
     assert_eq!(jobs.as_array().unwrap().len() as u64, ALERTS);
+}
+
+/// POST a partner batch to the server on `port`, signed by `signer` over
+/// `signed` (normally the body itself); the status and the answer.
+async fn report_tokens(
+    port: u16,
+    signer: &PartnerSigner,
+    key_id: &str,
+    body: &str,
+    signed: &str,
+) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/github-partner"))
+        .header("Content-Type", "application/json")
+        .header("Github-Public-Key-Identifier", key_id)
+        .header(
+            "Github-Public-Key-Signature",
+            signer.sign(signed.as_bytes()),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_batches_signed_by_githubs_key_are_labelled_and_revoked_forgeries_are_not() {
+    let (mock, murl) = start_mock().await;
+    let github = PartnerSigner::generate("key-1");
+    let forger = PartnerSigner::generate("key-1");
+    mock.lock().unwrap().partner_keys = partner_keys(&[&github]);
+    let (live, dead, foreign) = (
+        fake_github_token(),
+        fake_github_token(),
+        fake_github_token(),
+    );
+    mock.lock().unwrap().active.insert(live.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyburn.toml");
+    fs::write(
+        &config,
+        format!(
+            "[github]\nreconcile_interval_secs = 0\n\
+             [github.partner]\nkeys_url = \"{murl}/meta/public_keys/secret_scanning\"\n\
+             max_tokens = 4\ntypes = {{ acme_pat = \"github-pat\" }}\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = spawn(dir.path(), port, &murl, Some(&config), 0);
+    wait_ready(port).await;
+    let batch = json!([
+        {"token": live, "type": "acme_pat", "url": "https://github.com/o/r/blob/x/a.env", "source": "content"},
+        {"token": dead, "type": "acme_pat", "url": "https://github.com/o/r/blob/x/b.env", "source": "commit"},
+        {"token": foreign, "type": "someone_elses_token", "url": "https://gist.github.com/x", "source": "gist_content"},
+        {"token": "acme_not_a_token", "type": "acme_pat", "url": "https://github.com/o/r/issues/1", "source": "issue_comment"},
+    ])
+    .to_string();
+
+    let (status, feedback) = report_tokens(port, &github, "key-1", &batch, &batch).await;
+    assert_eq!(status, 200, "{feedback}");
+    let label = |token: &str| {
+        let hash = keyburn_responder::partner::token_hash(token);
+        feedback
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["token_hash"] == hash.as_str())
+            .map(|f| f["label"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no feedback for a token: {feedback}"))
+    };
+    assert_eq!(label(&live), "true_positive");
+    assert_eq!(label(&dead), "false_positive", "dead: not live");
+    assert_eq!(label(&foreign), "false_positive", "not a type of ours");
+    assert_eq!(label("acme_not_a_token"), "false_positive", "not the shape");
+    assert_eq!(feedback[2]["token_type"], "someone_elses_token");
+    wait_for("the live token to be revoked", || {
+        !mock.lock().unwrap().active.contains(&live)
+    })
+    .await;
+
+    // Forged, replayed over another body, unknown key, malformed,
+    // oversized, unsigned: refused, and nothing queued.
+    let calls = mock.lock().unwrap().revoke_calls;
+    let other = json!([{"token": fake_github_token(), "type": "acme_pat"}]).to_string();
+    for (signer, key, body, signed, want) in [
+        (&forger, "key-1", &batch, &batch, 401),
+        (&github, "key-1", &other, &batch, 401),
+        (&github, "key-9", &batch, &batch, 401),
+    ] {
+        let (status, answer) = report_tokens(port, signer, key, body, signed).await;
+        assert_eq!(status, want, "{answer}");
+        assert_eq!(answer, json!({"error": "unauthorized"}));
+    }
+    let fetches = mock.lock().unwrap().partner_key_fetches;
+    assert_eq!(fetches, 2, "fetched once, and once more for the unknown id");
+    let (status, _) = report_tokens(port, &github, "key-9", &batch, &batch).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        mock.lock().unwrap().partner_key_fetches,
+        fetches,
+        "an unknown id does not refetch again at once"
+    );
+    let malformed = r#"{"token": "x"}"#;
+    assert_eq!(
+        report_tokens(port, &github, "key-1", malformed, malformed)
+            .await
+            .0,
+        400
+    );
+    let five = json!(vec![json!({"token": "t", "type": "acme_pat"}); 5]).to_string();
+    assert_eq!(
+        report_tokens(port, &github, "key-1", &five, &five).await.0,
+        413
+    );
+    let unsigned = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/github-partner"))
+        .body(batch.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+
+    // The same batch again: the token's job exists; nothing is revoked twice.
+    let (status, _) = report_tokens(port, &github, "key-1", &batch, &batch).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mock.lock().unwrap().revoke_calls, calls);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The queue and the audit log hold no token in clear.
+    let audit = fs::read_to_string(dir.path().join("keyburn-data/audit.jsonl")).unwrap();
+    assert!(audit.contains("partner.accepted"), "{audit}");
+    assert!(audit.contains("\"event\":\"revoke\""), "{audit}");
+    let db = fs::read(dir.path().join("keyburn-data/queue.db")).unwrap();
+    let wal = fs::read(dir.path().join("keyburn-data/queue.db-wal")).unwrap_or_default();
+    for token in [&live, &dead] {
+        assert!(!audit.contains(token.as_str()));
+        let t = token.as_bytes();
+        assert!(
+            !db.windows(t.len()).any(|w| w == t),
+            "queue.db holds a token"
+        );
+        assert!(
+            !wal.windows(t.len()).any(|w| w == t),
+            "queue.db-wal holds a token"
+        );
+    }
 }

@@ -118,6 +118,32 @@ pub struct GitHub {
     pub reconcile_interval_secs: u64,
     /// Authenticate as a GitHub App instead of with `token`.
     pub app: Option<GitHubApp>,
+    /// The secret-scanning partner endpoint (`POST /webhooks/github-partner`).
+    #[serde(default)]
+    pub partner: Partner,
+}
+
+/// `[github.partner]`: for an organisation that issues tokens and receives
+/// GitHub's reports of them found in public.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    /// Where GitHub publishes its signing keys
+    /// (`KEYBURN_GITHUB_PARTNER_KEYS_URL` overrides).
+    #[serde(default = "default_partner_keys_url")]
+    pub keys_url: String,
+    /// GitHub's `type` for each of your token types, mapped to the keyburn
+    /// rule that recognises and revokes it (`acme_api_token =
+    /// "acme-api-key"`). A reported type not listed is not one of ours.
+    #[serde(default)]
+    pub types: std::collections::BTreeMap<String, String>,
+    /// Largest batch accepted (GitHub sends many tokens at once).
+    #[serde(default = "default_partner_max_tokens")]
+    pub max_tokens: usize,
+    /// Seconds the answer may take: validations still running then give
+    /// their token the label of what is known (GitHub waits 30 s).
+    #[serde(default = "default_partner_answer_secs")]
+    pub answer_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +306,15 @@ fn default_max_body() -> usize {
 fn default_webhook_secrets() -> Vec<String> {
     vec!["env:KEYBURN_WEBHOOK_SECRET".into()]
 }
+fn default_partner_keys_url() -> String {
+    "https://api.github.com/meta/public_keys/secret_scanning".into()
+}
+fn default_partner_max_tokens() -> usize {
+    1000
+}
+fn default_partner_answer_secs() -> u64 {
+    20
+}
 fn default_api_url() -> String {
     "https://api.github.com".into()
 }
@@ -341,7 +376,7 @@ macro_rules! defaults_from_serde {
         }
     )*};
 }
-defaults_from_serde!(Server, GitHub, Audit, Policy, Worker, AwsProvider);
+defaults_from_serde!(Server, GitHub, Partner, Audit, Policy, Worker, AwsProvider);
 
 impl Default for Config {
     fn default() -> Config {
@@ -352,7 +387,7 @@ impl Default for Config {
 impl Config {
     /// Read `path`, or the defaults when `None`; then apply the
     /// environment overrides (`KEYBURN_LISTEN`, `KEYBURN_GITHUB_API`,
-    /// `KEYBURN_DATA_DIR`).
+    /// `KEYBURN_GITHUB_PARTNER_KEYS_URL`, `KEYBURN_DATA_DIR`).
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cfg = match path {
             Some(p) => {
@@ -370,6 +405,9 @@ impl Config {
         }
         if let Some(v) = env_nonempty("KEYBURN_GITHUB_API") {
             cfg.github.api_url = v;
+        }
+        if let Some(v) = env_nonempty("KEYBURN_GITHUB_PARTNER_KEYS_URL") {
+            cfg.github.partner.keys_url = v;
         }
         if let Some(v) = env_nonempty("KEYBURN_DATA_DIR") {
             cfg.server.data_dir = v.into();
@@ -437,6 +475,10 @@ impl Config {
                 Some(self.providers.aws.iam_url.clone()),
             ),
             ("notify.webhook", self.notify.webhook.clone()),
+            (
+                "github.partner.keys_url",
+                Some(self.github.partner.keys_url.clone()),
+            ),
         ];
         let endpoint_keys: Vec<String> = self
             .providers
@@ -457,6 +499,24 @@ impl Config {
                     key: key.into(),
                     message: format!("{url:?} is not an http:// or https:// URL"),
                 });
+            }
+        }
+        if !self.github.partner.types.is_empty() {
+            let rules = keyburn_scanner::rules::RuleSet::builtin();
+            for (kind, id) in &self.github.partner.types {
+                let problem = match rules.get(id) {
+                    None => Some(format!("{id:?} is no rule (see `keyburn rules list`)")),
+                    Some(r) if rules.check_of(r).is_none() => {
+                        Some(format!("rule {id:?} has no provider check to revoke it"))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(message) = problem {
+                    errors.push(ConfigError::Value {
+                        key: format!("github.partner.types.{kind}"),
+                        message,
+                    });
+                }
             }
         }
         let shared = match self.queue_url() {

@@ -12,6 +12,7 @@ pub mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod notify;
+pub mod partner;
 pub mod providers;
 pub mod queue;
 pub mod server;

@@ -29,6 +29,7 @@ pub fn router(r: Arc<Responder>) -> Router {
     let limit = r.cfg.server.max_body_bytes;
     let app = Router::new()
         .route("/webhooks/github", post(webhook))
+        .route("/webhooks/github-partner", post(partner_webhook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz));
     // With a listen address of its own, /metrics is served only there.
@@ -327,7 +328,13 @@ async fn handle(
     // Only what the worker reads; the alert itself is re-read from GitHub.
     let payload = crate::worker::stored_payload(&ev.action);
     match r
-        .submit(delivery, ev.repository.full_name, number, payload)
+        .submit(
+            delivery,
+            ev.repository.full_name,
+            number,
+            payload,
+            "webhook",
+        )
         .await
     {
         Ok(Enqueued::Created(id)) => {
@@ -351,6 +358,191 @@ async fn handle(
         }
         Err(e) => unavailable(&e),
     }
+}
+
+/// `POST /webhooks/github-partner`: GitHub's report of tokens found in
+/// public. The signature is checked before anything else (401 and nothing
+/// more when it fails); each token of ours is queued durably before the
+/// answer, which is GitHub's feedback array: `true_positive` for a token
+/// of ours that is live or that keyburn can revoke, else
+/// `false_positive`.
+async fn partner_webhook(
+    State(r): State<Arc<Responder>>,
+    request: axum::extract::Request,
+) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let (status, outcome, resp) = match read_body(&r, &parts.headers, body).await {
+        Ok(body) => partner(&r, &parts.headers, body).await,
+        Err(refused) => refused,
+    };
+    r.metrics.count(
+        "keyburn_deliveries_total",
+        &[("event", "github_partner"), ("outcome", outcome)],
+    );
+    r.metrics
+        .observe("keyburn_webhook_ack_seconds", started.elapsed());
+    if status.is_client_error() || status.is_server_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            "partner delivery refused: {outcome}"
+        );
+    }
+    resp
+}
+
+async fn partner(
+    r: &Arc<Responder>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str, Response) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = r
+        .partner
+        .keys
+        .verify(
+            header("github-public-key-identifier"),
+            header("github-public-key-signature"),
+            &body,
+        )
+        .await
+    {
+        tracing::warn!(reason = %e, "partner delivery refused: bad or missing signature");
+        let resp = reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+        return (StatusCode::UNAUTHORIZED, "unauthorized", resp);
+    }
+    let reported: Vec<crate::partner::Reported> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let resp = reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("not a list of reported tokens: {e}")}),
+            );
+            return (StatusCode::BAD_REQUEST, "bad_request", resp);
+        }
+    };
+    let cfg = &r.cfg.github.partner;
+    if reported.len() > cfg.max_tokens {
+        let resp = reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"error": format!("{} tokens; at most {} a batch", reported.len(), cfg.max_tokens)}),
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, "too_large", resp);
+    }
+    // Ours: queued before the answer, so that an acknowledged token is
+    // never lost.
+    let rules: Vec<Option<String>> = reported
+        .iter()
+        .map(|t| r.partner.rule_of(&cfg.types, &t.kind, &t.token))
+        .collect();
+    let mut stored = Vec::new();
+    for (t, rule) in reported.iter().zip(&rules) {
+        let Some(rule) = rule else { continue };
+        let payload = json!({
+            "type": t.kind,
+            "rule": rule,
+            "url": t.url,
+            "source": t.source,
+            "sealed": r.sealer.seal(&t.token),
+        })
+        .to_string();
+        let delivery = crate::worker::Delivery::new(
+            format!("partner:{}", crate::partner::token_hash(&t.token)),
+            crate::partner::PARTNER_REPO.into(),
+            crate::partner::job_number(&t.token),
+            payload,
+            crate::worker::PARTNER,
+        );
+        match r.deliver(delivery.0) {
+            Ok(()) => stored.push(delivery.1),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    for rx in stored {
+        match rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return unavailable(&e),
+            Err(_) => return unavailable("the intake thread stopped"),
+        }
+    }
+    r.wake.notify_one();
+    // Labels: what is known without an answer (ours and revocable), then
+    // each token of ours validated, all within the answer's time.
+    let checkers: Vec<Option<Arc<crate::providers::Checker>>> = rules
+        .iter()
+        .map(|rule| {
+            rule.as_ref()
+                .and_then(|id| r.providers.for_rule(id))
+                .cloned()
+        })
+        .collect();
+    let mut labels: Vec<bool> = checkers
+        .iter()
+        .map(|c| c.as_ref().is_some_and(|c| c.revokes_by_api()))
+        .collect();
+    let deadline = Duration::from_secs(cfg.answer_secs.max(1));
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut checks = tokio::task::JoinSet::new();
+    for (i, (t, c)) in reported.iter().zip(&checkers).enumerate() {
+        let Some(c) = c.clone().filter(|c| c.validates()) else {
+            continue;
+        };
+        let (token, permits) = (t.token.clone(), Arc::clone(&permits));
+        checks.spawn(async move {
+            let _p = permits.acquire_owned().await;
+            let v = c.validate(&crate::providers::Secret::new(token)).await;
+            let label = match v {
+                Ok(v) if v.validity == crate::providers::Validity::Active => Some(true),
+                Ok(v) if v.validity == crate::providers::Validity::Inactive => Some(false),
+                _ => None,
+            };
+            (i, label)
+        });
+    }
+    let _ = tokio::time::timeout(deadline, async {
+        while let Some(Ok((i, label))) = checks.join_next().await {
+            if let Some(l) = label {
+                labels[i] = l;
+            }
+        }
+    })
+    .await;
+    checks.abort_all();
+    let feedback: Vec<crate::partner::Feedback> = reported
+        .iter()
+        .zip(&labels)
+        .map(|(t, &ours)| crate::partner::Feedback {
+            token_hash: crate::partner::token_hash(&t.token),
+            token_type: t.kind.clone(),
+            label: if ours {
+                "true_positive"
+            } else {
+                "false_positive"
+            }
+            .into(),
+        })
+        .collect();
+    let ours = rules.iter().filter(|r| r.is_some()).count();
+    let record = crate::audit::Record {
+        event: "partner.reported".into(),
+        actor: "github".into(),
+        outcome: "accepted".into(),
+        detail: [
+            ("tokens".to_string(), reported.len().into()),
+            ("ours".to_string(), ours.into()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    if let Err(e) = r.audit.append_async(vec![record]).await {
+        tracing::error!("audit log: {e}");
+    }
+    (
+        StatusCode::OK,
+        "accepted",
+        (StatusCode::OK, Json(feedback)).into_response(),
+    )
 }
 
 fn unavailable(error: &str) -> (StatusCode, &'static str, Response) {

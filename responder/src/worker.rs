@@ -17,6 +17,7 @@
 //! (it stalled past the lease and another took the job) is stopped and its
 //! results are refused by the queue.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +49,9 @@ pub const STEPS: &[&str] = &[
 ];
 
 const ACTOR: &str = "keyburn-serve";
+
+/// The source of jobs the partner endpoint queues.
+pub const PARTNER: &str = "partner";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -85,8 +89,37 @@ pub struct Responder {
     pub metrics_token: Option<String>,
     /// Signalled when a job is enqueued.
     pub wake: tokio::sync::Notify,
+    /// The partner endpoint's keys and the rules its types map to.
+    pub partner: Partner,
+    /// Seals partner tokens for the queue.
+    pub sealer: crate::partner::Sealer,
     /// The data directory's lock, held while the responder lives.
     _data_dir: crate::datadir::DataDir,
+}
+
+/// The partner endpoint's pieces.
+pub struct Partner {
+    pub keys: crate::partner::PartnerKeys,
+    /// The rules `[github.partner] types` names, to tell a token of ours
+    /// by its shape.
+    pub engine: keyburn_scanner::Engine,
+}
+
+impl Partner {
+    /// The rule of a reported token: its type's, when the token has that
+    /// rule's shape (and checksum) from end to end.
+    pub fn rule_of(
+        &self,
+        types: &BTreeMap<String, String>,
+        kind: &str,
+        token: &str,
+    ) -> Option<String> {
+        let rule = types.get(kind)?;
+        let whole = self.engine.scan(token.as_bytes()).into_iter().any(|m| {
+            m.start == 0 && m.end == token.len() && self.engine.rules()[m.rule].id == *rule
+        });
+        whole.then(|| rule.clone())
+    }
 }
 
 /// A delivery waiting for its group commit.
@@ -95,7 +128,34 @@ pub struct Delivery {
     pub repo: String,
     pub alert_number: u64,
     pub payload: String,
+    /// `webhook`, or `partner` (which starts at `decide`: there is no
+    /// alert to fetch).
+    pub source: &'static str,
     pub reply: tokio::sync::oneshot::Sender<Result<Enqueued, String>>,
+}
+
+/// How a delivery's commit ends: its job, or why it could not be stored.
+pub type Committed = tokio::sync::oneshot::Receiver<Result<Enqueued, String>>;
+
+impl Delivery {
+    pub fn new(
+        id: String,
+        repo: String,
+        alert_number: u64,
+        payload: String,
+        source: &'static str,
+    ) -> (Delivery, Committed) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let d = Delivery {
+            id,
+            repo,
+            alert_number,
+            payload,
+            source,
+            reply,
+        };
+        (d, rx)
+    }
 }
 
 /// Largest group commit.
@@ -120,9 +180,13 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
                 delivery: Some(&d.id),
                 repo: &d.repo,
                 alert_number: d.alert_number,
-                source: "webhook",
+                source: d.source,
                 payload: &d.payload,
-                step: "fetch",
+                step: if d.source == PARTNER {
+                    "decide"
+                } else {
+                    "fetch"
+                },
             })
             .collect();
         // The records of the jobs a batch created.
@@ -132,7 +196,11 @@ fn intake(q: Arc<Mutex<Queue>>, audit: Arc<AuditLog>, rx: std::sync::mpsc::Recei
                 .zip(outcomes)
                 .filter(|(_, o)| matches!(o, Enqueued::Created(_)))
                 .map(|(d, _)| Record {
-                    event: "webhook.accepted".into(),
+                    event: if d.source == PARTNER {
+                        "partner.accepted".into()
+                    } else {
+                        "webhook.accepted".into()
+                    },
                     actor: "github".into(),
                     delivery: Some(d.id.clone()),
                     alert: Some(format!("{}#{}", d.repo, d.alert_number)),
@@ -444,7 +512,25 @@ impl Responder {
                 "no AWS credentials (providers.aws): AWS keys will be notified, not revoked".into(),
             );
         }
-        let providers = Registry::new(&keyburn_scanner::rules::RuleSet::builtin(), &http, &options);
+        let rules = keyburn_scanner::rules::RuleSet::builtin();
+        let providers = Registry::new(&rules, &http, &options);
+        let partner = {
+            let mut mapped = rules.clone();
+            let wanted: std::collections::BTreeSet<&String> =
+                cfg.github.partner.types.values().collect();
+            mapped.retain(|r| wanted.contains(&r.id));
+            Partner {
+                keys: crate::partner::PartnerKeys::new(
+                    &cfg.github.partner.keys_url,
+                    cfg.github_token()?,
+                    http.clone(),
+                ),
+                engine: keyburn_scanner::Engine::new(mapped).map_err(|e| ConfigError::Value {
+                    key: "github.partner.types".into(),
+                    message: e.to_string(),
+                })?,
+            }
+        };
         let notifier = Notifier::new(http, cfg.slack_webhook()?, cfg.notify.webhook.clone());
         let r = Responder {
             verifier: Verifier::new(cfg.webhook_secrets()?),
@@ -457,6 +543,8 @@ impl Responder {
             metrics: Metrics::default(),
             metrics_token: cfg.metrics_token()?,
             wake: tokio::sync::Notify::new(),
+            partner,
+            sealer: crate::partner::Sealer::new(key.as_bytes()),
             cfg,
             _data_dir: data_dir,
         };
@@ -485,20 +573,20 @@ impl Responder {
         repo: String,
         alert_number: u64,
         payload: String,
+        source: &'static str,
     ) -> Result<Enqueued, String> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let d = Delivery {
-            id,
-            repo,
-            alert_number,
-            payload,
-            reply,
-        };
-        self.intake
-            .send(d)
-            .map_err(|_| "the intake thread stopped".to_string())?;
+        let (d, rx) = Delivery::new(id, repo, alert_number, payload, source);
+        self.deliver(d)?;
         rx.await
             .map_err(|_| "the intake thread stopped".to_string())?
+    }
+
+    /// Hand a delivery to the intake thread; its receiver says when it is
+    /// committed. Deliveries handed over together share a commit.
+    pub fn deliver(&self, d: Delivery) -> Result<(), String> {
+        self.intake
+            .send(d)
+            .map_err(|_| "the intake thread stopped".to_string())
     }
 
     /// Write an audit record; a failure is logged (the action happened
@@ -751,18 +839,57 @@ impl Responder {
         }
     }
 
+    /// The check of a GitHub `secret_type`, or of a partner job's rule
+    /// (`partner:<rule id>`).
+    fn checker(&self, secret_type: &str) -> Option<&Arc<Checker>> {
+        match secret_type.strip_prefix("partner:") {
+            Some(rule) => self.providers.for_rule(rule),
+            None => self.providers.for_github_type(secret_type),
+        }
+    }
+
     /// The check that revokes `secret_type` through an API, if any.
     fn provider(&self, secret_type: &str) -> Option<&Checker> {
-        self.providers
-            .for_github_type(secret_type)
+        self.checker(secret_type)
             .filter(|c| c.revokes_by_api())
             .map(|c| c.as_ref())
     }
 
     /// What a person does to revoke `secret_type`, where no API can.
     fn manual_steps(&self, secret_type: &str) -> Option<String> {
-        let c = self.providers.for_github_type(secret_type)?;
-        c.manual()
+        self.checker(secret_type)?.manual()
+    }
+
+    /// A partner job's token as an alert: the sealed token opened, its
+    /// rule as the secret type. There is no alert at GitHub to fetch or
+    /// resolve.
+    fn partner_alert(&self, job: &crate::queue::Job) -> Result<Alert, StepError> {
+        let p: Map<String, Value> = serde_json::from_str(&job.payload).unwrap_or_default();
+        let field = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+        let permanent = |message: &str| StepError::Failed {
+            message: message.into(),
+            failure: Failure::Permanent,
+        };
+        let token = field("sealed")
+            .and_then(|s| self.sealer.open(&s))
+            .ok_or_else(|| {
+                permanent(
+                    "the token cannot be unsealed (another audit key, or its payload was pruned)",
+                )
+            })?;
+        let rule = field("rule").ok_or_else(|| permanent("a partner job without its rule"))?;
+        Ok(Alert {
+            number: job.alert_number,
+            state: "open".into(),
+            resolution: None,
+            secret_type: format!("partner:{rule}"),
+            secret_type_display_name: field("type"),
+            secret: token,
+            html_url: field("url"),
+            publicly_leaked: true,
+            repository: None,
+            resolved_by: None,
+        })
     }
 
     /// Record, under the lease, that `step`'s outside call is about to be
@@ -803,7 +930,12 @@ impl Responder {
         alert_ref: &str,
         ctx: &mut Context,
     ) -> Result<(), StepError> {
-        let alert = self.github.alert(&job.repo, job.alert_number).await?;
+        let partner = job.source == PARTNER;
+        let alert = if partner {
+            self.partner_alert(job)?
+        } else {
+            self.github.alert(&job.repo, job.alert_number).await?
+        };
         let secret_ref = self.audit.secret_ref(&alert.secret);
         let mut step = job.step.clone();
         loop {
@@ -828,7 +960,13 @@ impl Responder {
                 "decide" => {
                     let public =
                         alert.publicly_leaked || payload_action(&job.payload) == "publicly_leaked";
-                    let mut action = self.cfg.decide(&alert.secret_type, &job.repo, public);
+                    // GitHub reports a partner's own tokens found in public:
+                    // they are revoked (a dry run still changes nothing).
+                    let mut action = if partner {
+                        Action::Revoke
+                    } else {
+                        self.cfg.decide(&alert.secret_type, &job.repo, public)
+                    };
                     let provider = self.provider(&alert.secret_type);
                     if action == Action::Revoke && provider.is_none() {
                         action = Action::Notify;
@@ -861,7 +999,11 @@ impl Responder {
                 "revoke" => {
                     // A person may have closed the alert since the job was
                     // queued (a false positive, say): their word stands.
-                    let now = self.github.alert(&job.repo, job.alert_number).await?;
+                    let now = if partner {
+                        alert.clone()
+                    } else {
+                        self.github.alert(&job.repo, job.alert_number).await?
+                    };
                     if now.state != "open" {
                         let by = now.resolved_by.as_ref().map_or("someone", |u| &u.login);
                         let why = now.resolution.as_deref().unwrap_or("closed");
@@ -1003,7 +1145,11 @@ impl Responder {
                         })
                         .await;
                     }
-                    "resolve"
+                    if partner {
+                        "notify"
+                    } else {
+                        "resolve"
+                    }
                 }
                 "resolve" => {
                     // The alert as this run fetched it: after a crash

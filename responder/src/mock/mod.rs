@@ -117,6 +117,62 @@ pub struct Mock {
     pub installation_tokens: Vec<String>,
     /// Texts posted to the Slack incoming webhook at `/slack-hook`.
     pub slack_messages: Vec<String>,
+    /// What `/meta/public_keys/secret_scanning` serves (GitHub's partner
+    /// signing keys), and how often it was asked.
+    pub partner_keys: Value,
+    pub partner_key_fetches: usize,
+}
+
+/// A partner-program signing key, as GitHub holds one: signs bodies the
+/// way GitHub signs partner deliveries (base64 DER ECDSA P-256, SHA-256).
+pub struct PartnerSigner {
+    pub key_identifier: String,
+    key: p256::ecdsa::SigningKey,
+}
+
+impl PartnerSigner {
+    /// A fresh random key.
+    pub fn generate(key_identifier: &str) -> PartnerSigner {
+        let key = loop {
+            if let Ok(k) = p256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
+                break k;
+            }
+        };
+        PartnerSigner {
+            key_identifier: key_identifier.to_string(),
+            key,
+        }
+    }
+
+    /// The `Github-Public-Key-Signature` of `body`.
+    pub fn sign(&self, body: &[u8]) -> String {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        let sig: p256::ecdsa::Signature = self.key.sign(body);
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    }
+
+    /// This key as an entry of GitHub's keys document.
+    pub fn published(&self) -> Value {
+        use p256::pkcs8::EncodePublicKey as _;
+        let pem = self
+            .key
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .expect("a P-256 key encodes");
+        json!({"key_identifier": self.key_identifier, "key": pem, "is_current": true})
+    }
+}
+
+/// GitHub's partner keys document listing `signers`.
+pub fn partner_keys(signers: &[&PartnerSigner]) -> Value {
+    json!({"public_keys": signers.iter().map(|s| s.published()).collect::<Vec<_>>()})
+}
+
+async fn partner_keys_route(State(m): State<Shared>) -> Json<Value> {
+    let mut m = m.lock().unwrap();
+    m.partner_key_fetches += 1;
+    Json(m.partner_keys.clone())
 }
 
 impl Mock {
@@ -341,6 +397,7 @@ pub async fn start_mock_on(port: u16) -> (Shared, String) {
             get(alert_locations),
         )
         .route("/slack-hook", post(slack_hook))
+        .route("/meta/public_keys/secret_scanning", get(partner_keys_route))
         .route("/credentials/revoke", post(revoke))
         .route(
             "/app/installations/{id}/access_tokens",

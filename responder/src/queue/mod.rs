@@ -88,7 +88,8 @@ pub struct Job {
     /// `webhook`, `reconcile` or `cli`.
     pub source: String,
     pub delivery: Option<String>,
-    /// The webhook's (or the alert listing's) JSON; never the secret.
+    /// The webhook's (or the alert listing's) JSON; never a secret in
+    /// clear (a partner job's token is sealed: see [`crate::partner`]).
     pub payload: String,
     pub state: State,
     /// The next step to run.
