@@ -85,7 +85,7 @@ pub struct Job {
     pub id: i64,
     pub repo: String,
     pub alert_number: u64,
-    /// `webhook`, `reconcile` or `cli`.
+    /// `webhook`, `reconcile`, `cli` or `partner`.
     pub source: String,
     pub delivery: Option<String>,
     /// The webhook's (or the alert listing's) JSON; never a secret in
