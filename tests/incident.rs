@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use common::git;
@@ -35,32 +35,34 @@ fn leaky_repo(dir: &Path, token: &str) -> String {
     added
 }
 
-/// Run keyburn off the async threads, `input` on stdin.
+/// Start keyburn with `input` on stdin, outside any configuration.
+fn start(args: &[String], input: &str, env: &[(&str, String)]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyburn"))
+        .args(args)
+        .env_remove("KEYBURN_AUDIT_HMAC_KEY")
+        .env_remove("KEYBURN_GITHUB_TOKEN")
+        .env_remove("KEYBURN_CONFIG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child
+}
+
+/// Run keyburn to its end, off the async threads.
 async fn keyburn(args: Vec<String>, input: &str, env: Vec<(&str, String)>) -> Output {
-    let input = input.to_string();
-    let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keyburn"))
-            .args(&args)
-            .env_remove("KEYBURN_AUDIT_HMAC_KEY")
-            .env_remove("KEYBURN_GITHUB_TOKEN")
-            .env_remove("KEYBURN_CONFIG")
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
+    let child = start(&args, input, &env);
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -214,20 +216,7 @@ async fn a_run_cut_short_mid_revocation_is_checked_not_repeated() {
     leaky_repo(repo.path(), &token);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("inc");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyburn"))
-        .args(incident_args(repo.path(), &out, &url))
-        .env_remove("KEYBURN_AUDIT_HMAC_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
+    let mut child = start(&incident_args(repo.path(), &out, &url), &token, &[]);
     let m2: Shared = mock.clone();
     wait_for("the revocation call", move || {
         m2.lock().unwrap().revoke_calls == 1
