@@ -175,30 +175,31 @@ async fn a_leaked_github_token_is_revoked_confirmed_resolved_notified_and_audite
     assert_eq!(r.alert("d-1", "created", 1).await, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let m = mock.lock().unwrap();
-    assert!(!m.active.contains(&token), "the token is dead");
-    assert_eq!(m.revoke_calls, 1);
-    assert_eq!(m.patches.len(), 1);
-    assert_eq!(m.patches[0]["resolution"], "revoked");
-    assert!(m.patches[0]["resolution_comment"]
-        .as_str()
-        .unwrap()
-        .contains("github"));
-    let n = &m.notices[0];
-    assert_eq!(n["outcome"], "revoked");
-    assert_eq!(n["secret_masked"], "ghp_********");
-    assert_eq!(n["locations"][0], "config/app.env:3@0123456789ab");
-    let slack = &m.slack_messages[0];
-    assert!(
-        slack.contains("github_personal_access_token") && slack.contains("acme/app"),
-        "{slack}"
-    );
-    assert!(
-        slack.contains("config/app.env:3") && !slack.contains(&token),
-        "{slack}"
-    );
-    assert!(!n.to_string().contains(&token));
-    drop(m);
+    {
+        let m = mock.lock().unwrap();
+        assert!(!m.active.contains(&token), "the token is dead");
+        assert_eq!(m.revoke_calls, 1);
+        assert_eq!(m.patches.len(), 1);
+        assert_eq!(m.patches[0]["resolution"], "revoked");
+        assert!(m.patches[0]["resolution_comment"]
+            .as_str()
+            .unwrap()
+            .contains("github"));
+        let n = &m.notices[0];
+        assert_eq!(n["outcome"], "revoked");
+        assert_eq!(n["secret_masked"], "ghp_********");
+        assert_eq!(n["locations"][0], "config/app.env:3@0123456789ab");
+        let slack = &m.slack_messages[0];
+        assert!(
+            slack.contains("github_personal_access_token") && slack.contains("acme/app"),
+            "{slack}"
+        );
+        assert!(
+            slack.contains("config/app.env:3") && !slack.contains(&token),
+            "{slack}"
+        );
+        assert!(!n.to_string().contains(&token));
+    }
 
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(

@@ -26,7 +26,7 @@ fn corpus(size: usize, with_secrets: bool) -> Vec<u8> {
     let mut i = 0usize;
     while out.len() < size {
         out.extend_from_slice(lines[i % lines.len()].as_bytes());
-        if with_secrets && i % 997 == 0 {
+        if with_secrets && i.is_multiple_of(997) {
             out.extend_from_slice(b"AWS_ACCESS_KEY_ID=AKIA");
             out.extend_from_slice(b"Q7XK2M4PZ6RB3TVN\n");
         }

@@ -376,6 +376,15 @@ impl LineIndex {
     }
 }
 
+
+/// Seconds since the epoch as an RFC 3339 UTC timestamp; empty for a time
+/// no calendar holds (a commit with a garbled date).
+pub fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,12 +431,4 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(i64::MAX), "");
     }
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC timestamp; empty for a time
-/// no calendar holds (a commit with a garbled date).
-pub fn rfc3339(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

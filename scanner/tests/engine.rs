@@ -57,7 +57,7 @@ fn a_wrong_checksum_silences_generic_rules_too() {
     // ghp_ + 36 alphanumerics whose last six are not the CRC of the rest.
     let token = format!("{}{}", "ghp_", "Zx8Kq2Lm7Vb4Nc1Rt6Yw3Ps9Dh5Gf0JaAAAA");
     assert_eq!(
-        scan_ids(&engine, &format!("token: {token}\n")),
+        scan_ids(engine, &format!("token: {token}\n")),
         Vec::<String>::new()
     );
 }
@@ -66,9 +66,9 @@ fn a_wrong_checksum_silences_generic_rules_too() {
 fn a_paired_secret_key_needs_its_key_id_nearby() {
     let engine = builtin();
     let alone = format!("value,{}\n", aws_secret());
-    assert!(!scan_ids(&engine, &alone).contains(&"aws-secret-access-key-paired".to_string()));
+    assert!(!scan_ids(engine, &alone).contains(&"aws-secret-access-key-paired".to_string()));
     let paired = format!("{},{}\n", aws_key_id(), aws_secret());
-    let found = scan_ids(&engine, &paired);
+    let found = scan_ids(engine, &paired);
     assert!(
         found.contains(&"aws-access-key-id".to_string()),
         "{found:?}"
@@ -78,7 +78,7 @@ fn a_paired_secret_key_needs_its_key_id_nearby() {
         "{found:?}"
     );
     let far = format!("{}\n{}\n{}\n", aws_key_id(), "#".repeat(2000), aws_secret());
-    assert!(!scan_ids(&engine, &far).contains(&"aws-secret-access-key-paired".to_string()));
+    assert!(!scan_ids(engine, &far).contains(&"aws-secret-access-key-paired".to_string()));
 }
 
 #[test]
@@ -89,16 +89,16 @@ fn context_rules_only_fire_near_their_keyword() {
         "MTk4NjIyNDgzNDcxOTI1MjQ4", "Cl2FMQ", "ZnCjm1XVW7vRze4b7Cq4se7kKWs-abD2F3Y7d"
     );
     let near = format!("DISCORD_BOT_TOKEN={token}\n");
-    assert_eq!(scan_ids(&engine, &near), ["discord-bot-token"]);
+    assert_eq!(scan_ids(engine, &near), ["discord-bot-token"]);
     let far = format!("discord\n{}\nvalue={token}\n", "x ".repeat(2000));
-    assert!(!scan_ids(&engine, &far).contains(&"discord-bot-token".to_string()));
+    assert!(!scan_ids(engine, &far).contains(&"discord-bot-token".to_string()));
 }
 
 #[test]
 fn one_secret_yields_one_match_and_provider_rules_win_ties() {
     let engine = builtin();
     let key = format!("{}_{}_{}", "sk", "test", "4eC39HqLyjWDarjtT1zdp7dc");
-    let found = scan_ids(&engine, &format!("stripe.api_key = \"{key}\"\n"));
+    let found = scan_ids(engine, &format!("stripe.api_key = \"{key}\"\n"));
     assert_eq!(found, ["stripe-test-key"]);
 }
 
