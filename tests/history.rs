@@ -1006,3 +1006,39 @@ fn gitleaks_commit_allowlists_accept_history_findings_of_those_commits() {
         "{stderr}"
     );
 }
+
+/// Rules limited to some paths (`.netrc`, `config/master.key`) find their
+/// secrets in history whichever the strategy, and only at those paths:
+/// the packs strategy scans blobs before it knows their paths, then again
+/// the ones found where such a rule may take them.
+#[test]
+fn credential_file_rules_find_history_secrets_only_at_their_paths() {
+    let dir = repo();
+    let netrc = "machine api.acme.io login deploy password Winter2024\n";
+    let master = "3f9a0c7e5b2d4186a9f0e3c7b5d2a418\n";
+    commit_file(dir.path(), "home/.netrc", netrc, "netrc");
+    commit_file(dir.path(), "docs/netrc-example.txt", netrc, "docs");
+    commit_file(dir.path(), "config/master.key", master, "key");
+    let stray = commit_file(dir.path(), "backup/master.key", master, "stray");
+    git(
+        dir.path(),
+        &["rm", "-q", "home/.netrc", "config/master.key"],
+    );
+    git(dir.path(), &["commit", "-q", "-m", "remove"]);
+    let (doc, code, _) = scan_json(dir.path(), &["--all-commits"]);
+    assert_eq!(code, 1);
+    let mut got: Vec<(String, String)> = findings(&doc)
+        .into_iter()
+        .map(|(path, secret, _)| (path, secret))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("config/master.key".to_string(), master.trim().to_string()),
+            ("home/.netrc".to_string(), "Winter2024".to_string()),
+        ],
+        "{doc}"
+    );
+    assert!(!findings(&doc).iter().any(|(_, _, c)| *c == stray));
+}

@@ -15,6 +15,7 @@
 pub mod decode;
 mod filters;
 mod hyperscan;
+pub mod names;
 mod prefilter;
 mod stage_one;
 
@@ -272,6 +273,8 @@ pub struct Engine {
     unconditional: Vec<u32>,
     /// Rules on paths alone (see [`Engine::path_findings`]).
     path_rules: Vec<usize>,
+    /// Rules with a regex that run only on some paths (`paths`).
+    path_limited: Vec<usize>,
     /// For each rule with a requirement: (index of the required rule, within).
     requirements: Vec<Option<(usize, usize)>>,
     global: Global,
@@ -327,10 +330,14 @@ impl Engine {
         let mut triggers: Vec<Vec<Trigger>> = Vec::new();
         let mut unconditional = Vec::new();
         let mut path_rules = Vec::new();
+        let mut path_limited = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             if rule.path_only {
                 path_rules.push(i);
                 continue;
+            }
+            if !rule.paths.is_empty() {
+                path_limited.push(i);
             }
             if rule.keywords.is_empty() {
                 unconditional.push(i as u32);
@@ -376,6 +383,7 @@ impl Engine {
             triggers,
             unconditional,
             path_rules,
+            path_limited,
             requirements,
             global,
             explain: None,
@@ -433,21 +441,38 @@ impl Engine {
         self.scan_filtered(hay, None, None, scratch, out, |c| path_allowed(c, path));
     }
 
-    /// Scan content that lives at several paths (a git blob): every rule
-    /// runs, whatever its path filters; check each path with
-    /// [`Engine::applies_to`] before reporting a match there.
-    pub fn scan_blob(&self, hay: &[u8], scratch: &mut Scratch, out: &mut Vec<RawMatch>) {
-        self.scan_filtered(hay, None, None, scratch, out, |_| true);
+    /// Scan a git blob found at `paths`: every rule that may take it at one
+    /// of them (a rule limited to other paths would compete for bytes with
+    /// the rules that count there, and be dropped at every path). Check
+    /// each path with [`Engine::applies_to`] before reporting a match there.
+    pub fn scan_blob_at<'p>(
+        &self,
+        paths: impl Iterator<Item = &'p str>,
+        hay: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+    ) {
+        let placed: Vec<&str> = if self.path_limited.is_empty() {
+            Vec::new()
+        } else {
+            paths.filter(|p| !self.path_ignored(p)).collect()
+        };
+        self.scan_filtered(hay, None, None, scratch, out, |c| {
+            c.only_paths.is_empty() || placed.iter().any(|p| path_allowed(c, Some(p)))
+        });
     }
 
-    /// [`Engine::scan_blob`] with stage one done by the caller: `hits` must
-    /// hold every keyword occurrence in `hay` (as [`Engine::keyword_hits`]
-    /// finds them); the findings are then exactly `scan_blob`'s. A caller
-    /// that knows most of `hay` is a copy of an already scanned buffer (a
-    /// git delta) can take that part's hits from it.
-    /// `fresh`, when given, are the only ranges where encoded text is
-    /// looked for (the rest was decoded with the buffer it was copied from).
-    pub fn scan_blob_with_hits(
+    /// Scan a git blob before its paths are known, without the rules
+    /// limited to some paths (a blob found where one of them may take it
+    /// is scanned again with [`Engine::scan_blob_at`]). Stage one is done
+    /// by the caller: `hits` must hold every keyword occurrence in `hay`
+    /// (as [`Engine::keyword_hits`] finds them); the findings are then
+    /// exactly `scan_blob_at`'s for paths no such rule takes. A caller that
+    /// knows most of `hay` is a copy of an already scanned buffer (a git
+    /// delta) can take that part's hits from it. `fresh`, when given, are
+    /// the only ranges where encoded text is looked for (the rest was
+    /// decoded with the buffer it was copied from).
+    pub fn scan_unplaced_with_hits(
         &self,
         hay: &[u8],
         hits: &[KeywordHit],
@@ -455,7 +480,31 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
     ) {
-        self.scan_filtered(hay, Some(hits), fresh, scratch, out, |_| true);
+        self.scan_filtered(hay, Some(hits), fresh, scratch, out, |c| {
+            c.only_paths.is_empty()
+        });
+    }
+
+    /// Whether a rule limited to some paths may take the file at `path`.
+    pub fn path_limited_applies(&self, path: &str) -> bool {
+        !self.path_limited.is_empty()
+            && !self.path_ignored(path)
+            && self.path_limited.iter().any(|&r| {
+                self.compiled(r)
+                    .is_some_and(|c| path_allowed(c, Some(path)))
+            })
+    }
+
+    /// Tests on file names for the rules limited to some paths: `None`
+    /// when there are none; `Some(None)` when some cannot be judged by a
+    /// name (then every file may be taken).
+    pub fn path_limited_names(&self) -> Option<Option<names::NameFilter>> {
+        if self.path_limited.is_empty() {
+            return None;
+        }
+        Some(names::NameFilter::new(self.path_limited.iter().flat_map(
+            |&r| self.rules[r].paths.iter().map(String::as_str),
+        )))
     }
 
     /// Every keyword occurrence lying wholly inside `hay[range]`, with

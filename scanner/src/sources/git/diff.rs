@@ -431,7 +431,7 @@ fn scan_bytes(
         return vec![(skipped(id, occ, reason), None)];
     }
     matches.clear();
-    engine.scan_blob(hay, scratch, matches);
+    engine.scan_blob_at(occ.iter().map(|o| &*o.path), hay, scratch, matches);
     let mut events = finding_events(engine, occ, hay, matches);
     events.push((
         Event::Scanned {

@@ -42,6 +42,7 @@ use super::plumbing::pack::{Layout, Pack, Visit};
 use super::plumbing::tree::{entry_at, EntryKind};
 use super::plumbing::{loose_objects, release_freed_memory, stream, WorkerPanic};
 use super::{HistoryOptions, HistorySummary, Strategy};
+use crate::engine::names::{NameCache, NameFilter};
 use crate::engine::{KeywordHit, RawMatch, Scratch};
 use crate::sources::{Event, SkipReason};
 use crate::Engine;
@@ -134,7 +135,7 @@ impl BlobState {
             self.matches.clear();
             let (scratch, matches) = (&mut self.scratch, &mut self.matches);
             let fresh = delta.then_some(self.regions.as_slice());
-            engine.scan_blob_with_hits(data, &keywords, fresh, scratch, matches);
+            engine.scan_unplaced_with_hits(data, &keywords, fresh, scratch, matches);
         }
         if let Some(v) = visit {
             if self.levels.len() <= v.level {
@@ -251,10 +252,15 @@ pub(super) fn scan(
         from_packs,
     } = stored;
     // Path-only rules judge every path: then every blob entry is kept.
+    // Rules limited to some paths were left out of the blob phase: the
+    // entries whose name they may take are kept, and scanned for them.
+    let names = engine.path_limited_names();
+    let all_blobs = engine.has_path_rules() || matches!(names, Some(None));
     let watch = Watch::new(
         hits.keys().copied().collect(),
         known,
-        engine.has_path_rules(),
+        all_blobs,
+        names.flatten(),
     );
     let mut table = tree_phase(repo, pool, layouts, &watch)?;
     release_freed_memory();
@@ -428,6 +434,7 @@ fn report(
     attribution::drop_ignored(repo, &mut blobs);
     let mut details = CommitDetails::new(repo.clone(), commits);
     details.attach(attribution::path_findings(engine, &blobs), on_event);
+    rescan_placed(engine, repo, &blobs, &mut hits);
     blobs.retain(|(id, _)| hits.contains_key(id));
     if opts.all_objects {
         let reached: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
@@ -469,6 +476,46 @@ fn report(
     }
 }
 
+/// Scan again, with every rule, the blobs found at a path that a rule
+/// limited to some paths may take (the blob phase left those rules out):
+/// their matches replace the blob phase's.
+fn rescan_placed(
+    engine: &Engine,
+    repo: &gix::Repository,
+    blobs: &[attribution::Blob],
+    hits: &mut HashMap<ObjectId, Hit>,
+) {
+    let mut buf = Vec::new();
+    let mut scratch = Scratch::default();
+    for (id, occ) in blobs {
+        if !occ.iter().any(|o| engine.path_limited_applies(&o.path)) {
+            continue;
+        }
+        if matches!(
+            hits.get(id),
+            Some(Hit::Skipped(_) | Hit::Unreadable(_) | Hit::Missing)
+        ) {
+            continue;
+        }
+        // Unreadable now: the report says so when it reads it again.
+        let Ok(Some(d)) = repo.objects.try_find(id, &mut buf) else {
+            continue;
+        };
+        let mut matches = Vec::new();
+        engine.scan_blob_at(
+            occ.iter().map(|o| &*o.path),
+            d.data,
+            &mut scratch,
+            &mut matches,
+        );
+        if matches.is_empty() {
+            hits.remove(id);
+        } else {
+            hits.insert(*id, Hit::Matches(matches));
+        }
+    }
+}
+
 /// What the tree phase keeps and looks for.
 struct Watch {
     /// Blobs that matter.
@@ -481,10 +528,18 @@ struct Watch {
     missing_bits: Bits,
     /// Keep every blob entry: path-only rules judge every path.
     all_blobs: bool,
+    /// Keep the blob entries whose name a rule limited to some paths may
+    /// take.
+    names: Option<NameFilter>,
 }
 
 impl Watch {
-    fn new(wanted: HashSet<ObjectId>, known: HashSet<ObjectId>, all_blobs: bool) -> Watch {
+    fn new(
+        wanted: HashSet<ObjectId>,
+        known: HashSet<ObjectId>,
+        all_blobs: bool,
+        names: Option<NameFilter>,
+    ) -> Watch {
         let wanted_bits = Bits::default();
         wanted.iter().for_each(|id| wanted_bits.set(id.as_bytes()));
         Watch {
@@ -494,7 +549,16 @@ impl Watch {
             missing: Default::default(),
             missing_bits: Bits::default(),
             all_blobs,
+            names,
         }
+    }
+
+    /// Whether a rule limited to some paths may take a file named `name`.
+    fn named(&self, name: &[u8], cache: &mut Option<NameCache>) -> bool {
+        self.names.as_ref().is_some_and(|f| {
+            let c = cache.get_or_insert_with(|| f.cache());
+            f.may_take(name, c)
+        })
     }
 
     fn wanted(&self, id: &[u8]) -> bool {
@@ -579,6 +643,8 @@ struct Part {
     names: Vec<Box<[u8]>>,
     name_ids: std::collections::HashMap<Box<[u8]>, u32>,
     errors: Vec<String>,
+    /// Working memory of the name filter (see [`Watch::named`]).
+    name_cache: Option<NameCache>,
 }
 
 impl Part {
@@ -612,6 +678,7 @@ impl Part {
                         || watch.missing(e.id)
                         || (is_fresh && watch.check_stored(e.id))
                         || watch.all_blobs
+                        || watch.named(e.name, &mut self.name_cache)
                 }
             };
             if keep {
