@@ -1256,3 +1256,50 @@ entropy = 3.0
     );
     assert!(!run(false).contains("filter"));
 }
+
+/// A Kubernetes Secret's stringData: every credential-named entry, and
+/// only in a Secret (a ConfigMap's data is configuration).
+#[test]
+fn kubernetes_secret_string_data_entries_are_each_found() {
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "k8s/db-secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n\
+         type: Opaque\nstringData:\n  DB_PASSWORD: Pg-prod-2024!\n  host: db.internal\n\
+         \x20 api-token: \"tok-8f2k1m9x7q\"\n  REDIS_PASSWORD: ${REDIS_PASSWORD}\n",
+    );
+    write(
+        dir.path(),
+        "k8s/app-config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  DB_PASSWORD_FILE: /run/secrets/db\n  token_ttl: 3600s\n",
+    );
+    let doc = json_findings(dir.path(), &["--no-history"]);
+    let mut got: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule_id"] == "kubernetes-secret-string-data")
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["secret"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "k8s/db-secret.yaml".to_string(),
+                "Pg-prod-2024!".to_string()
+            ),
+            (
+                "k8s/db-secret.yaml".to_string(),
+                "tok-8f2k1m9x7q".to_string()
+            ),
+        ],
+        "{doc}"
+    );
+}

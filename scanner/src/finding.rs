@@ -376,7 +376,6 @@ impl LineIndex {
     }
 }
 
-
 /// Seconds since the epoch as an RFC 3339 UTC timestamp; empty for a time
 /// no calendar holds (a commit with a garbled date).
 pub fn rfc3339(secs: i64) -> String {

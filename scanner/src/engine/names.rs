@@ -11,58 +11,88 @@
 //! name can match.
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Look;
 
-/// Tests on tree entry names for a set of path regexes.
+/// Tests on tree entry names for a set of path regexes: one lazy DFA for
+/// all of them, so that a name is read once, backwards, and most names
+/// are dismissed at their last byte or two.
 pub struct NameFilter {
-    dfas: Vec<DFA>,
+    dfa: DFA,
+    /// The bytes a name it may take can end with (most names are
+    /// dismissed here, without the DFA).
+    last: [bool; 256],
 }
 
-/// A thread's working memory for [`NameFilter::may_take`].
-pub struct NameCache(Vec<Cache>);
+/// A thread's working memory for [`NameFilter::may_take`]: the lazy DFA's
+/// cache, and its start state (valid until the cache is cleared).
+pub struct NameCache {
+    cache: Cache,
+    start: Option<(LazyStateID, usize)>,
+}
 
 impl NameFilter {
     /// A filter for `paths`, or `None` when one of them cannot be judged
     /// by a name: not anchored at the end (`config` in `config/x`), or
     /// beyond what a lazy DFA runs.
     pub fn new<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<NameFilter> {
-        let mut dfas = Vec::new();
-        for p in paths {
+        let paths: Vec<&str> = paths.into_iter().collect();
+        for p in &paths {
             let hir = regex_syntax::parse(p).ok()?;
             if !hir.properties().look_set_suffix().contains(Look::End) {
                 return None;
             }
-            let dfa = DFA::builder()
-                .configure(DFA::config().match_kind(MatchKind::All))
-                .thompson(regex_automata::nfa::thompson::Config::new().reverse(true))
-                .build(p)
-                .ok()?;
-            dfas.push(dfa);
         }
-        Some(NameFilter { dfas })
+        let dfa = DFA::builder()
+            .configure(DFA::config().match_kind(MatchKind::All))
+            .thompson(regex_automata::nfa::thompson::Config::new().reverse(true))
+            .build_many(&paths)
+            .ok()?;
+        let mut last = [true; 256];
+        let mut cache = dfa.create_cache();
+        let config = start::Config::new().anchored(Anchored::Yes);
+        if let Ok(start) = dfa.start_state(&mut cache, &config) {
+            for (b, ok) in last.iter_mut().enumerate() {
+                if let Ok(s) = dfa.next_state(&mut cache, start, b as u8) {
+                    *ok = !s.is_dead();
+                }
+            }
+        }
+        Some(NameFilter { dfa, last })
     }
 
     pub fn cache(&self) -> NameCache {
-        NameCache(self.dfas.iter().map(DFA::create_cache).collect())
+        NameCache {
+            cache: self.dfa.create_cache(),
+            start: None,
+        }
     }
 
     /// Whether some path ending in `/name` (or `name` alone) may match one
     /// of the regexes. Never false for a name that can.
     pub fn may_take(&self, name: &[u8], cache: &mut NameCache) -> bool {
-        self.dfas
-            .iter()
-            .zip(cache.0.iter_mut())
-            .any(|(dfa, c)| may_end_a_match(dfa, c, name))
+        match name.last() {
+            Some(&b) if !self.last[usize::from(b)] => false,
+            _ => may_end_a_match(&self.dfa, cache, name),
+        }
     }
 }
 
 /// Run the reversed regex from the end of a path that ends in `name`.
-fn may_end_a_match(dfa: &DFA, cache: &mut Cache, name: &[u8]) -> bool {
-    let config = start::Config::new().anchored(Anchored::Yes);
-    let Ok(mut sid) = dfa.start_state(cache, &config) else {
-        return true;
+fn may_end_a_match(dfa: &DFA, names: &mut NameCache, name: &[u8]) -> bool {
+    let cache = &mut names.cache;
+    let mut sid = match names.start {
+        Some((sid, cleared)) if cleared == cache.clear_count() => sid,
+        _ => {
+            let config = start::Config::new().anchored(Anchored::Yes);
+            let Ok(sid) = dfa.start_state(cache, &config) else {
+                return true;
+            };
+            names.start = Some((sid, cache.clear_count()));
+            sid
+        }
     };
     for &b in name.iter().rev() {
         sid = match dfa.next_state(cache, sid, b) {
