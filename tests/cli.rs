@@ -1281,8 +1281,9 @@ fn kubernetes_secret_string_data_entries_are_each_found() {
         .iter()
         .filter(|f| f["rule_id"] == "kubernetes-secret-string-data")
         .map(|f| {
+            let path = Path::new(f["path"].as_str().unwrap());
             (
-                f["path"].as_str().unwrap().to_string(),
+                path.strip_prefix(dir.path()).unwrap().display().to_string(),
                 f["secret"].as_str().unwrap().to_string(),
             )
         })

@@ -43,7 +43,9 @@ fn findings(text: &str, depth: u8) -> Vec<Finding> {
         &mut Default::default(),
         &mut out,
     );
+    // Context rules only lend parts; a scan never reports them.
     out.iter()
+        .filter(|m| !engine.rules()[m.rule].context)
         .map(|m| {
             Finding::new(
                 &engine.rules()[m.rule],
