@@ -540,6 +540,31 @@ pub struct ScanArgs {
     /// at the encoded text and names the decodings (`decoded_from`).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub decode_depth: u8,
+    /// Open archives (zip, jar, tar, tar.gz, tgz, tar.bz2, gz, bz2, nested)
+    /// and scan them member by member; a finding's path reads
+    /// `release.zip!config/.env.prod`. On by default: `--archives=false`
+    /// or --no-archives skips them as binary files.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub archives: bool,
+    /// Do not open archives (as --archives=false).
+    #[arg(long)]
+    pub no_archives: bool,
+    /// Archives opened inside each other at most (1: an archive's own
+    /// members only).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub archive_depth: u8,
+    /// Decompressed bytes read at most from one archive, nested ones
+    /// included (K, M, G suffixes); past it, the rest is reported as
+    /// skipped.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "256M")]
+    pub archive_max_bytes: u64,
     /// After the scan, ask each finding's provider whether its secret is
     /// live (each distinct secret once). Offline without it.
     #[arg(long)]

@@ -198,6 +198,14 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             depth: args.decode_depth,
             ..Default::default()
         })
+        .archives(keyburn_scanner::engine::decode::ArchiveOptions {
+            depth: if args.archives && !args.no_archives {
+                args.archive_depth
+            } else {
+                0
+            },
+            max_bytes: args.archive_max_bytes,
+        })
         .min_confidence(args.selection.min_confidence.into())
         .kind(engine_kind(args.engine, &cfg))
         .cache_dir(cache_dir())
@@ -569,7 +577,12 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
                     warn(format!("keyburn: skipped {path}: {reason}"))
                 }
                 SkipReason::Binary => {}
-                SkipReason::Submodule => warn(format!("keyburn: note: {path}: {reason}")),
+                SkipReason::Submodule | SkipReason::Encrypted => {
+                    warn(format!("keyburn: note: {path}: {reason}"))
+                }
+                SkipReason::ArchiveDepth { .. } | SkipReason::ArchiveBudget { .. } => {
+                    warn(format!("keyburn: warning: skipped {path}: {reason}"))
+                }
             }
         }
         // Errors are shown even with --quiet: the report is incomplete.

@@ -1304,3 +1304,109 @@ fn kubernetes_secret_string_data_entries_are_each_found() {
         "{doc}"
     );
 }
+
+/// A zip holding `members`, deflated.
+fn zip_of(members: &[(&str, String)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, text) in members {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(text.as_bytes()).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn archives_are_opened_by_default_and_name_the_member() {
+    let dir = TempDir::new().unwrap();
+    let env = format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id());
+    write(
+        dir.path(),
+        "dist/release.zip",
+        zip_of(&[("README.md", "hi\n".into()), ("config/.env.prod", env)]),
+    );
+    let doc = json_findings(dir.path(), &["--no-progress"]);
+    let paths: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule_id"] == "aws-access-key-id")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let want = format!("{}/dist/release.zip!config/.env.prod", dir.path().display());
+    assert_eq!(paths, [want.as_str()]);
+    assert_eq!(doc["stats"]["files_scanned"], 2);
+    keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .arg("--no-progress")
+        .assert()
+        .code(1);
+    // Off, the archive is a binary file: skipped, nothing found.
+    for off in ["--no-archives", "--archives=false"] {
+        let doc = json_findings(dir.path(), &["--no-progress", off]);
+        assert_eq!(rule_ids(&doc), Vec::<String>::new(), "{off}");
+        assert_eq!(doc["stats"]["files_skipped"], 1, "{off}");
+    }
+}
+
+#[test]
+fn an_archive_past_its_bound_is_a_notice_in_the_report() {
+    let dir = TempDir::new().unwrap();
+    let filler = "x".repeat(8192);
+    let env = format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id());
+    write(
+        dir.path(),
+        "big.zip",
+        zip_of(&[("filler.txt", filler), ("late.env", env)]),
+    );
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--no-progress", "--archive-max-bytes", "4K", "-f", "sarif"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("big.zip!filler.txt") && stderr.contains("--archive-max-bytes"),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &doc["runs"][0];
+    assert_eq!(run["results"].as_array().unwrap().len(), 0);
+    let notes = run["invocations"][0]["toolExecutionNotifications"]
+        .as_array()
+        .unwrap();
+    assert!(
+        notes.iter().any(|n| n["message"]["text"]
+            .as_str()
+            .is_some_and(|m| m.contains("big.zip!filler.txt") && m.contains("decompressed"))),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn sarif_locates_an_archive_member_at_its_archive() {
+    let dir = TempDir::new().unwrap();
+    let env = format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id());
+    write(dir.path(), "release.zip", zip_of(&[("config/.env", env)]));
+    let out = keyburn()
+        .arg("scan")
+        .arg(dir.path())
+        .args(["--no-progress", "-f", "sarif"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = doc["runs"][0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ruleId"] == "aws-access-key-id")
+        .expect("a result")
+        .clone();
+    let loc = &result["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "release.zip");
+    assert!(loc.get("region").is_none(), "{loc}");
+    assert_eq!(result["properties"]["archiveMember"], "config/.env");
+}

@@ -47,6 +47,34 @@ impl Default for DecodeOptions {
     }
 }
 
+/// How archives are opened (see `sources::archive`).
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveOptions {
+    /// Archives opened inside each other at most (1: an archive's own
+    /// members only); 0 leaves archives unopened, skipped as binary.
+    pub depth: u8,
+    /// Decompressed bytes read at most from one archive, the archives
+    /// nested in it included: a bound on a bomb's cost, and on the memory
+    /// a member takes.
+    pub max_bytes: u64,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> ArchiveOptions {
+        ArchiveOptions {
+            depth: 3,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl ArchiveOptions {
+    /// Whether archives are opened at all.
+    pub fn enabled(&self) -> bool {
+        self.depth > 0
+    }
+}
+
 /// A run of encoded text in a buffer, and its decoding.
 #[derive(Debug)]
 pub struct Decoded {

@@ -135,6 +135,7 @@ pub struct EngineBuilder {
     cache_dir: Option<PathBuf>,
     explain: Option<Explain>,
     decode: decode::DecodeOptions,
+    archives: decode::ArchiveOptions,
 }
 
 /// A built-in filter that can drop a rule's match.
@@ -190,6 +191,7 @@ impl EngineBuilder {
             cache_dir: None,
             explain: None,
             decode: decode::DecodeOptions::default(),
+            archives: decode::ArchiveOptions::default(),
         }
     }
 
@@ -219,6 +221,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How deep and how much archives are opened and their members
+    /// scanned (depth 0: not at all).
+    pub fn archives(mut self, a: decode::ArchiveOptions) -> EngineBuilder {
+        self.archives = a;
+        self
+    }
+
     /// Drop rules below this confidence.
     pub fn min_confidence(mut self, c: Confidence) -> EngineBuilder {
         self.min_confidence = c;
@@ -232,6 +241,7 @@ impl EngineBuilder {
         let mut engine = Engine::new(self.rules)?;
         engine.explain = self.explain;
         engine.decode = self.decode;
+        engine.archives = self.archives;
         let background = match self.kind {
             EngineKind::Rust => return Ok(engine),
             EngineKind::Hyperscan => false,
@@ -280,6 +290,7 @@ pub struct Engine {
     global: Global,
     explain: Option<Explain>,
     decode: decode::DecodeOptions,
+    archives: decode::ArchiveOptions,
 }
 
 /// Per-thread scratch space, reused across buffers to avoid allocation.
@@ -388,6 +399,7 @@ impl Engine {
             global,
             explain: None,
             decode: decode::DecodeOptions::default(),
+            archives: decode::ArchiveOptions::default(),
         })
     }
 
@@ -402,6 +414,11 @@ impl Engine {
     pub fn hyperscan_notes(&self) -> Vec<String> {
         self.stage_one
             .hyperscan_notes(|rule| self.rules[rule].id.clone())
+    }
+
+    /// How archives are opened (see [`EngineBuilder::archives`]).
+    pub fn archives(&self) -> decode::ArchiveOptions {
+        self.archives
     }
 
     /// The engine's rules; [`RawMatch::rule`] indexes this slice.

@@ -171,6 +171,13 @@ pub(super) fn write(out: &mut dyn Write, report: &Report, rules: &[Rule]) -> io:
                 "partialFingerprints": { "keyburn/v1": f.fingerprint },
                 "properties": { "confidence": f.confidence.as_str(), "entropy": f.entropy },
             });
+            if let Some((file, member)) = path.split_once('!') {
+                // In an archive: the location is the archive file (the
+                // member's lines are not the file's), the member a property.
+                result["locations"][0]["physicalLocation"] =
+                    json!({ "artifactLocation": artifact_location(file) });
+                result["properties"]["archiveMember"] = json!(member);
+            }
             if let Some(&i) = index.get(f.rule_id.as_str()) {
                 result["ruleIndex"] = json!(i);
             }

@@ -4,13 +4,13 @@
 //! buffered across files.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
-use super::{scan_buffer, stream, Event, SkipReason};
+use super::{archive, archive_format, scan_archive, scan_buffer, stream, Event, SkipReason};
 use crate::engine::{Engine, Scratch};
 use crate::finding::Finding;
 
@@ -202,9 +202,26 @@ impl Worker<'_> {
             return send(Event::Skipped { path: name, reason });
         }
         if size > self.chunk as u64 && wanted == Some(true) {
-            // Too big to hold at once: scanned as a stream of chunks.
+            // Too big to hold at once: an archive is read member by member,
+            // anything else as a stream of chunks.
             let mut emit = |ev| send(ev);
             let parts = (&mut self.scratch, &mut self.matches);
+            let archive = match peek_archive(self.engine, &name, &mut file) {
+                Ok(a) => a,
+                Err(e) => return send(err(e)),
+            };
+            if let Some(format) = archive {
+                let reader = std::io::BufReader::new(file);
+                return archive::scan(
+                    self.engine,
+                    &name,
+                    format,
+                    reader,
+                    self.max,
+                    parts,
+                    &mut emit,
+                );
+            }
             return match stream::scan_stream(self.engine, &name, file, self.chunk, parts, &mut emit)
             {
                 Ok(()) => true,
@@ -223,6 +240,12 @@ impl Worker<'_> {
             if !self.path_findings(&name, send) {
                 return false;
             }
+        }
+        if let Some(format) = archive_format(self.engine, &name, &self.buf) {
+            let mut emit = |ev| send(ev);
+            let parts = (&mut self.scratch, &mut self.matches);
+            let content = (format, self.buf.as_slice());
+            return scan_archive(self.engine, &name, content, self.max, parts, &mut emit);
         }
         // `take` kept the size within the limit: only the binary check can
         // still skip the file.
@@ -243,6 +266,22 @@ impl Worker<'_> {
                 bytes: self.buf.len() as u64,
             })
     }
+}
+
+/// Whether `file` is an archive, by its first bytes; the file is left at
+/// its start either way.
+fn peek_archive(
+    engine: &Engine,
+    name: &str,
+    file: &mut File,
+) -> std::io::Result<Option<archive::Format>> {
+    if !engine.archives().enabled() {
+        return Ok(None);
+    }
+    let mut head = Vec::with_capacity(512);
+    (&mut *file).take(512).read_to_end(&mut head)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(archive_format(engine, name, &head))
 }
 
 /// Paths as users expect to read them: forward slashes, no leading `./`.

@@ -3,6 +3,7 @@
 //! report what they did as a stream of [`Event`]s, so the caller decides how
 //! to show progress, warnings and results.
 
+mod archive;
 pub(crate) mod fs;
 mod git;
 mod stream;
@@ -28,6 +29,13 @@ pub enum SkipReason {
     TooLarge { size: u64, limit: u64 },
     /// A git submodule: a separate repository, scanned on its own.
     Submodule,
+    /// An encrypted archive member: unreadable without its password.
+    Encrypted,
+    /// An archive nested deeper than the configured depth.
+    ArchiveDepth { limit: u8 },
+    /// An archive's decompressed bytes went over the configured bound: this
+    /// member and those after it were not scanned.
+    ArchiveBudget { limit: u64 },
 }
 
 impl SkipReason {
@@ -55,6 +63,19 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Submodule => write!(
                 f,
                 "submodule: a separate repository, not scanned here (scan it on its own)"
+            ),
+            SkipReason::Encrypted => write!(
+                f,
+                "encrypted archive member: its content cannot be read without the password"
+            ),
+            SkipReason::ArchiveDepth { limit } => write!(
+                f,
+                "an archive nested more than {limit} deep, not opened (see --archive-depth)"
+            ),
+            SkipReason::ArchiveBudget { limit } => write!(
+                f,
+                "the archive holds more than {limit} decompressed bytes: this member and \
+                 the rest were not scanned (see --archive-max-bytes)"
             ),
         }
     }
@@ -96,6 +117,30 @@ pub fn is_binary(buf: &[u8]) -> bool {
     memchr::memchr(0, &buf[..buf.len().min(BINARY_PROBE)]).is_some()
 }
 
+/// The archive format of `head`, the first bytes of `name`, when archives
+/// are opened and it is one.
+pub(crate) fn archive_format(engine: &Engine, name: &str, head: &[u8]) -> Option<archive::Format> {
+    engine
+        .archives()
+        .enabled()
+        .then(|| archive::detect(name, head))
+        .flatten()
+}
+
+/// Scan the content `buf` of the archive `name` member by member; false
+/// when the receiver is gone.
+pub(crate) fn scan_archive(
+    engine: &Engine,
+    name: &str,
+    (format, buf): (archive::Format, &[u8]),
+    max_file_size: u64,
+    parts: (&mut Scratch, &mut Vec<RawMatch>),
+    emit: &mut dyn FnMut(Event) -> bool,
+) -> bool {
+    let reader = std::io::Cursor::new(buf);
+    archive::scan(engine, name, format, reader, max_file_size, parts, emit)
+}
+
 /// Scan one buffer and hand every finding to `emit`.
 pub fn scan_buffer(
     engine: &Engine,
@@ -132,6 +177,33 @@ pub fn scan_reader(
 ) {
     let mut scratch = Scratch::default();
     let mut matches = Vec::new();
+    // An archive piped in is opened like a file: its first bytes tell.
+    let mut reader = reader;
+    let mut head = Vec::with_capacity(512);
+    if engine.archives().enabled() {
+        if let Err(e) = (&mut reader).take(512).read_to_end(&mut head) {
+            on_event(Event::error(name.to_string(), e.to_string()));
+            return;
+        }
+        if let Some(format) = archive_format(engine, name, &head) {
+            // A zip is read from its end: the stream is held whole, within
+            // the archive bound (the compressed size is below it).
+            let cap = engine.archives().max_bytes.min(limit);
+            let read = (&mut reader).take(cap).read_to_end(&mut head);
+            if let Err(e) = read {
+                on_event(Event::error(name.to_string(), e.to_string()));
+                return;
+            }
+            let mut emit = |ev| {
+                on_event(ev);
+                true
+            };
+            let parts = (&mut scratch, &mut matches);
+            scan_archive(engine, name, (format, &head), limit, parts, &mut emit);
+            return;
+        }
+    }
+    let reader = std::io::Cursor::new(head).chain(reader);
     if limit == u64::MAX {
         let mut emit = |ev| {
             on_event(ev);

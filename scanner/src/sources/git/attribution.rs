@@ -9,9 +9,10 @@ use std::sync::Arc;
 use gix::ObjectId;
 
 use super::plumbing::commit::CommitNode;
-use crate::engine::RawMatch;
+use super::HistoryOptions;
+use crate::engine::{RawMatch, Scratch};
 use crate::finding::{CommitInfo, Finding, LineIndex, Source};
-use crate::sources::{Event, SkipReason};
+use crate::sources::{archive, scan_archive, Event, SkipReason};
 use crate::Engine;
 
 /// An occurrence of a blob in history.
@@ -210,6 +211,42 @@ pub(super) fn finding_events(
             f.source = Source::History;
             events.push((Event::Finding(Box::new(f)), o.commit));
         }
+    }
+    events
+}
+
+/// The events of an archive blob's members at each of its occurrences
+/// (the member paths start with the archive's): findings under the commit
+/// that introduced it there; what was scanned and skipped, once.
+pub(super) fn archive_events(
+    engine: &Engine,
+    occ: &[Occurrence],
+    content: (archive::Format, &[u8]),
+    opts: &HistoryOptions,
+) -> Vec<Attributed> {
+    let mut events = Vec::new();
+    let (mut scratch, mut matches) = (Scratch::default(), Vec::new());
+    for (i, o) in occ.iter().enumerate() {
+        let mut emit = |ev| {
+            match ev {
+                Event::Finding(mut f) => {
+                    f.source = Source::History;
+                    events.push((Event::Finding(f), o.commit));
+                }
+                other if i == 0 => events.push((other, None)),
+                _ => {}
+            }
+            true
+        };
+        let parts = (&mut scratch, &mut matches);
+        scan_archive(
+            engine,
+            &o.path,
+            content,
+            opts.max_file_size,
+            parts,
+            &mut emit,
+        );
     }
     events
 }

@@ -16,8 +16,8 @@ use gix::ObjectId;
 use rayon::prelude::*;
 
 use super::attribution::{
-    self, finding_events, first_path, skipped, Attributed, Blob, CommitDetails, CommitTrees,
-    Introduced, Introductions,
+    self, archive_events, finding_events, first_path, skipped, Attributed, Blob, CommitDetails,
+    CommitTrees, Introduced, Introductions,
 };
 use super::plumbing::commit::CommitNode;
 use super::plumbing::pack::{packs, Pack};
@@ -25,7 +25,7 @@ use super::plumbing::tree::{self, EntryKind};
 use super::plumbing::{catch, stream, WorkerPanic};
 use super::{HistoryOptions, HistorySummary, Strategy};
 use crate::engine::{RawMatch, Scratch};
-use crate::sources::{Event, SkipReason};
+use crate::sources::{archive_format, Event, SkipReason};
 use crate::Engine;
 
 /// Scan what `commits` (oldest first) introduced.
@@ -427,7 +427,13 @@ fn scan_bytes(
     scratch: &mut Scratch,
     matches: &mut Vec<RawMatch>,
 ) -> Vec<Attributed> {
-    if let Some(reason) = SkipReason::of(hay, opts.max_file_size) {
+    let skip = SkipReason::of(hay, opts.max_file_size);
+    if !matches!(skip, Some(SkipReason::TooLarge { .. })) {
+        if let Some(format) = archive_format(engine, "", hay) {
+            return archive_events(engine, occ, (format, hay), opts);
+        }
+    }
+    if let Some(reason) = skip {
         return vec![(skipped(id, occ, reason), None)];
     }
     matches.clear();

@@ -34,8 +34,8 @@ use gix::objs::{Find, Kind};
 use gix::ObjectId;
 
 use super::attribution::{
-    self, finding_events, first_path, skipped, Blob, CommitDetails, CommitTrees, Introduced,
-    Introductions,
+    self, archive_events, finding_events, first_path, skipped, Blob, CommitDetails, CommitTrees,
+    Introduced, Introductions,
 };
 use super::plumbing::commit::CommitNode;
 use super::plumbing::pack::{Layout, Pack, Visit};
@@ -44,7 +44,7 @@ use super::plumbing::{loose_objects, release_freed_memory, stream, WorkerPanic};
 use super::{HistoryOptions, HistorySummary, Strategy};
 use crate::engine::names::{NameCache, NameFilter};
 use crate::engine::{KeywordHit, RawMatch, Scratch};
-use crate::sources::{Event, SkipReason};
+use crate::sources::{archive, archive_format, Event, SkipReason};
 use crate::Engine;
 
 /// Whether every object of the repository lives in its own packs and loose
@@ -56,6 +56,9 @@ pub(super) fn applicable(repo: &gix::Repository) -> bool {
 /// A blob that matters: it has findings, was skipped, or could not be read.
 enum Hit {
     Matches(Vec<RawMatch>),
+    /// An archive: its members are scanned where it was found (their
+    /// paths start with its own).
+    Archive(archive::Format),
     Skipped(SkipReason),
     Unreadable(String),
     /// Referenced by a tree but stored nowhere.
@@ -111,7 +114,14 @@ impl BlobState {
     ) {
         let id = id.to_owned();
         self.ids.push(id);
-        let skip = SkipReason::of(data, opts.max_file_size);
+        let mut skip = SkipReason::of(data, opts.max_file_size);
+        let archive = match skip {
+            Some(SkipReason::TooLarge { .. }) => None,
+            _ => archive_format(engine, "", data),
+        };
+        if archive.is_some() {
+            skip = Some(SkipReason::Binary);
+        }
         let mut keywords = std::mem::take(&mut self.keywords);
         keywords.clear();
         let base = visit
@@ -129,7 +139,9 @@ impl BlobState {
             (None, _, _) => engine.keyword_hits(data, 0..data.len(), &mut keywords),
         }
         let skipped = skip.is_some();
-        if let Some(reason) = skip {
+        if let Some(format) = archive {
+            self.hits.push((id, Hit::Archive(format)));
+        } else if let Some(reason) = skip {
             self.hits.push((id, Hit::Skipped(reason)));
         } else {
             self.matches.clear();
@@ -463,6 +475,16 @@ fn report(
                     format!("blob {id} cannot be read again"),
                 )),
             },
+            Hit::Archive(format) => match repo.objects.try_find(&id, &mut buf) {
+                Ok(Some(d)) => {
+                    let events = archive_events(engine, &occ, (format, d.data), opts);
+                    details.attach(events, on_event);
+                }
+                _ => on_event(Event::error(
+                    first,
+                    format!("blob {id} cannot be read again"),
+                )),
+            },
             Hit::Skipped(reason) => on_event(skipped(&id, &occ, reason)),
             Hit::Unreadable(why) => on_event(Event::error(
                 first,
@@ -493,7 +515,7 @@ fn rescan_placed(
         }
         if matches!(
             hits.get(id),
-            Some(Hit::Skipped(_) | Hit::Unreadable(_) | Hit::Missing)
+            Some(Hit::Archive(_) | Hit::Skipped(_) | Hit::Unreadable(_) | Hit::Missing)
         ) {
             continue;
         }

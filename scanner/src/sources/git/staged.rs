@@ -8,7 +8,7 @@ use gix::objs::Find;
 use super::{open, GitError};
 use crate::engine::Scratch;
 use crate::finding::{Finding, LineIndex, Source};
-use crate::sources::{Event, SkipReason};
+use crate::sources::{archive_format, scan_archive, Event, SkipReason};
 use crate::Engine;
 
 /// Scan what is staged in the repository at `path`: every index entry whose
@@ -58,6 +58,29 @@ pub fn scan_staged(
                 continue;
             }
         };
+        if let Some(format) = archive_format(engine, &rel, data) {
+            // Every member of an archive staged anew is new.
+            let mut emit = |ev| {
+                on_event(match ev {
+                    Event::Finding(mut f) => {
+                        f.source = Source::Worktree;
+                        Event::Finding(f)
+                    }
+                    other => other,
+                });
+                true
+            };
+            let parts = (&mut scratch, &mut matches);
+            scan_archive(
+                engine,
+                &rel,
+                (format, data),
+                max_file_size,
+                parts,
+                &mut emit,
+            );
+            continue;
+        }
         if let Some(reason) = SkipReason::of(data, max_file_size) {
             on_event(Event::Skipped { path: rel, reason });
             continue;

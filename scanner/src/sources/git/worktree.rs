@@ -23,7 +23,7 @@ use super::{open, GitError};
 use crate::engine::Scratch;
 use crate::finding::Source;
 use crate::sources::fs::{display_path, walk_selected, Select};
-use crate::sources::{scan_buffer, Event, SkipReason, WalkOptions};
+use crate::sources::{archive_format, scan_archive, scan_buffer, Event, SkipReason, WalkOptions};
 use crate::Engine;
 
 /// What the work tree pass looked at.
@@ -243,6 +243,22 @@ fn scan_staged_only(
                 continue;
             }
         };
+        if let Some(format) = archive_format(engine, &name, data) {
+            let mut emit = |ev| {
+                on_event(ev);
+                true
+            };
+            let parts = (&mut scratch, &mut matches);
+            scan_archive(
+                engine,
+                &name,
+                (format, data),
+                max_file_size,
+                parts,
+                &mut emit,
+            );
+            continue;
+        }
         if let Some(reason) = SkipReason::of(data, max_file_size) {
             on_event(Event::Skipped { path: name, reason });
             continue;
