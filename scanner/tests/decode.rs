@@ -79,7 +79,7 @@ fn a_kubernetes_secret_s_data_is_decoded_with_its_key_name() {
     let found = findings(&text, 2);
     let pw = found
         .iter()
-        .find(|f| f.rule_id == "generic-password")
+        .find(|f| f.rule_id == "kubernetes-secret-string-data")
         .unwrap();
     assert_eq!(pw.secret, "Tr0ub4dor-prod-2024");
     assert_eq!(pw.decoded_from, [Encoding::Base64]);
@@ -98,6 +98,29 @@ fn a_kubernetes_secret_s_data_is_decoded_with_its_key_name() {
         !found.iter().any(|f| f.decoded_from.is_empty()),
         "{found:#?}"
     );
+}
+
+/// A short value (a password under 12 bytes encodes to under 16
+/// characters) is told from a word by its padding, and decoded too.
+#[test]
+fn short_padded_base64_is_decoded_and_a_bare_word_is_not() {
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\ndata:\n  password: {}\n  username: {}\n",
+        b64("h4rd2Guess"),
+        b64("admin")
+    );
+    let found = findings(&text, 2);
+    let secrets: Vec<(&str, &[Encoding])> = found
+        .iter()
+        .map(|f| (f.secret.as_str(), f.decoded_from.as_slice()))
+        .collect();
+    assert_eq!(secrets, [("h4rd2Guess", &[Encoding::Base64][..])]);
+    // Unpadded, a short mixed-case word is left alone: no decoding runs
+    // on every identifier.
+    let plain = "apiVersion: v1\nkind: Secret\nstringData:\n  password: Hunter2Go\n";
+    let found = findings(plain, 2);
+    assert!(found.iter().all(|f| f.decoded_from.is_empty()), "{found:#?}");
+    assert_eq!(found.len(), 1, "{found:#?}");
 }
 
 #[test]

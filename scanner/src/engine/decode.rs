@@ -169,6 +169,21 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         w = pad;
         carry = 0;
     }
+    // Short base64 (a password in a Kubernetes Secret's `data:`) is told
+    // from a word by its padding.
+    let mut i = range.start;
+    while let Some(off) = memchr::memchr(b'=', &hay[i..end]) {
+        if *budget == 0 {
+            break;
+        }
+        let at = i + off;
+        i = at + 1;
+        if let Some(d) = short_base64(hay, at) {
+            *budget = budget.saturating_sub(d.text.len());
+            i = d.span.end;
+            out.push(d);
+        }
+    }
     // Percent-encoding and backslash escapes.
     let pem = memchr::memmem::find(&hay[range.start..end], b"-----BEGIN").is_some();
     let mut i = range.start;
@@ -192,6 +207,41 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         }
     }
     out.sort_by_key(|d| d.span.start);
+}
+
+/// The shortest padded base64 run looked at: 4 bytes of text.
+const MIN_SHORT_BASE64: usize = 6;
+
+/// A base64 run shorter than [`MIN_BASE64`] whose padding starts at
+/// `hay[at]`, decoded if it is all visible text (a short password, not a
+/// word that happens to be base64).
+fn short_base64(hay: &[u8], at: usize) -> Option<Decoded> {
+    let mut s = at;
+    while s > 0 && at - s < MIN_BASE64 && B64[hay[s - 1] as usize] {
+        s -= 1;
+    }
+    let n = at - s;
+    if !(MIN_SHORT_BASE64..MIN_BASE64).contains(&n) || (s > 0 && B64[hay[s - 1] as usize]) {
+        return None;
+    }
+    let mut pad = at;
+    while pad < hay.len() && hay[pad] == b'=' {
+        pad += 1;
+    }
+    let ends = hay.get(pad).is_none_or(|&b| !B64[b as usize]);
+    if pad - at > 2 || !(n + pad - at).is_multiple_of(4) || !ends {
+        return None;
+    }
+    let r = &hay[s..at];
+    if !(r.iter().any(u8::is_ascii_uppercase) && r.iter().any(u8::is_ascii_lowercase)) {
+        return None;
+    }
+    let text = base64(r)?;
+    (text.len() >= 4 && text.iter().all(|b| b.is_ascii_graphic())).then_some(Decoded {
+        span: s..pad,
+        encoding: Encoding::Base64,
+        text,
+    })
 }
 
 /// Whether an escape starts at `hay[at]`: `%XX`, `\xXX`, `\uXXXX`, or

@@ -256,6 +256,14 @@ impl EngineBuilder {
     }
 }
 
+/// For text decoded from decoded text: the outermost encoded span and
+/// the decodings so far.
+type Outer<'a> = Option<(&'a Range<usize>, &'a [decode::Encoding])>;
+
+/// For decoded text: the matches of the text it was decoded from that
+/// other rules may require, and the encoded span there.
+type Around<'a> = Option<(&'a [RawMatch], &'a Range<usize>)>;
+
 /// A rule a keyword triggers, with the exact bytes required when the rule's
 /// keywords are case-sensitive.
 type Trigger = (u32, Option<Box<[u8]>>);
@@ -287,6 +295,8 @@ pub struct Engine {
     path_limited: Vec<usize>,
     /// For each rule with a requirement: (index of the required rule, within).
     requirements: Vec<Option<(usize, usize)>>,
+    /// For each rule, whether another requires it.
+    lends: Vec<bool>,
     global: Global,
     explain: Option<Explain>,
     decode: decode::DecodeOptions,
@@ -382,7 +392,11 @@ impl Engine {
                         .map(|i| (i, req.within))
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut lends = vec![false; rules.len()];
+        for &(req, _) in requirements.iter().flatten() {
+            lends[req] = true;
+        }
         let compiled = rules.iter().map(|_| OnceLock::new()).collect();
         let longest_keyword = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
@@ -396,6 +410,7 @@ impl Engine {
             path_rules,
             path_limited,
             requirements,
+            lends,
             global,
             explain: None,
             decode: decode::DecodeOptions::default(),
@@ -617,7 +632,7 @@ impl Engine {
         out: &mut Vec<RawMatch>,
         rule_applies: impl Fn(&CompiledRule) -> bool,
     ) {
-        self.scan_plain(hay, hits, scratch, out, &rule_applies);
+        self.scan_plain(hay, hits, scratch, out, &rule_applies, None);
         let whole = 0..hay.len();
         let regions = fresh.unwrap_or(std::slice::from_ref(&whole));
         self.decode_pass(hay, regions, out, &rule_applies);
@@ -638,12 +653,15 @@ impl Engine {
         }
         let before = out.len();
         let mut budget = self.decode.budget;
+        // What the text around encoded runs holds that their findings may
+        // require (a Kubernetes Secret's manifest for its base64 values).
+        let lent: Vec<RawMatch> = out.iter().filter(|m| self.lends[m.rule]).cloned().collect();
         self.decode_into(
             hay,
             regions,
             self.decode.depth,
             &mut budget,
-            None,
+            (None, &lent),
             out,
             rule_applies,
         );
@@ -685,7 +703,7 @@ impl Engine {
         regions: &[Range<usize>],
         depth: u8,
         budget: &mut usize,
-        outer: Option<(&Range<usize>, &[decode::Encoding])>,
+        (outer, lent): (Outer<'_>, &[RawMatch]),
         out: &mut Vec<RawMatch>,
         rule_applies: &dyn Fn(&CompiledRule) -> bool,
     ) {
@@ -713,7 +731,8 @@ impl Engine {
             text.extend_from_slice(tail);
             let inner = head.len()..head.len() + d.text.len();
             found.clear();
-            self.scan_plain(&text, None, &mut scratch, &mut found, rule_applies);
+            let around = Some((lent, &span));
+            self.scan_plain(&text, None, &mut scratch, &mut found, rule_applies, around);
             for m in found
                 .drain(..)
                 .filter(|m| m.start < inner.end && inner.start < m.end)
@@ -739,7 +758,7 @@ impl Engine {
                     std::slice::from_ref(&whole),
                     depth - 1,
                     budget,
-                    Some((&span, &chain)),
+                    (Some((&span, &chain)), lent),
                     out,
                     rule_applies,
                 );
@@ -755,6 +774,7 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: &dyn Fn(&CompiledRule) -> bool,
+        around: Around<'_>,
     ) {
         self.collect_windows(hay, hits, scratch);
         let windows = std::mem::take(&mut scratch.windows);
@@ -775,7 +795,7 @@ impl Engine {
             }
         }
         scratch.windows = windows;
-        self.apply_requirements(&mut found);
+        self.apply_requirements(&mut found, around);
         if !scratch.vetoes.is_empty() {
             // A provider format with a wrong checksum is a typo or an
             // invention; generic rules must not report it either.
@@ -983,16 +1003,27 @@ impl Engine {
         Verdict::Drop
     }
 
-    fn apply_requirements(&self, found: &mut Vec<RawMatch>) {
+    /// Drop the matches whose required rule matched nowhere near them: in
+    /// `found`, or, for decoded text, in the text around its encoded span.
+    fn apply_requirements(&self, found: &mut Vec<RawMatch>, around: Around<'_>) {
         if !found.iter().any(|m| self.requirements[m.rule].is_some()) {
             return;
         }
+        let near = |o: &RawMatch, req: usize, (s, e): (usize, usize), within: usize| {
+            o.rule == req && o.start <= e + within && s <= o.end + within
+        };
         let snapshot = found.clone();
         found.retain(|m| match self.requirements[m.rule] {
             None => true,
-            Some((req, within)) => snapshot
-                .iter()
-                .any(|o| o.rule == req && o.start <= m.end + within && m.start <= o.end + within),
+            Some((req, within)) => {
+                snapshot
+                    .iter()
+                    .any(|o| near(o, req, (m.start, m.end), within))
+                    || around.is_some_and(|(lent, span)| {
+                        lent.iter()
+                            .any(|o| near(o, req, (span.start, span.end), within))
+                    })
+            }
         });
     }
 }
