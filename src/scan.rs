@@ -580,7 +580,9 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
                 SkipReason::Submodule | SkipReason::Encrypted => {
                     warn(format!("keyburn: note: {path}: {reason}"))
                 }
-                SkipReason::ArchiveDepth { .. } | SkipReason::ArchiveBudget { .. } => {
+                SkipReason::ArchiveDepth { .. }
+                | SkipReason::ArchiveBudget { .. }
+                | SkipReason::BrokenArchive { .. } => {
                     warn(format!("keyburn: warning: skipped {path}: {reason}"))
                 }
             }

@@ -119,7 +119,10 @@ fn short_padded_base64_is_decoded_and_a_bare_word_is_not() {
     // on every identifier.
     let plain = "apiVersion: v1\nkind: Secret\nstringData:\n  password: Hunter2Go\n";
     let found = findings(plain, 2);
-    assert!(found.iter().all(|f| f.decoded_from.is_empty()), "{found:#?}");
+    assert!(
+        found.iter().all(|f| f.decoded_from.is_empty()),
+        "{found:#?}"
+    );
     assert_eq!(found.len(), 1, "{found:#?}");
 }
 

@@ -178,6 +178,10 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         }
         let at = i + off;
         i = at + 1;
+        // Most `=` in code follow a space or an operator.
+        if at == 0 || !B64[hay[at - 1] as usize] {
+            continue;
+        }
         if let Some(d) = short_base64(hay, at) {
             *budget = budget.saturating_sub(d.text.len());
             i = d.span.end;

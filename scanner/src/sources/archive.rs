@@ -151,8 +151,11 @@ impl Walk<'_> {
         self.send(Event::Skipped { path, reason });
     }
 
-    fn error(&mut self, path: &str, what: &str, e: impl std::fmt::Display) {
-        self.send(Event::error(path, format!("cannot read {what}: {e}")));
+    /// `path` cannot be read past some point: a truncated or corrupt
+    /// archive (a test fixture, often), reported as not wholly scanned.
+    fn broken(&mut self, path: &str, what: &str, e: impl std::fmt::Display) {
+        let message = format!("{what}: {e}");
+        self.skip(path.to_string(), SkipReason::BrokenArchive { message });
     }
 
     /// Open the archive `name` at nesting `depth` (1: a file itself).
@@ -184,7 +187,7 @@ impl Walk<'_> {
     fn zip(&mut self, name: &str, reader: impl Read + Seek, depth: u8) {
         let mut zip = match zip::ZipArchive::new(reader) {
             Ok(z) => z,
-            Err(e) => return self.error(name, "the zip archive", e),
+            Err(e) => return self.broken(name, "the zip archive", e),
         };
         for i in 0..zip.len() {
             if self.stop {
@@ -193,7 +196,7 @@ impl Walk<'_> {
             let (member, encrypted) = match zip.by_index_raw(i) {
                 Ok(f) if f.is_dir() || f.is_symlink() => continue,
                 Ok(f) => (member_name(f.name_raw()), f.encrypted()),
-                Err(e) => return self.error(name, "the zip archive", e),
+                Err(e) => return self.broken(name, "the zip archive", e),
             };
             let path = format!("{name}!{member}");
             if encrypted {
@@ -205,7 +208,7 @@ impl Walk<'_> {
             let content = match zip.by_index(i) {
                 Ok(f) => self.read_member(f),
                 Err(e) => {
-                    self.error(&path, "the member", e);
+                    self.broken(&path, "the member", e);
                     continue;
                 }
             };
@@ -217,7 +220,7 @@ impl Walk<'_> {
         let mut tar = tar::Archive::new(reader);
         let entries = match tar.entries() {
             Ok(e) => e,
-            Err(e) => return self.error(name, "the tar archive", e),
+            Err(e) => return self.broken(name, "the tar archive", e),
         };
         for entry in entries {
             if self.stop {
@@ -226,7 +229,7 @@ impl Walk<'_> {
             let entry = match entry {
                 Ok(e) => e,
                 // A broken header: what follows cannot be found.
-                Err(e) => return self.error(name, "the tar archive", e),
+                Err(e) => return self.broken(name, "the tar archive", e),
             };
             if !entry.header().entry_type().is_file() {
                 continue;
@@ -244,7 +247,7 @@ impl Walk<'_> {
         let mut head = Vec::with_capacity(TAR_HEADER);
         let limit = (TAR_HEADER as u64).min(self.left);
         if let Err(e) = (&mut dec).take(limit).read_to_end(&mut head) {
-            return self.error(name, "the compressed stream", e);
+            return self.broken(name, "the compressed stream", e);
         }
         if is_tar(inner, &head) {
             self.left -= head.len() as u64;
@@ -301,7 +304,7 @@ impl Walk<'_> {
                 let limit = self.opts.max_bytes;
                 return self.skip(path.to_string(), SkipReason::ArchiveBudget { limit });
             }
-            Err(Cut::Io(e)) => return self.error(path, "the member", e),
+            Err(Cut::Io(e)) => return self.broken(path, "the member", e),
         };
         if let Some(format) = detect(member, &content) {
             if depth >= self.opts.depth {

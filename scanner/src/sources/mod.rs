@@ -36,6 +36,9 @@ pub enum SkipReason {
     /// An archive's decompressed bytes went over the configured bound: this
     /// member and those after it were not scanned.
     ArchiveBudget { limit: u64 },
+    /// An archive (or member) that cannot be read past some point: what
+    /// came before was scanned, the rest could not be.
+    BrokenArchive { message: String },
 }
 
 impl SkipReason {
@@ -76,6 +79,10 @@ impl std::fmt::Display for SkipReason {
                 f,
                 "the archive holds more than {limit} decompressed bytes: this member and \
                  the rest were not scanned (see --archive-max-bytes)"
+            ),
+            SkipReason::BrokenArchive { message } => write!(
+                f,
+                "an archive that cannot be read ({message}): what follows the break was not scanned"
             ),
         }
     }
