@@ -278,6 +278,13 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     if matches!(v.first(), Some(b'+' | b'-' | b'?' | b':' | b'=')) && v.last() == Some(&b'}') {
         return true;
     }
+    // A template cut at its first slot: `"eyJhbGciOi...9.{header}"`.
+    if v.last() == Some(&b'{') {
+        return true;
+    }
+    if is_credential_identifier(v) {
+        return true;
+    }
     v.contains(&b'/')
         && v.split(|&b| b == b'/').all(|seg| {
             seg.iter()
@@ -285,6 +292,74 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
                 || (seg.len() > 1
                     && seg[0].is_ascii_uppercase()
                     && seg[1..].iter().all(u8::is_ascii_lowercase))
+        })
+}
+
+/// Words that name a credential: an identifier built of words, one of
+/// them one of these, names a credential instead of holding one.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "auth",
+    "credential",
+    "credentials",
+    "key",
+    "keys",
+    "pass",
+    "passwd",
+    "password",
+    "pwd",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+];
+
+/// Whether `v` is a name in code that names a credential: an identifier
+/// whose words (split at `_` and camelCase steps) are all letters, save a
+/// trailing number, one of them a credential word. A type annotation
+/// (`client_secret: RealtimeSessionClientSecret`), a variable passed on
+/// (`api_key = _api_key_explicitly_provided`) or a constant's name
+/// (`_X509_SUBJECT_TOKEN_TYPE`); never a random secret, whose case and
+/// digits fall anywhere.
+fn is_credential_identifier(v: &[u8]) -> bool {
+    let body = v.strip_prefix(b"$").unwrap_or(v);
+    if body.is_empty()
+        || body[0].is_ascii_digit()
+        || !body.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    {
+        return false;
+    }
+    let mut words: Vec<&[u8]> = Vec::new();
+    for part in body.split(|&b| b == b'_').filter(|p| !p.is_empty()) {
+        let mut start = 0;
+        for i in 1..part.len() {
+            let (a, b) = (part[i - 1], part[i]);
+            let next_lower = part.get(i + 1).is_some_and(u8::is_ascii_lowercase);
+            // `fooBar`, and `ADToken` (an acronym before a word).
+            if (a.is_ascii_lowercase() && b.is_ascii_uppercase())
+                || (a.is_ascii_uppercase() && b.is_ascii_uppercase() && next_lower)
+            {
+                words.push(&part[start..i]);
+                start = i;
+            }
+        }
+        words.push(&part[start..]);
+    }
+    // A one-letter word is one in a constant's name (`X509`) only.
+    let constant = !body.iter().any(u8::is_ascii_lowercase);
+    let wordy = |w: &&[u8]| {
+        let letters = w.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+        (letters > 1 || (constant && letters == 1))
+            && w[letters..].iter().all(u8::is_ascii_digit)
+            && (w[1..letters].iter().all(u8::is_ascii_lowercase)
+                || w[..letters].iter().all(u8::is_ascii_uppercase))
+    };
+    words.len() >= 2
+        && words.iter().all(wordy)
+        && words.iter().any(|w| {
+            let lower = w.to_ascii_lowercase();
+            CREDENTIAL_WORDS
+                .iter()
+                .any(|c| c.as_bytes() == lower.as_slice())
         })
 }
 
@@ -432,6 +507,13 @@ mod tests {
             "config/db/prod.yml",
             "src/Main/resources",
             "+has-password}",
+            "RealtimeSessionClientSecret",
+            "CustomerPaymentTokenService",
+            "AsyncAzureADTokenProvider",
+            "_api_key_explicitly_provided",
+            "_X509_SUBJECT_TOKEN_TYPE",
+            "$dbPassword",
+            "eyJhbGciOiJSUzI1NiJ9.{",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -440,6 +522,11 @@ mod tests {
             "kYpIygfdM7ENA8d5/vFldPGYYJvW5hANsbEvrSFag",
             "1.2.3abc-XYZ9q",
             "v2Fk93kdl.2kd",
+            // Random, or words without a credential word.
+            "tGN0bIwXnHdwOa85VABjPdSn8nWY7G7I",
+            "Tr0ub4dorSecret9x",
+            "CorrectHorseBatteryStaple",
+            "hunter2_Secret_xQ9",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
