@@ -259,11 +259,12 @@ fn nesting_past_the_depth_is_reported_not_opened() {
 #[test]
 fn a_bomb_costs_at_most_the_budget_and_says_what_it_left_out() {
     let dir = tempfile::tempdir().unwrap();
-    // 64 MiB of zeros deflate to about 64 KiB.
-    let zeros = vec![0u8; 64 << 20];
+    // 8 MiB of one letter deflate to about 8 KiB (text: a binary member
+    // is known by its first bytes and not decompressed further).
+    let filler = vec![b'a'; 8 << 20];
     let bomb = zip(&[
         ("a.env", &env_file(1)),
-        ("zeros.bin", &zeros),
+        ("filler.txt", &filler),
         ("z.env", &env_file(2)),
     ]);
     assert!(bomb.len() < 1 << 20);
@@ -277,12 +278,33 @@ fn a_bomb_costs_at_most_the_budget_and_says_what_it_left_out() {
     assert_eq!(got, ["bomb.zip!a.env"]);
     let skips = skipped(&events);
     assert_eq!(skips.len(), 1, "{skips:?}");
-    assert!(skips[0].0.ends_with("bomb.zip!zeros.bin"));
+    assert!(skips[0].0.ends_with("bomb.zip!filler.txt"));
     assert_eq!(skips[0].1, SkipReason::ArchiveBudget { limit: 1 << 20 });
-    // Within a larger budget the member is read (and skipped as binary),
-    // and the one after it scanned.
+    // Within a larger budget the member is read, and the one after it.
     let events = walk(&engine(ArchiveOptions::default()), dir.path());
     assert_eq!(keys(&events, dir.path()).len(), 2);
+}
+
+#[test]
+fn a_binary_member_is_skipped_from_its_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB of zeros: were it decompressed, the 1 MiB budget would stop
+    // the walk before the member after it.
+    let zeros = vec![0u8; 64 << 20];
+    let z = zip(&[("zeros.bin", &zeros), ("app.env", &env_file(1))]);
+    std::fs::write(dir.path().join("r.zip"), z).unwrap();
+    let small = ArchiveOptions {
+        max_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let events = walk(&engine(small), dir.path());
+    let got: Vec<String> = keys(&events, dir.path()).into_iter().map(|k| k.0).collect();
+    assert_eq!(got, ["r.zip!app.env"]);
+    let skips = skipped(&events);
+    assert!(
+        matches!(&skips[..], [(p, SkipReason::Binary)] if p.ends_with("r.zip!zeros.bin")),
+        "{skips:?}"
+    );
 }
 
 #[test]

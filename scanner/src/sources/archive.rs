@@ -13,7 +13,7 @@
 
 use std::io::{Cursor, Read, Seek};
 
-use super::{Event, SkipReason};
+use super::{is_binary, Event, SkipReason, BINARY_PROBE};
 use crate::engine::decode::ArchiveOptions;
 use crate::engine::{RawMatch, Scratch};
 use crate::finding::{Finding, LineIndex};
@@ -134,6 +134,8 @@ struct Walk<'a> {
 
 /// Why a member could not be read whole.
 enum Cut {
+    /// Binary by its first bytes, and no archive: not read further.
+    Binary,
     TooLarge(u64),
     Budget,
     Io(std::io::Error),
@@ -206,7 +208,7 @@ impl Walk<'_> {
                 continue;
             }
             let content = match zip.by_index(i) {
-                Ok(f) => self.read_member(f),
+                Ok(f) => self.read_member(&member, f),
                 Err(e) => {
                     self.broken(&path, "the member", e);
                     continue;
@@ -236,7 +238,7 @@ impl Walk<'_> {
             }
             let member = member_name(&entry.path_bytes());
             let path = format!("{name}!{member}");
-            let content = self.read_member(entry);
+            let content = self.read_member(&member, entry);
             self.member(&path, &member, content, depth);
         }
     }
@@ -253,26 +255,40 @@ impl Walk<'_> {
             self.left -= head.len() as u64;
             return self.tar(name, Cursor::new(head).chain(dec), depth);
         }
-        let content = self.read_member(Cursor::new(head).chain(dec));
-        let path = format!("{name}!{inner}");
         let member = inner.rsplit('/').next().unwrap_or(inner).to_string();
+        let content = self.read_member(&member, Cursor::new(head).chain(dec));
+        let path = format!("{name}!{inner}");
         self.member(&path, &member, content, depth);
     }
 
-    /// Read a member whole, within the member and archive bounds; the
-    /// bytes read are charged to the budget.
-    fn read_member(&mut self, reader: impl Read) -> Result<Vec<u8>, Cut> {
+    /// Read the member `member` whole, within the member and archive
+    /// bounds; the bytes read are charged to the budget. A binary member
+    /// that is no archive is known by its first bytes, and the rest is not
+    /// decompressed.
+    fn read_member(&mut self, member: &str, mut reader: impl Read) -> Result<Vec<u8>, Cut> {
         let cap = self
             .left
             .saturating_sub(MEMBER_COST)
             .min(self.max_file_size);
         let mut buf = Vec::new();
-        let read = reader.take(cap.saturating_add(1)).read_to_end(&mut buf);
+        let probe = cap.saturating_add(1).min(BINARY_PROBE as u64);
+        let mut read = (&mut reader).take(probe).read_to_end(&mut buf);
+        let binary = read.is_ok()
+            && buf.len() as u64 <= cap
+            && is_binary(&buf)
+            && detect(member, &buf).is_none();
+        if read.is_ok() && !binary && buf.len() as u64 == probe {
+            let rest = cap.saturating_add(1) - probe;
+            read = reader.take(rest).read_to_end(&mut buf);
+        }
         self.left = self
             .left
             .saturating_sub(buf.len() as u64)
             .saturating_sub(MEMBER_COST);
         read.map_err(Cut::Io)?;
+        if binary {
+            return Err(Cut::Binary);
+        }
         if buf.len() as u64 > cap {
             return Err(if cap == self.max_file_size {
                 Cut::TooLarge(self.max_file_size)
@@ -305,6 +321,7 @@ impl Walk<'_> {
                 return self.skip(path.to_string(), SkipReason::ArchiveBudget { limit });
             }
             Err(Cut::Io(e)) => return self.broken(path, "the member", e),
+            Err(Cut::Binary) => return self.skip(path.to_string(), SkipReason::Binary),
         };
         if let Some(format) = detect(member, &content) {
             if depth >= self.opts.depth {

@@ -117,7 +117,7 @@ impl Event {
     }
 }
 
-const BINARY_PROBE: usize = 8 * 1024;
+pub(crate) const BINARY_PROBE: usize = 8 * 1024;
 
 /// Whether `buf` looks binary: a NUL byte in its first 8 KiB.
 pub fn is_binary(buf: &[u8]) -> bool {
