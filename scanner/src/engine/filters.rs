@@ -353,6 +353,14 @@ fn is_credential_identifier(v: &[u8]) -> bool {
             && (w[1..letters].iter().all(u8::is_ascii_lowercase)
                 || w[..letters].iter().all(u8::is_ascii_uppercase))
     };
+    // A generic type's parameter suffix: `_AzureTokenProviderT`.
+    if words.len() > 2
+        && words
+            .last()
+            .is_some_and(|w| w.len() == 1 && w[0].is_ascii_uppercase())
+    {
+        words.pop();
+    }
     words.len() >= 2
         && words.iter().all(wordy)
         && words.iter().any(|w| {
@@ -510,6 +518,7 @@ mod tests {
             "RealtimeSessionClientSecret",
             "CustomerPaymentTokenService",
             "AsyncAzureADTokenProvider",
+            "_AzureTokenProviderT",
             "_api_key_explicitly_provided",
             "_X509_SUBJECT_TOKEN_TYPE",
             "$dbPassword",
