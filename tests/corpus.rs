@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 
 use assert_cmd::Command;
 use keyburn_responder::mock::{fake_github_token, fake_slack_token};
