@@ -383,6 +383,8 @@ fn a_broken_archive_is_reported_not_wholly_scanned_and_the_walk_goes_on() {
         .map(|(p, _)| base(&p).to_string())
         .collect();
     broken.sort();
+    // Once each: at the archive, or at the member where the stream broke
+    // (where depends on how much the decompressor yields before the cut).
     assert_eq!(broken.len(), 2, "{broken:?}");
     assert!(broken[0].starts_with("broken.zip"), "{broken:?}");
     assert!(broken[1].starts_with("cut.tar.gz"), "{broken:?}");

@@ -239,7 +239,12 @@ impl Walk<'_> {
             let member = member_name(&entry.path_bytes());
             let path = format!("{name}!{member}");
             let content = self.read_member(&member, entry);
+            // A stream broken inside a member has nothing readable after it.
+            let broken = matches!(content, Err(Cut::Io(_)));
             self.member(&path, &member, content, depth);
+            if broken {
+                return;
+            }
         }
     }
 
