@@ -265,6 +265,15 @@ fn word_end(name: &[u8], end: usize, kw: &[u8]) -> bool {
 /// (`config/db/prod.yml`), or the tail of a shell expansion
 /// (`${PW:+has-password}` leaves `+has-password}`).
 pub fn is_not_a_secret_value(v: &[u8]) -> bool {
+    // Escapes that end the value inside a string literal (`...}\n"`) are
+    // not part of it.
+    let mut v = v;
+    while let Some(rest) = [b"\\n", b"\\r", b"\\t"]
+        .iter()
+        .find_map(|e| v.strip_suffix(&e[..]))
+    {
+        v = rest;
+    }
     if !v.iter().any(u8::is_ascii_alphabetic) {
         return true;
     }
@@ -515,6 +524,7 @@ mod tests {
             "config/db/prod.yml",
             "src/Main/resources",
             "+has-password}",
+            "+has-password}\\n",
             "RealtimeSessionClientSecret",
             "CustomerPaymentTokenService",
             "AsyncAzureADTokenProvider",
