@@ -211,6 +211,21 @@ fn rules_limited_to_some_paths_judge_the_member_path() {
 }
 
 #[test]
+fn an_allow_listed_archive_is_left_out_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("vendor")).unwrap();
+    let z = zip(&[("app.env", &env_file(1))]);
+    std::fs::write(dir.path().join("vendor/r.zip"), &z).unwrap();
+    std::fs::write(dir.path().join("r.zip"), &z).unwrap();
+    let mut rules = RuleSet::builtin();
+    rules.allow.paths.push("(^|/)vendor/".into());
+    let engine = EngineBuilder::new(rules).build().unwrap();
+    let events = walk(&engine, dir.path());
+    let got: Vec<String> = keys(&events, dir.path()).into_iter().map(|k| k.0).collect();
+    assert_eq!(got, ["r.zip!app.env"]);
+}
+
+#[test]
 fn archives_off_skips_them_as_binary() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -617,7 +617,8 @@ impl Engine {
                 .is_some_and(|c| path_allowed(c, Some(path)))
     }
 
-    fn path_ignored(&self, path: &str) -> bool {
+    /// Whether a global allow list leaves the file at `path` out.
+    pub(crate) fn path_ignored(&self, path: &str) -> bool {
         self.global.paths.iter().any(|re| re.is_match(path))
     }
 

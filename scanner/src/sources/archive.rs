@@ -100,6 +100,10 @@ pub(crate) fn scan(
     (scratch, matches): (&mut Scratch, &mut Vec<RawMatch>),
     emit: &mut dyn FnMut(Event) -> bool,
 ) -> bool {
+    // An allow-listed archive is left out whole, as a file would be.
+    if engine.path_ignored(name) {
+        return true;
+    }
     let opts = engine.archives();
     let mut walk = Walk {
         engine,
