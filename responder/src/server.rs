@@ -429,45 +429,16 @@ async fn partner(
         );
         return (StatusCode::PAYLOAD_TOO_LARGE, "too_large", resp);
     }
-    // Ours: queued before the answer, so that an acknowledged token is
-    // never lost.
+    // Ours: queued before the answer (below), so that an acknowledged
+    // token is never lost.
     let rules: Vec<Option<String>> = reported
         .iter()
         .map(|t| r.partner.rule_of(&cfg.types, &t.kind, &t.token))
         .collect();
-    let mut stored = Vec::new();
-    for (t, rule) in reported.iter().zip(&rules) {
-        let Some(rule) = rule else { continue };
-        let payload = json!({
-            "type": t.kind,
-            "rule": rule,
-            "url": t.url,
-            "source": t.source,
-            "sealed": r.sealer.seal(&t.token),
-        })
-        .to_string();
-        let delivery = crate::worker::Delivery::new(
-            format!("partner:{}", crate::partner::token_hash(&t.token)),
-            crate::partner::PARTNER_REPO.into(),
-            crate::partner::job_number(&t.token),
-            payload,
-            crate::worker::PARTNER,
-        );
-        match r.deliver(delivery.0) {
-            Ok(()) => stored.push(delivery.1),
-            Err(e) => return unavailable(&e),
-        }
-    }
-    for rx in stored {
-        match rx.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return unavailable(&e),
-            Err(_) => return unavailable("the intake thread stopped"),
-        }
-    }
-    r.wake.notify_one();
     // Labels: what is known without an answer (ours and revocable), then
-    // each token of ours validated, all within the answer's time.
+    // each token of ours validated, all within the answer's time; before
+    // the tokens are queued, so that the worker's revocation cannot turn a
+    // live token into a dead one under the check.
     let checkers: Vec<Option<Arc<crate::providers::Checker>>> = rules
         .iter()
         .map(|rule| {
@@ -508,6 +479,37 @@ async fn partner(
     })
     .await;
     checks.abort_all();
+    let mut stored = Vec::new();
+    for (t, rule) in reported.iter().zip(&rules) {
+        let Some(rule) = rule else { continue };
+        let payload = json!({
+            "type": t.kind,
+            "rule": rule,
+            "url": t.url,
+            "source": t.source,
+            "sealed": r.sealer.seal(&t.token),
+        })
+        .to_string();
+        let delivery = crate::worker::Delivery::new(
+            format!("partner:{}", crate::partner::token_hash(&t.token)),
+            crate::partner::PARTNER_REPO.into(),
+            crate::partner::job_number(&t.token),
+            payload,
+            crate::worker::PARTNER,
+        );
+        match r.deliver(delivery.0) {
+            Ok(()) => stored.push(delivery.1),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    for rx in stored {
+        match rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return unavailable(&e),
+            Err(_) => return unavailable("the intake thread stopped"),
+        }
+    }
+    r.wake.notify_one();
     let feedback: Vec<crate::partner::Feedback> = reported
         .iter()
         .zip(&labels)
