@@ -9,7 +9,8 @@
 //! (large enough that common trigrams rarely collide, small enough for L1)?
 //! Each keyword enters the table by its rarest three-byte run (`ssw` for
 //! `password`, not the ubiquitous `pas`), as Hyperscan's FDR picks its
-//! fingerprints, so common code rarely reaches the second stage. Eight bytes
+//! fingerprints, so common code rarely reaches the second stage; how rare
+//! a run is comes from a table of run frequencies in source code. Eight bytes
 //! are loaded at once and six positions hashed from them. Only positions that
 //! hit are verified, byte by byte, against the keywords of that bucket.
 //! Keywords of two bytes enter the table once per possible third byte; a
@@ -19,6 +20,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 const TABLE_BITS: u32 = 17;
+const TABLE_WORDS: usize = 1 << (TABLE_BITS - 6);
 
 /// One keyword occurrence: the index of the keyword and its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,7 +42,8 @@ pub struct Fingerprint {
     short: Box<[u32]>,
     /// Offset of each keyword's fingerprint run within it.
     offsets_in_pattern: Vec<usize>,
-    table: Box<[u64]>,
+    /// A fixed size, so that a probe needs no bounds check.
+    table: Box<[u64; TABLE_WORDS]>,
     /// Keywords per hash bucket, flattened: bucket `h` holds
     /// `ids[offsets[h]..offsets[h + 1]]`.
     offsets: Box<[u32]>,
@@ -70,10 +73,48 @@ fn commonness(b: u8) -> u32 {
     }
 }
 
-/// Offset of the rarest three-byte run of `p` (at least 3 bytes long).
+/// The 4096 (folded) three-byte runs most frequent in source code, each
+/// with 4·log2 of its count, as `hex weight` lines sorted by run; counted
+/// over a general corpus (the Python standard library and crates.io
+/// sources), never over a benchmark input. `benches/trigrams.py` rebuilds
+/// it.
+static COMMON_RUNS: &str = include_str!("trigrams.txt");
+
+/// How common the folded run `gram` (first byte lowest) is in source code:
+/// 0 for a run outside the table, the rarest.
+fn run_weight(gram: u32) -> u8 {
+    static TABLE: std::sync::OnceLock<Vec<(u32, u8)>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut runs: Vec<(u32, u8)> = COMMON_RUNS
+            .lines()
+            .filter_map(|line| {
+                let (hex, weight) = line.split_once(' ')?;
+                let b = u32::from_str_radix(hex, 16).ok()?;
+                let run = (b >> 16) | (b & 0xFF00) | ((b & 0xFF) << 16);
+                Some((run, weight.parse().ok()?))
+            })
+            .collect();
+        runs.sort_unstable();
+        runs
+    });
+    table
+        .binary_search_by_key(&gram, |&(run, _)| run)
+        .map_or(0, |i| table[i].1)
+}
+
+/// Offset of the rarest three-byte run of `p` (at least 3 bytes long): by
+/// how often the run occurs in source code, then by how common its bytes
+/// are. (Summing byte frequencies alone would enter `gitea` by `git`.)
 fn fingerprint_offset(p: &[u8]) -> usize {
     (0..=p.len() - 3)
-        .min_by_key(|&i| p[i..i + 3].iter().map(|&b| commonness(b)).sum::<u32>())
+        .min_by_key(|&i| {
+            let run = &p[i..i + 3];
+            let gram = fold3(u32::from_le_bytes([run[0], run[1], run[2], 0]));
+            (
+                run_weight(gram),
+                run.iter().map(|&b| commonness(b)).sum::<u32>(),
+            )
+        })
         .unwrap_or(0)
 }
 
@@ -93,7 +134,7 @@ impl KeywordSearcher {
                 .build(patterns)
                 .map(KeywordSearcher::Automaton);
         }
-        let mut table = vec![0u64; 1 << (TABLE_BITS - 6)].into_boxed_slice();
+        let mut table = Box::new([0u64; TABLE_WORDS]);
         let mut entries: Vec<(u32, u32)> = Vec::new();
         let mut add = |gram: u32, id: u32| {
             let h = hash(fold3(gram));
@@ -283,6 +324,18 @@ mod tests {
     fn fingerprints_avoid_common_runs() {
         assert_eq!(fingerprint_offset(b"password"), 2); // "ssw"
         assert_eq!(fingerprint_offset(b"ghp_"), 1); // "hp_"
+                                                    // Rare letters do not make a rare run: "git" is in every
+                                                    // repository's scripts, "tea" far less often.
+        assert_eq!(fingerprint_offset(b"gitea"), 2);
+    }
+
+    #[test]
+    fn the_run_table_parses_and_weighs_common_runs_above_rare_ones() {
+        let gram = |s: &[u8]| fold3(u32::from_le_bytes([s[0], s[1], s[2], 0]));
+        assert_eq!(COMMON_RUNS.lines().count(), 4096);
+        assert!(run_weight(gram(b"the")) > run_weight(gram(b"sec")));
+        assert!(run_weight(gram(b"sec")) > 0);
+        assert_eq!(run_weight(gram(b"hp_")), 0);
     }
 
     #[test]
