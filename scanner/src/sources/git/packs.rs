@@ -661,15 +661,33 @@ struct Part {
     /// Each tree's kept entries, as indexes into `kept`.
     entries: Vec<u32>,
     kept: Vec<Kept>,
-    kept_ids: std::collections::HashMap<Kept, u32>,
+    kept_ids: rustc_hash::FxHashMap<Kept, u32>,
     names: Vec<Box<[u8]>>,
-    name_ids: std::collections::HashMap<Box<[u8]>, u32>,
+    /// Every name seen, interned, with whether a rule limited to some
+    /// paths may take a blob of that name: the filter runs once per
+    /// distinct name instead of once per entry of every tree.
+    name_ids: rustc_hash::FxHashMap<Box<[u8]>, (u32, bool)>,
     errors: Vec<String>,
     /// Working memory of the name filter (see [`Watch::named`]).
     name_cache: Option<NameCache>,
 }
 
 impl Part {
+    /// The interned id of `name`, and whether a rule limited to some paths
+    /// may take a blob of that name.
+    fn name(&mut self, name: &[u8], watch: &Watch) -> (u32, bool) {
+        if let Some(&seen) = self.name_ids.get(name) {
+            return seen;
+        }
+        let seen = (
+            self.names.len() as u32,
+            watch.named(name, &mut self.name_cache),
+        );
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), seen);
+        seen
+    }
+
     /// Keep tree `id`'s subtrees, submodules and blobs that matter; blobs
     /// whose id lies in `fresh` bytes are checked against the blobs stored.
     fn record(&mut self, id: &gix::oid, data: &[u8], fresh: &[Range<usize>], watch: &Watch) {
@@ -700,19 +718,11 @@ impl Part {
                         || watch.missing(e.id)
                         || (is_fresh && watch.check_stored(e.id))
                         || watch.all_blobs
-                        || watch.named(e.name, &mut self.name_cache)
+                        || self.name(e.name, watch).1
                 }
             };
             if keep {
-                let name = match self.name_ids.get(e.name) {
-                    Some(&n) => n,
-                    None => {
-                        let n = self.names.len() as u32;
-                        self.names.push(e.name.into());
-                        self.name_ids.insert(e.name.into(), n);
-                        n
-                    }
-                };
+                let (name, _) = self.name(e.name, watch);
                 let kept = Kept {
                     name,
                     kind: e.kind,
