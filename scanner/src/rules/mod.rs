@@ -68,6 +68,15 @@ pub struct GlobalAllow {
     pub commits: Vec<String>,
 }
 
+impl GlobalAllow {
+    fn extend(&mut self, other: GlobalAllow) {
+        self.paths.extend(other.paths);
+        self.regexes.extend(other.regexes);
+        self.stopwords.extend(other.stopwords);
+        self.commits.extend(other.commits);
+    }
+}
+
 /// An ordered collection of rules with unique ids, plus global allow lists.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -102,13 +111,18 @@ impl RuleSet {
             builtin_providers: true,
             ..RuleSet::default()
         };
+        // One merge for all files: `add` indexes what it merges into.
+        let mut files = RuleSet::default();
         for (name, json) in EMBEDDED {
             // The test suite loads every embedded file, so a broken built-in
             // file cannot ship; here a failure would be a build bug.
             let file = model::parse_keyburn_json(json, &format!("builtin:{name}"))
                 .unwrap_or_else(|e| panic!("embedded rule file is invalid: {e}"));
-            set.add(file);
+            files.rules.extend(file.rules);
+            files.allow.extend(file.allow);
+            files.providers.extend(file.providers);
         }
+        set.add(files);
         set
     }
 
@@ -181,10 +195,7 @@ impl RuleSet {
                 }
             }
         }
-        self.allow.paths.extend(other.allow.paths);
-        self.allow.regexes.extend(other.allow.regexes);
-        self.allow.stopwords.extend(other.allow.stopwords);
-        self.allow.commits.extend(other.allow.commits);
+        self.allow.extend(other.allow);
         self.providers.extend(other.providers);
         self.builtin_providers |= other.builtin_providers;
     }
