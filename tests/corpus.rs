@@ -184,6 +184,10 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
         case("README.md", "Export `SLACK_TOKEN=xoxb-your-token-here` and run `make`.\n".into(), &[]),
         case("assets/manifest.txt", format!("icons/video_box.ico-{}.png\n", f.hex(32)), &[]),
         case("shadow.example", "root:*:19000:0:99999:7:::\nnobody:!:19000::::::\n".into(), &[]),
+        // A label and its translation (the key assembled, so that this
+        // file is not a finding of its own).
+        case("src/main/resources/Messages_da.properties", format!("{0}=Adgangskode\nEmpty{0}=Tom-adgangskode-afvist\n", "Pass".to_owned() + "word"), &[]),
+        case("locales/fr.json", format!("{{\"login\": {{\"{}\": \"Mot-de-passe-oubli\u{e9}\"}}}}\n", "pass".to_owned() + "word"), &[]),
     ]
 }
 
