@@ -90,6 +90,17 @@ pub(crate) fn walk_selected(
     let Some((first, rest)) = paths.split_first() else {
         return;
     };
+    // One regular file named on the command line (a hook, an editor on
+    // save): scanned on this thread, without starting the walker's.
+    if rest.is_empty() && std::fs::symlink_metadata(first).is_ok_and(|m| m.is_file()) {
+        let mut worker = Worker::new(engine, select, opts);
+        let on_event = std::cell::RefCell::new(on_event);
+        worker.scan_file(first, &|ev| {
+            (on_event.borrow_mut())(ev);
+            true
+        });
+        return;
+    }
     let mut builder = WalkBuilder::new(first);
     for p in rest {
         builder.add(p);
@@ -119,15 +130,7 @@ pub(crate) fn walk_selected(
         s.spawn(move || {
             builder.build_parallel().run(|| {
                 let tx = tx.clone();
-                let mut worker = Worker {
-                    engine,
-                    select: Arc::clone(&select),
-                    max: opts.max_file_size,
-                    chunk: opts.chunk,
-                    buf: Vec::new(),
-                    scratch: Scratch::default(),
-                    matches: Vec::new(),
-                };
+                let mut worker = Worker::new(engine, Arc::clone(&select), opts);
                 Box::new(move |entry| {
                     let send = |ev| tx.send(ev).is_ok();
                     let ok = match entry {
@@ -166,7 +169,19 @@ struct Worker<'a> {
     matches: Vec<crate::engine::RawMatch>,
 }
 
-impl Worker<'_> {
+impl<'a> Worker<'a> {
+    fn new(engine: &'a Engine, select: Arc<dyn Select>, opts: &WalkOptions) -> Worker<'a> {
+        Worker {
+            engine,
+            select,
+            max: opts.max_file_size,
+            chunk: opts.chunk,
+            buf: Vec::new(),
+            scratch: Scratch::default(),
+            matches: Vec::new(),
+        }
+    }
+
     /// Report the path-only rules matching `name`; false when the receiver
     /// is gone.
     fn path_findings(&self, name: &str, send: &impl Fn(Event) -> bool) -> bool {
