@@ -193,24 +193,28 @@ pub fn run(args: ScanArgs) -> Result<u8> {
             )
         });
     }
-    let engine = builder
-        .decode(keyburn_scanner::engine::decode::DecodeOptions {
-            depth: args.decode_depth,
-            ..Default::default()
-        })
-        .archives(keyburn_scanner::engine::decode::ArchiveOptions {
-            depth: if args.archives && !args.no_archives {
-                args.archive_depth
-            } else {
-                0
-            },
-            max_bytes: args.archive_max_bytes,
-        })
-        .min_confidence(args.selection.min_confidence.into())
-        .kind(engine_kind(args.engine, &cfg))
-        .cache_dir(cache_dir())
-        .build()
-        .context("cannot build the scan engine")?;
+    // Never dropped: the process ends with the scan, and freeing hundreds
+    // of compiled rules would only delay a pre-commit hook's answer.
+    let engine = std::mem::ManuallyDrop::new(
+        builder
+            .decode(keyburn_scanner::engine::decode::DecodeOptions {
+                depth: args.decode_depth,
+                ..Default::default()
+            })
+            .archives(keyburn_scanner::engine::decode::ArchiveOptions {
+                depth: if args.archives && !args.no_archives {
+                    args.archive_depth
+                } else {
+                    0
+                },
+                max_bytes: args.archive_max_bytes,
+            })
+            .min_confidence(args.selection.min_confidence.into())
+            .kind(engine_kind(args.engine, &cfg))
+            .cache_dir(cache_dir())
+            .build()
+            .context("cannot build the scan engine")?,
+    );
 
     let mut report = Report {
         root: root.as_deref().and_then(source_root),

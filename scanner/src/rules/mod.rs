@@ -186,6 +186,7 @@ impl RuleSet {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
+        self.rules.reserve(other.rules.len());
         for rule in other.rules {
             match index.get(&rule.id) {
                 Some(&i) => self.rules[i] = rule,
