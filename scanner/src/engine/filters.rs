@@ -395,8 +395,9 @@ fn is_timestamp(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_digit() || b":.TZ+-".contains(b))
 }
 
-/// `1.2`, `v1.2.3`, `==4.0.3`, `^1.2.3-beta.1`, `~>2.0`: digits and dots
-/// after an optional operator and `v`, with an optional pre-release tail.
+/// `1.2`, `v1.2.3`, `==4.0.3`, `^1.2.3-beta.1`, `~>2.0`, a Debian package's
+/// `1:4.5-1ubuntu2.5`: digits and dots after an optional operator, epoch
+/// and `v`, with an optional pre-release or packaging tail.
 fn is_version(v: &[u8]) -> bool {
     let v = {
         let start = v
@@ -404,6 +405,10 @@ fn is_version(v: &[u8]) -> bool {
             .position(|b| !b"=<>~^!".contains(b))
             .unwrap_or(v.len());
         &v[start..]
+    };
+    let v = match v.iter().position(|&b| b == b':') {
+        Some(i @ 1..=3) if v[..i].iter().all(u8::is_ascii_digit) => &v[i + 1..],
+        _ => v,
     };
     let v = v.strip_prefix(b"v").unwrap_or(v);
     let core_end = v
@@ -420,7 +425,7 @@ fn is_version(v: &[u8]) -> bool {
             None => true,
             Some(b'-' | b'+') => v[core_end + 1..]
                 .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'.'),
+                .all(|b| b.is_ascii_alphanumeric() || b".+~".contains(b)),
             _ => false,
         }
 }
@@ -521,6 +526,8 @@ mod tests {
             "==4.0.3",
             "v1.2.3-rc.1",
             "^10.4.2",
+            "1:4.5-1ubuntu2.5",
+            "2.36-9+deb12u4",
             "config/db/prod.yml",
             "src/Main/resources",
             "+has-password}",
@@ -540,6 +547,8 @@ mod tests {
             "273Du2m2PEr8spNY",
             "kYpIygfdM7ENA8d5/vFldPGYYJvW5hANsbEvrSFag",
             "1.2.3abc-XYZ9q",
+            "12345:4.5-x",
+            "a1:4.5-x",
             "v2Fk93kdl.2kd",
             // Random, or words without a credential word.
             "tGN0bIwXnHdwOa85VABjPdSn8nWY7G7I",
