@@ -703,6 +703,8 @@ impl Part {
                 }
             };
             pos += e.bytes.len();
+            // Once per entry: kept or not, its name is looked up.
+            let (name, named) = self.name(e.name, watch);
             let keep = match e.kind {
                 EntryKind::Tree | EntryKind::Gitlink => true,
                 EntryKind::Blob => {
@@ -718,11 +720,10 @@ impl Part {
                         || watch.missing(e.id)
                         || (is_fresh && watch.check_stored(e.id))
                         || watch.all_blobs
-                        || self.name(e.name, watch).1
+                        || named
                 }
             };
             if keep {
-                let (name, _) = self.name(e.name, watch);
                 let kept = Kept {
                     name,
                     kind: e.kind,
