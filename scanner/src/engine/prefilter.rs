@@ -324,8 +324,9 @@ mod tests {
     fn fingerprints_avoid_common_runs() {
         assert_eq!(fingerprint_offset(b"password"), 2); // "ssw"
         assert_eq!(fingerprint_offset(b"ghp_"), 1); // "hp_"
-                                                    // Rare letters do not make a rare run: "git" is in every
-                                                    // repository's scripts, "tea" far less often.
+
+        // Rare letters do not make a rare run: "git" is in every
+        // repository's scripts, "tea" far less often.
         assert_eq!(fingerprint_offset(b"gitea"), 2);
     }
 
