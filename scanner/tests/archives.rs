@@ -300,6 +300,89 @@ fn a_bomb_costs_at_most_the_budget_and_says_what_it_left_out() {
     assert_eq!(keys(&events, dir.path()).len(), 2);
 }
 
+/// A tar member header written field by field, so that names the `tar`
+/// crate's builder refuses (`..`, absolute paths) can be stored, as an
+/// attacker's archive would store them.
+fn raw_tar_member(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(512), 0);
+}
+
+#[test]
+fn a_hostile_tar_is_read_in_place_never_extracted_and_its_links_not_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let scanned = root.path().join("a/b");
+    std::fs::create_dir_all(&scanned).unwrap();
+    // Beside the scanned directory, where a link member points: a scan that
+    // followed the link would report this key.
+    std::fs::write(root.path().join("a/outside.env"), env_file(9)).unwrap();
+    let mut evil = Vec::new();
+    let file = tar::EntryType::Regular;
+    raw_tar_member(&mut evil, "../../etc/escape.env", file, "", &env_file(1));
+    raw_tar_member(&mut evil, "/abs/path.env", file, "", &env_file(2));
+    raw_tar_member(
+        &mut evil,
+        "link.env",
+        tar::EntryType::Symlink,
+        "../outside.env",
+        b"",
+    );
+    raw_tar_member(
+        &mut evil,
+        "hard.env",
+        tar::EntryType::Link,
+        "../../etc/escape.env",
+        b"",
+    );
+    raw_tar_member(&mut evil, "last.env", file, "", &env_file(3));
+    evil.extend_from_slice(&[0; 1024]);
+    std::fs::write(scanned.join("evil.tar"), &evil).unwrap();
+
+    let events = walk(&engine(ArchiveOptions::default()), &scanned);
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    // The files are scanned under the names they carry (a leading `/`
+    // dropped), the links have no content of their own and are passed
+    // over, and what follows them is still read.
+    let got = keys(&events, &scanned);
+    assert_eq!(
+        got,
+        [
+            ("evil.tar!../../etc/escape.env".to_string(), aws_key(1)),
+            ("evil.tar!abs/path.env".to_string(), aws_key(2)),
+            ("evil.tar!last.env".to_string(), aws_key(3)),
+        ]
+    );
+    // Nothing was written anywhere: the tree is as it was made.
+    let mut tree: Vec<String> = walkdir(root.path());
+    tree.sort();
+    assert_eq!(tree, ["a", "a/b", "a/b/evil.tar", "a/outside.env"]);
+    assert!(!Path::new("/abs/path.env").exists());
+}
+
+/// Every path under `dir`, relative to it.
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn a_binary_member_is_skipped_from_its_first_bytes() {
     let dir = tempfile::tempdir().unwrap();
