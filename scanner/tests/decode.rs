@@ -28,11 +28,18 @@ fn b64(s: &str) -> String {
 }
 
 fn findings(text: &str, depth: u8) -> Vec<Finding> {
-    let engine = EngineBuilder::new(RuleSet::builtin())
-        .decode(DecodeOptions {
+    findings_with(
+        text,
+        DecodeOptions {
             depth,
             ..Default::default()
-        })
+        },
+    )
+}
+
+fn findings_with(text: &str, decode: DecodeOptions) -> Vec<Finding> {
+    let engine = EngineBuilder::new(RuleSet::builtin())
+        .decode(decode)
         .build()
         .unwrap();
     let mut lines = LineIndex::new();
@@ -179,4 +186,43 @@ fn a_private_key_written_on_one_line_with_escapes_is_found() {
         .find(|f| f.rule_id.starts_with("private-key"))
         .unwrap_or_else(|| panic!("{found:#?}"));
     assert_eq!(f.decoded_from, [Encoding::Escape]);
+}
+
+/// Decoding costs at most its budget of decoded bytes per input, whatever
+/// the input holds: runs past the budget stay encoded (the text itself is
+/// still scanned), and one enormous run (an embedded bundle or image) is
+/// not decoded at all.
+#[test]
+fn decoding_is_bounded_by_its_budget_and_an_enormous_run_stays_encoded() {
+    // 40 encoded secrets, each run decoding to under 80 bytes.
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!("blob{i} = \"{}\"", b64(&format!("SLACK_TOKEN={}", slack()))))
+        .collect();
+    let text = lines.join("\n") + "\n";
+    let decoded = |budget: usize| {
+        findings_with(&text, DecodeOptions { depth: 2, budget })
+            .iter()
+            .filter(|f| f.rule_id == "slack-bot-token")
+            .count()
+    };
+    assert_eq!(decoded(1 << 20), 40);
+    let few = decoded(400);
+    assert!((1..=8).contains(&few), "{few} decoded within 400 bytes");
+
+    // A secret encoded inside 4 MiB of base64 on one line is past the
+    // longest run decoded; the plain secret after it is found.
+    let mut big = String::from("bundle = \"");
+    let filler = b64(&"x".repeat(3 << 20));
+    big.push_str(&filler[..filler.len() - 4]);
+    big.push_str(&b64(&format!("SLACK_TOKEN={}", slack())));
+    big.push_str("\"\n");
+    big.push_str(&format!("SLACK_TOKEN={}\n", slack()));
+    let found = findings(&big, 2);
+    let slack_found: Vec<&Finding> = found
+        .iter()
+        .filter(|f| f.rule_id == "slack-bot-token")
+        .collect();
+    assert_eq!(slack_found.len(), 1, "{found:#?}");
+    assert!(slack_found[0].decoded_from.is_empty());
+    assert_eq!(slack_found[0].location.line, 2);
 }
