@@ -778,6 +778,7 @@ impl Engine {
         around: Around<'_>,
     ) {
         self.collect_windows(hay, hits, scratch);
+        self.drop_unmet_requirements(&mut scratch.windows, around);
         let windows = std::mem::take(&mut scratch.windows);
         let mut found = std::mem::take(&mut scratch.matches);
         found.clear();
@@ -1006,6 +1007,37 @@ impl Engine {
 
     /// Drop the matches whose required rule matched nowhere near them: in
     /// `found`, or, for decoded text, in the text around its encoded span.
+    /// Drop the windows of a rule that requires another when that rule
+    /// has no window here and lends nothing from around: the required
+    /// match cannot exist, so neither can a kept match of this rule (a
+    /// Kubernetes Secret's value rule would otherwise search every
+    /// `token:` of every YAML file).
+    fn drop_unmet_requirements(&self, windows: &mut Vec<(u32, usize, usize)>, around: Around<'_>) {
+        if !windows
+            .iter()
+            .any(|w| self.requirements[w.0 as usize].is_some())
+        {
+            return;
+        }
+        // Windows are sorted by rule.
+        let has_window = |rule: usize| {
+            let i = windows.partition_point(|w| (w.0 as usize) < rule);
+            windows.get(i).is_some_and(|w| w.0 as usize == rule)
+        };
+        let lent =
+            |rule: usize| around.is_some_and(|(lent, _)| lent.iter().any(|m| m.rule == rule));
+        let unmet: Vec<u32> = windows
+            .iter()
+            .filter_map(|w| {
+                let (req, _) = self.requirements[w.0 as usize]?;
+                (!has_window(req) && !lent(req)).then_some(w.0)
+            })
+            .collect();
+        if !unmet.is_empty() {
+            windows.retain(|w| !unmet.contains(&w.0));
+        }
+    }
+
     fn apply_requirements(&self, found: &mut Vec<RawMatch>, around: Around<'_>) {
         if !found.iter().any(|m| self.requirements[m.rule].is_some()) {
             return;
