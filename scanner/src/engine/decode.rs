@@ -154,10 +154,7 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         while s > 0 && in_class(s - 1) {
             s -= 1;
         }
-        let mut e = p + 1;
-        while e < hay.len() && in_class(e) {
-            e += 1;
-        }
+        let e = run_end(hay, p);
         let mut pad = e;
         while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
             pad += 1;
@@ -211,6 +208,20 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
         }
     }
     out.sort_by_key(|d| d.span.start);
+}
+
+/// The end of the base64/hex run through `hay[p]`, found 64 bytes at a
+/// time: runs can be long (a bundled image, a wall of object ids).
+fn run_end(hay: &[u8], p: usize) -> usize {
+    let mut e = p;
+    loop {
+        let block = &hay[e..hay.len().min(e + 64)];
+        let ones = (!class_mask(block)).trailing_zeros() as usize;
+        if ones < block.len() || block.len() < 64 {
+            return e + ones.min(block.len());
+        }
+        e += 64;
+    }
 }
 
 /// The shortest padded base64 run looked at: 4 bytes of text.
@@ -319,10 +330,14 @@ fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
     if s.len() < MIN_BASE64 || s.len() > MAX_RUN {
         return None;
     }
-    let all_hex = s.iter().all(u8::is_ascii_hexdigit);
+    // The alphabet the run uses, in one pass.
+    let (mut all_hex, mut upper, mut lower) = (true, false, false);
+    for &b in s {
+        all_hex &= b.is_ascii_hexdigit();
+        upper |= b.is_ascii_uppercase();
+        lower |= b.is_ascii_lowercase();
+    }
     if all_hex {
-        let lower = s.iter().any(u8::is_ascii_lowercase);
-        let upper = s.iter().any(u8::is_ascii_uppercase);
         if s.len() < MIN_HEX || s.len() % 2 == 1 || (lower && upper) {
             return None;
         }
@@ -337,10 +352,18 @@ fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
         });
     }
     // Base64 of text mixes cases; a lower-case path or name does not. What
-    // else passes here (a long camelCase name) decodes to binary.
-    let upper = s.iter().any(u8::is_ascii_uppercase);
-    let lower = s.iter().any(u8::is_ascii_lowercase);
+    // else passes here (a long camelCase name) decodes to binary, which the
+    // first character of each four tells before anything is decoded: it
+    // holds the top six bits of a byte, and text's bytes start with few.
     if !(upper && lower) {
+        return None;
+    }
+    let not_text = s
+        .iter()
+        .step_by(4)
+        .filter(|&&c| !matches!(c, b'C' | b'D' | b'I'..=b'Z' | b'a'..=b'f'))
+        .count();
+    if not_text * 10 > s.len() * 3 / 4 {
         return None;
     }
     let text = base64(s)?;
@@ -569,6 +592,49 @@ mod tests {
             text.push_str("aHVudGVyMjItcHJvZHVjdGlvbg==");
             text.push_str(&" ".repeat(70));
             assert_eq!(decode_all(&text).len(), 1, "at {at}");
+        }
+    }
+
+    /// Standard base64 of `t`, unpadded.
+    fn encode(t: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        t.chunks(3)
+            .flat_map(|c| {
+                let n = c
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+                (0..=c.len()).map(move |i| A[(n >> (18 - 6 * i) & 63) as usize] as char)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The check of each four's first character only rejects what the
+        /// decoding would: any text that reads as text is still decoded,
+        /// line ends and a few stray bytes included.
+        #[test]
+        fn base64_of_text_is_always_decoded(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![
+                    20 => 0x20u8..0x7f,
+                    1 => proptest::sample::select(vec![b'\n', b'\r', b'\t']),
+                    1 => 0u8..=255,
+                ],
+                12..300,
+            )
+        ) {
+            let encoded = encode(&text);
+            let mut out = Vec::new();
+            let mut budget = 1 << 20;
+            decode_runs(encoded.as_bytes(), 0..encoded.len(), &mut budget, &mut out);
+            let mixed = encoded.bytes().any(|b| b.is_ascii_uppercase())
+                && encoded.bytes().any(|b| b.is_ascii_lowercase());
+            let hex = encoded.bytes().all(|b| b.is_ascii_hexdigit());
+            if reads_as_text(&text) && mixed && !hex && !encoded.contains(['-', '_']) {
+                proptest::prop_assert_eq!(out.len(), 1);
+                proptest::prop_assert_eq!(&out[0].text, &text);
+            }
         }
     }
 
