@@ -330,15 +330,13 @@ fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
     if s.len() < MIN_BASE64 || s.len() > MAX_RUN {
         return None;
     }
-    // The alphabet the run uses, in one pass.
-    let (mut all_hex, mut upper, mut lower) = (true, false, false);
-    for &b in s {
-        all_hex &= b.is_ascii_hexdigit();
-        upper |= b.is_ascii_uppercase();
-        lower |= b.is_ascii_lowercase();
-    }
-    if all_hex {
-        if s.len() < MIN_HEX || s.len() % 2 == 1 || (lower && upper) {
+    // Most runs are not encoded text; each test below stops at the first
+    // byte that settles it, so a long run of dashes or a camelCase name
+    // costs a few bytes, not its length.
+    if s.iter().all(u8::is_ascii_hexdigit) {
+        let lower = s.iter().any(u8::is_ascii_lowercase);
+        if s.len() < MIN_HEX || s.len() % 2 == 1 || (lower && s.iter().any(u8::is_ascii_uppercase))
+        {
             return None;
         }
         let text: Vec<u8> = s
@@ -351,19 +349,21 @@ fn run(hay: &[u8], r: Range<usize>, pad: usize) -> Option<Decoded> {
             text,
         });
     }
-    // Base64 of text mixes cases; a lower-case path or name does not. What
-    // else passes here (a long camelCase name) decodes to binary, which the
-    // first character of each four tells before anything is decoded: it
-    // holds the top six bits of a byte, and text's bytes start with few.
-    if !(upper && lower) {
-        return None;
+    // The first character of each four holds the top six bits of a byte,
+    // and text's bytes start with few: more fours outside them than the
+    // text check tolerates (one byte in ten) cannot decode to text.
+    let tolerated = s.len() * 3 / 4 / 10;
+    let mut not_text = 0;
+    for &c in s.iter().step_by(4) {
+        if !matches!(c, b'C' | b'D' | b'I'..=b'Z' | b'a'..=b'f') {
+            not_text += 1;
+            if not_text > tolerated {
+                return None;
+            }
+        }
     }
-    let not_text = s
-        .iter()
-        .step_by(4)
-        .filter(|&&c| !matches!(c, b'C' | b'D' | b'I'..=b'Z' | b'a'..=b'f'))
-        .count();
-    if not_text * 10 > s.len() * 3 / 4 {
+    // Base64 of text mixes cases; a lower-case path or name does not.
+    if !(s.iter().any(u8::is_ascii_uppercase) && s.iter().any(u8::is_ascii_lowercase)) {
         return None;
     }
     let text = base64(s)?;
