@@ -44,11 +44,17 @@ pub struct Fingerprint {
     offsets_in_pattern: Vec<usize>,
     /// A fixed size, so that a probe needs no bounds check.
     table: Box<[u64; TABLE_WORDS]>,
-    /// Keywords per hash bucket, flattened: bucket `h` holds
-    /// `ids[offsets[h]..offsets[h + 1]]`.
-    offsets: Box<[u32]>,
-    ids: Box<[u32]>,
+    /// `(hash, keyword)` pairs sorted by hash, indexed by groups of
+    /// hashes: group `g` (hashes `g << GROUP_SHIFT` and up) holds
+    /// `entries[groups[g]..groups[g + 1]]`. A group index, not one slot
+    /// per hash, stays small enough for the cache (and to build at
+    /// start-up), and a group holds few keywords.
+    groups: Box<[u32]>,
+    entries: Box<[(u32, u32)]>,
 }
+
+/// Hashes per group of [`Fingerprint::groups`].
+const GROUP_SHIFT: u32 = 4;
 
 /// The case fold used for hashing: `| 0x20` maps each ASCII letter to its
 /// lowercase form and leaves equal bytes equal, so a case-insensitive
@@ -157,19 +163,19 @@ impl KeywordSearcher {
         }
         entries.sort_unstable();
         entries.dedup();
-        let mut offsets = vec![0u32; (1 << TABLE_BITS) + 1].into_boxed_slice();
+        let mut groups = vec![0u32; (1 << (TABLE_BITS - GROUP_SHIFT)) + 1].into_boxed_slice();
         for &(h, _) in &entries {
-            offsets[h as usize + 1] += 1;
+            groups[(h >> GROUP_SHIFT) as usize + 1] += 1;
         }
-        for h in 0..(1 << TABLE_BITS) {
-            offsets[h + 1] += offsets[h];
+        for g in 0..groups.len() - 1 {
+            groups[g + 1] += groups[g];
         }
         Ok(KeywordSearcher::Fingerprint(Fingerprint {
             short: (0..patterns.len() as u32)
                 .filter(|&i| patterns[i as usize].len() < 3)
                 .collect(),
-            offsets,
-            ids: entries.iter().map(|&(_, id)| id).collect(),
+            groups,
+            entries: entries.into_boxed_slice(),
             offsets_in_pattern,
             patterns: patterns
                 .iter()
@@ -197,17 +203,19 @@ impl KeywordSearcher {
 }
 
 impl Fingerprint {
+    /// Probe the three bytes at the bottom of `gram`, already folded
+    /// ([`fold3`] or a whole word `| 0x2020…`).
     #[inline(always)]
     fn probe(&self, gram: u32) -> Option<u32> {
-        let h = hash(fold3(gram));
+        let h = hash(gram & 0x00FF_FFFF);
         (self.table[(h >> 6) as usize] & (1 << (h & 63)) != 0).then_some(h)
     }
 
     #[cold]
     fn verify(&self, hay: &[u8], at: usize, h: u32, f: &mut impl FnMut(Hit)) {
-        let ids =
-            &self.ids[self.offsets[h as usize] as usize..self.offsets[h as usize + 1] as usize];
-        for &id in ids {
+        let g = (h >> GROUP_SHIFT) as usize;
+        let group = &self.entries[self.groups[g] as usize..self.groups[g + 1] as usize];
+        for &(_, id) in group.iter().filter(|e| e.0 == h) {
             let p = &self.patterns[id as usize];
             let Some(start) = at.checked_sub(self.offsets_in_pattern[id as usize]) else {
                 continue;
@@ -227,7 +235,8 @@ impl Fingerprint {
         let mut i = 0;
         // Six positions per 8-byte load: position i+k needs bytes up to i+k+2.
         while i + 8 <= hay.len() {
-            let w = u64::from_le_bytes(hay[i..i + 8].try_into().unwrap());
+            // Folded once for the six positions.
+            let w = u64::from_le_bytes(hay[i..i + 8].try_into().unwrap()) | 0x2020_2020_2020_2020;
             for k in 0..6 {
                 if let Some(h) = self.probe((w >> (8 * k)) as u32) {
                     self.verify(hay, i + k, h, &mut f);
@@ -245,7 +254,7 @@ impl Fingerprint {
                 // A two-byte keyword ending at the last byte has no third
                 // byte to hash; check the short keywords directly.
                 self.verify_short_tail(hay, i, &mut f);
-            } else if let Some(h) = self.probe(gram) {
+            } else if let Some(h) = self.probe(fold3(gram)) {
                 self.verify(hay, i, h, &mut f);
             }
             i += 1;
