@@ -116,6 +116,38 @@ fn keywordless_user_rules_run_on_every_buffer() {
     );
 }
 
+/// A keyword inside every match lets a rule search only the longest
+/// match around each hit; a keyword beside the token (a name before it)
+/// still gets the wider window that reaches the token.
+#[test]
+fn keywords_inside_the_token_and_beside_it_both_find_it() {
+    let set = RuleSet::from_toml(
+        r#"
+[[rule]]
+id = "inside"
+name = "Keyword inside"
+regex = '''\b(?P<secret>(?i:tkn)_[a-z0-9]{30})\b'''
+keywords = ["tkn_"]
+
+[[rule]]
+id = "beside"
+name = "Keyword beside"
+regex = '''\b(?P<secret>[A-Z0-9]{24})\b'''
+keywords = ["acme"]
+"#,
+        "user.toml",
+    )
+    .unwrap();
+    let engine = build(set);
+    let inside = "k3m9x7q2p8w4n6v1b5z0c8r2t4y6u1";
+    let beside = "Q7XK2M4PZ6RB3TVN8HJ5LW9C";
+    let text = format!(
+        "{}\nTKN_{inside} and again tkn_{inside}\nacme: the deploy key for production is {beside}\n",
+        "filler ".repeat(100)
+    );
+    assert_eq!(scan_ids(&engine, &text), ["inside", "inside", "beside"]);
+}
+
 #[test]
 fn global_allow_paths_and_rule_paths_are_honoured() {
     let mut set = RuleSet::from_toml(

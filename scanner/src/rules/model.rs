@@ -287,13 +287,45 @@ pub(crate) fn parse_regex(src: &str) -> Result<regex_syntax::hir::Hir, String> {
 /// sit in invalid UTF-8), ASCII classes (`\w`, `\s`, `\b`), case folding ASCII.
 pub fn compile_regex(src: &str) -> Result<(meta::Regex, Option<usize>), String> {
     let hir = parse_regex(src)?;
+    compile_hir(&hir)
+}
+
+fn compile_hir(hir: &regex_syntax::hir::Hir) -> Result<(meta::Regex, Option<usize>), String> {
     let max_len = hir.properties().maximum_len();
     let regex = meta::Builder::new()
         .configure(meta::Config::new().utf8_empty(false))
         .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .build_from_hir(&hir)
+        .build_from_hir(hir)
         .map_err(|e| e.to_string())?;
     Ok((regex, max_len))
+}
+
+/// Whether every match of `hir` begins with a literal holding one of
+/// `keywords` (ASCII case aside unless `exact`): then each match holds a
+/// keyword hit, and a window of the longest match around each hit finds
+/// it. (A keyword that sits beside the token, `DISCORD_TOKEN=` before a
+/// bot token, needs the wider default window.)
+fn keyword_in_every_match(hir: &regex_syntax::hir::Hir, keywords: &[String], exact: bool) -> bool {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
+    let holds = |lit: &[u8], kw: &[u8]| {
+        !kw.is_empty()
+            && lit.windows(kw.len()).any(|w| {
+                if exact {
+                    w == kw
+                } else {
+                    w.eq_ignore_ascii_case(kw)
+                }
+            })
+    };
+    seq.literals().is_some_and(|lits| {
+        !lits.is_empty()
+            && lits.iter().all(|lit| {
+                keywords
+                    .iter()
+                    .any(|kw| holds(lit.as_bytes(), kw.as_bytes()))
+            })
+    })
 }
 
 impl Rule {
@@ -308,7 +340,8 @@ impl Rule {
                 format!("{what}: {e}")
             },
         };
-        let (regex, max_len) = compile_regex(&self.regex).map_err(|e| regex_err("", e))?;
+        let hir = parse_regex(&self.regex).map_err(|e| regex_err("", e))?;
+        let (regex, max_len) = compile_hir(&hir).map_err(|e| regex_err("", e))?;
         let info = regex.group_info();
         let named = info.to_index(regex_automata::PatternID::ZERO, "secret");
         let secret_group = match (named, self.secret_group) {
@@ -323,11 +356,15 @@ impl Rule {
             }
             (None, None) => 0,
         };
-        let window = self
-            .window
-            .or(max_len)
-            .unwrap_or(DEFAULT_WINDOW)
-            .clamp(MIN_WINDOW, MAX_WINDOW);
+        let window = match (self.window, max_len) {
+            (Some(w), _) => w.clamp(MIN_WINDOW, MAX_WINDOW),
+            (None, Some(len))
+                if keyword_in_every_match(&hir, &self.keywords, self.case_sensitive_keywords) =>
+            {
+                len.min(MAX_WINDOW)
+            }
+            (None, len) => len.unwrap_or(DEFAULT_WINDOW).clamp(MIN_WINDOW, MAX_WINDOW),
+        };
         let many = |what: &str, list: &[String]| -> Result<Vec<meta::Regex>, RuleError> {
             list.iter()
                 .map(|r| {
