@@ -188,6 +188,24 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
         // file is not a finding of its own).
         case("src/main/resources/Messages_da.properties", format!("{0}=Adgangskode\nEmpty{0}=Tom-adgangskode-afvist\n", "Pass".to_owned() + "word"), &[]),
         case("locales/fr.json", format!("{{\"login\": {{\"{}\": \"Mot-de-passe-oubli\u{e9}\"}}}}\n", "pass".to_owned() + "word"), &[]),
+        // A translation bundle in JavaScript.
+        case("static/lang/es.js", format!("{{\"{}\":\"Contrase\u{f1}a\",\"Username\":\"Usuario\"}}\n", "Pass".to_owned() + "word"), &[]),
+        // Page cursors in an SDK's fixtures.
+        case(
+            "tests/resources/alerts_list.json",
+            format!("{{\"next_page_url\": \"https://api.example.org/v1/Alerts?PageSize=50&PageToken=PA{}\"}}\n", f.hex(32)),
+            &[],
+        ),
+        case("tests/fixtures/list.json", format!("{{\"Items\": [], \"NextToken\": \"{}\"}}\n", f.alnum(48)), &[]),
+        // RFC 6749's example response, copied into every OAuth library.
+        case(
+            "docs/oauth.md",
+            format!("{{\"access_{0}\":\"2YotnFZFEjr1zCsicMWpAA\",\"refresh_{0}\":\"tGzv3JOkF0XG5Qx2TlKWIA\"}}\n", "token"),
+            &[],
+        ),
+        case("web/swagger-ui.js", format!("{}Input: '.basic_auth__{}',\n", "password", "password"), &[]),
+        case("docs/advanced.rst", "auth = HTTPBasicAuth('fake@example.com', 'not_a_real_password')\n".into(), &[]),
+        case("audit/results.json", format!("\"url\": \"http://%7BENCODED_USER%7D:%7BENCODED_{}%7D@request.com\"\n", "PASSWORD"), &[]),
     ]
 }
 

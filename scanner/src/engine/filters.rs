@@ -85,6 +85,7 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "notreal",
     "not_real",
     "not-a-real",
+    "not_a_real",
     "fake",
     "replace_me",
     "replaceme",
@@ -110,8 +111,13 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 /// `your-token-here`, `${VAR}`, `<TOKEN>`, `****`, `{{ .Values.x }}`, a lone
 /// `$VAR`, or a single repeated character.
 pub fn is_placeholder(secret: &[u8]) -> bool {
-    if secret.is_empty() {
+    if secret.is_empty() || is_documented_example(secret) {
         return true;
+    }
+    // A percent-encoded value is judged as it reads decoded: a URL's
+    // `%7BENCODED_PASSWORD%7D` is a template slot, `%25%21%2A` punctuation.
+    if let Some(decoded) = percent_decoded(secret) {
+        return !decoded.iter().any(u8::is_ascii_alphanumeric) || is_placeholder(&decoded);
     }
     let lower = secret.to_ascii_lowercase();
     if PLACEHOLDER_WORDS
@@ -127,6 +133,51 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
         return true;
     }
     secret.iter().all(|&b| b == secret[0])
+}
+
+/// Values that specifications and vendors' documentation print as their
+/// examples, found in every library that copies the example: RFC 6749's
+/// access token, refresh token, authorization code and client secret,
+/// RFC 4226/6238's test secret (base32 of `12345678901234567890`), and the
+/// token jwt.io shows (known by its signature).
+const DOCUMENTED_EXAMPLES: &[&str] = &[
+    "2YotnFZFEjr1zCsicMWpAA",
+    "tGzv3JOkF0XG5Qx2TlKWIA",
+    "SplxlOBeZQQYbYS6WxSbIA",
+    "7Fjfp0ZBr1KtDRbnfVdmIw",
+    "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+];
+const JWT_IO_SIGNATURE: &str = ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+
+fn is_documented_example(secret: &[u8]) -> bool {
+    DOCUMENTED_EXAMPLES.iter().any(|e| e.as_bytes() == secret)
+        || secret.ends_with(JWT_IO_SIGNATURE.as_bytes())
+}
+
+/// `s` percent-decoded, when it holds a `%XX` escape.
+fn percent_decoded(s: &[u8]) -> Option<Vec<u8>> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut escaped = false;
+    let mut i = 0;
+    while i < s.len() {
+        match (
+            s[i],
+            s.get(i + 1).and_then(|&b| hex(b)),
+            s.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                escaped = true;
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    escaped.then_some(out)
 }
 
 /// `$NAME`, `${NAME}`, `%NAME%`, or a format string's or template's slot
@@ -220,9 +271,38 @@ pub fn keyword_is_a_word(name: &[u8], keywords: &[Vec<u8>]) -> bool {
     keywords.iter().any(|kw| {
         memchr::memmem::find_iter(&lower, kw).any(|p| {
             let end = p + kw.len();
-            word_start(name, &lower, p) && word_end(name, end, kw)
+            word_start(name, &lower, p) && word_end(name, end, kw) && !qualified(&lower, p)
         })
     })
+}
+
+/// Words that, right before the keyword, name a token that grants
+/// nothing: a page cursor (`PageToken`, `next_token`, AWS's `NextToken`,
+/// `continuationToken`), a sync or cancellation token, an idempotency key.
+const NOT_CREDENTIAL_QUALIFIERS: &[&str] = &[
+    "page",
+    "next",
+    "continuation",
+    "pagination",
+    "sync",
+    "cancellation",
+    "idempotency",
+    "resume",
+];
+
+/// Whether the keyword at `p` of the (lowercased) name follows a word of
+/// [`NOT_CREDENTIAL_QUALIFIERS`], with or without a `_`, `-` or `.`
+/// between them (`nextPageToken`, `NEXT_TOKEN`).
+fn qualified(lower: &[u8], p: usize) -> bool {
+    let before = &lower[..p];
+    let before = before
+        .strip_suffix(b"_")
+        .or_else(|| before.strip_suffix(b"-"))
+        .or_else(|| before.strip_suffix(b"."))
+        .unwrap_or(before);
+    NOT_CREDENTIAL_QUALIFIERS
+        .iter()
+        .any(|q| before.ends_with(q.as_bytes()))
 }
 
 fn word_start(name: &[u8], lower: &[u8], p: usize) -> bool {
@@ -291,7 +371,7 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     if v.last() == Some(&b'{') {
         return true;
     }
-    if is_credential_identifier(v) {
+    if is_credential_identifier(v) || is_selector_or_member_assignment(v) {
         return true;
     }
     v.contains(&b'/')
@@ -378,6 +458,37 @@ fn is_credential_identifier(v: &[u8]) -> bool {
                 .iter()
                 .any(|c| c.as_bytes() == lower.as_slice())
         })
+}
+
+/// Code in minified JavaScript and its stylesheets: a CSS class selector
+/// (`passwordInput: '.basic_auth__password'`) or a chain of assignments
+/// to members (`TokenNode=e.AbstractMmlNode=e.indent…`).
+fn is_selector_or_member_assignment(v: &[u8]) -> bool {
+    let ident = |w: &[u8]| {
+        w.first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_' || *b == b'$')
+            && w.iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
+    };
+    if let Some(class) = v.strip_prefix(b".") {
+        return ident(
+            &class
+                .iter()
+                .map(|&b| if b == b'-' { b'_' } else { b })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let Some(eq) = v.iter().position(|&b| b == b'=') else {
+        return false;
+    };
+    let mut parts = v[..eq].split(|&b| b == b'.');
+    let member = parts.next().is_some_and(ident) && {
+        let rest: Vec<&[u8]> = parts.collect();
+        !rest.is_empty() && rest.iter().all(|p| ident(p))
+    };
+    member
+        && v.get(eq + 1)
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
 }
 
 /// An ISO 8601 date or date and time: `2024-01-31`, `2024-01-31T10:00:00Z`.
@@ -514,6 +625,19 @@ mod tests {
         assert!(keyword_is_a_word(b"dbpassword=", &kw("password")));
         assert!(!keyword_is_a_word(b"onepasswordcli=", &kw("password")));
         assert!(keyword_is_a_word(b"x-api-key: ", &kw("api-key")));
+        // Cursors and other tokens that grant nothing.
+        for name in [
+            "?PageToken=",
+            "\"nextPageToken\": \"",
+            "NextToken: ",
+            "next_token=",
+            "continuation-token: ",
+            "SYNC_TOKEN=",
+            "cancellationToken = \"",
+        ] {
+            assert!(!keyword_is_a_word(name.as_bytes(), &kw("token")), "{name}");
+        }
+        assert!(keyword_is_a_word(b"pageAccessToken=", &kw("token")));
     }
 
     #[test]
@@ -540,6 +664,9 @@ mod tests {
             "_X509_SUBJECT_TOKEN_TYPE",
             "$dbPassword",
             "eyJhbGciOiJSUzI1NiJ9.{",
+            ".basic_auth__password",
+            ".input_apiKey_entry",
+            "e.AbstractMmlNode=e.indentAttributes=e.TEXCLASS",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -555,6 +682,9 @@ mod tests {
             "Tr0ub4dorSecret9x",
             "CorrectHorseBatteryStaple",
             "hunter2_Secret_xQ9",
+            ".Tr0ub4dor&3",
+            "sv=2022-11-02&ss=b&sig=Qx7Lm2Kp9Zt4Vn8Rw3Yc6Bd1Hf5Jg0Ns",
+            "dGhpcyBpcyBhIHRlc3Q=",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -650,10 +780,27 @@ mod tests {
             "********",
             "{{ .Values.secret }}",
             "aaaaaaaa",
+            "not_a_real_password",
+            "%7BENCODED_PASSWORD%7D",
+            "%25%21%2A%27%28%29%3B%3A%40%26",
+            // RFC 6749's example access token.
+            "2YotnFZFEjr1zCsicMWpAA",
         ] {
             assert!(is_placeholder(p.as_bytes()), "{p}");
         }
-        for s in ["kQ3vN8sLw2XzR5tYb7Mf", "$apr1$Jd8/a$k2mZ", "hunter2!Qx"] {
+        let jwt_io = [
+            "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9",
+            "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ",
+            "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        ]
+        .join(".");
+        assert!(is_placeholder(jwt_io.as_bytes()));
+        for s in [
+            "kQ3vN8sLw2XzR5tYb7Mf",
+            "$apr1$Jd8/a$k2mZ",
+            "hunter2!Qx",
+            "p%40ss%3Aw0rd-Kq9x",
+        ] {
             assert!(!is_placeholder(s.as_bytes()), "{s}");
         }
     }
