@@ -206,6 +206,16 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
         case("web/swagger-ui.js", format!("{}Input: '.basic_auth__{}',\n", "password", "password"), &[]),
         case("docs/advanced.rst", "auth = HTTPBasicAuth('fake@example.com', 'not_a_real_password')\n".into(), &[]),
         case("audit/results.json", format!("\"url\": \"http://%7BENCODED_USER%7D:%7BENCODED_{}%7D@request.com\"\n", "PASSWORD"), &[]),
+        // An SDK's generated reference: examples spelled out, elided or
+        // given as a choice, and a client's cache-busting header.
+        case(
+            "docs/reference/rds.rst",
+            format!(
+                "  MasterUser{0}='mynew{1}',\n  {0}ResetRequired=True|False\n  'PurchaseToken': 'eyJ2IjoiMSIsInMiOjEsImMiOi...'\n  Postman-Token: {2}-{3}-{4}-{5}-{6}\n",
+                "Password", "password", f.hex(8), f.hex(4), f.hex(4), f.hex(4), f.hex(12)
+            ),
+            &[],
+        ),
     ]
 }
 

@@ -126,6 +126,13 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     {
         return true;
     }
+    // Elided, as documentation shortens a value: `eyJ2IjoiMSIs...`.
+    if secret.ends_with(b"...") {
+        return true;
+    }
+    if spells_out_password(&lower) {
+        return true;
+    }
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
         return true;
     }
@@ -133,6 +140,18 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
         return true;
     }
     secret.iter().all(|&b| b == secret[0])
+}
+
+/// A value that spells out the word it stands for and is mostly letters
+/// otherwise: documentation's `mypassword`, `SomeKindOfPassword123!@#`,
+/// `PassWordMustBeAtLeast6Chars.` (`lower` is lowercased). A password
+/// people pick, `Password123!` or `P@ssw0rd`, is left to report.
+fn spells_out_password(lower: &[u8]) -> bool {
+    let spelled = [&b"password"[..], b"passwd"]
+        .iter()
+        .any(|w| memchr::memmem::find(lower, w).is_some());
+    let letters = lower.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    spelled && letters * 10 >= lower.len() * 7
 }
 
 /// Values that specifications and vendors' documentation print as their
@@ -278,7 +297,8 @@ pub fn keyword_is_a_word(name: &[u8], keywords: &[Vec<u8>]) -> bool {
 
 /// Words that, right before the keyword, name a token that grants
 /// nothing: a page cursor (`PageToken`, `next_token`, AWS's `NextToken`,
-/// `continuationToken`), a sync or cancellation token, an idempotency key.
+/// `continuationToken`), a sync or cancellation token, an idempotency key,
+/// Postman's cache-busting `Postman-Token`, EC2's `PurchaseToken`.
 const NOT_CREDENTIAL_QUALIFIERS: &[&str] = &[
     "page",
     "next",
@@ -288,6 +308,8 @@ const NOT_CREDENTIAL_QUALIFIERS: &[&str] = &[
     "cancellation",
     "idempotency",
     "resume",
+    "postman",
+    "purchase",
 ];
 
 /// Whether the keyword at `p` of the (lowercased) name follows a word of
@@ -372,6 +394,13 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
         return true;
     }
     if is_credential_identifier(v) || is_selector_or_member_assignment(v) {
+        return true;
+    }
+    // Documentation's choice of values: `True|False`, `enabled|disabled`.
+    if v.contains(&b'|')
+        && v.split(|&b| b == b'|')
+            .all(|w| w.len() > 1 && w.iter().all(u8::is_ascii_alphabetic))
+    {
         return true;
     }
     v.contains(&b'/')
@@ -634,6 +663,8 @@ mod tests {
             "continuation-token: ",
             "SYNC_TOKEN=",
             "cancellationToken = \"",
+            "Postman-Token: ",
+            "'PurchaseToken': '",
         ] {
             assert!(!keyword_is_a_word(name.as_bytes(), &kw("token")), "{name}");
         }
@@ -667,6 +698,7 @@ mod tests {
             ".basic_auth__password",
             ".input_apiKey_entry",
             "e.AbstractMmlNode=e.indentAttributes=e.TEXCLASS",
+            "True|False",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -685,6 +717,7 @@ mod tests {
             ".Tr0ub4dor&3",
             "sv=2022-11-02&ss=b&sig=Qx7Lm2Kp9Zt4Vn8Rw3Yc6Bd1Hf5Jg0Ns",
             "dGhpcyBpcyBhIHRlc3Q=",
+            "Kq9|xW2|Lm7",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -781,6 +814,10 @@ mod tests {
             "{{ .Values.secret }}",
             "aaaaaaaa",
             "not_a_real_password",
+            "mypassword",
+            "SomeKindOfPassword123!@#",
+            "PassWordMustBeAtLeast6Chars.",
+            "eyJ2IjoiMSIsInMiOjEsImMiOi...",
             "%7BENCODED_PASSWORD%7D",
             "%25%21%2A%27%28%29%3B%3A%40%26",
             // RFC 6749's example access token.
@@ -800,6 +837,8 @@ mod tests {
             "$apr1$Jd8/a$k2mZ",
             "hunter2!Qx",
             "p%40ss%3Aw0rd-Kq9x",
+            "Password123!",
+            "P@ssw0rd",
         ] {
             assert!(!is_placeholder(s.as_bytes()), "{s}");
         }
