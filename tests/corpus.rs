@@ -121,6 +121,8 @@ fn positives(f: &mut Fake) -> Vec<Case> {
             &[1],
         ),
         case("scripts/deploy.sh", format!("#!/bin/sh\ncurl -u deploy:{} https://api.example.org/v1/release\n", f.password()), &[2]),
+        // A weak password that spells its word is still a password.
+        case("Jenkinsfile", format!("stage('publish') {{\n  sh 'curl -X PUT -u jfrog:{}{} https://repo.example.org/api/'\n}}\n", "Admin", "Password1"), &[2]),
         case(
             "scripts/call.sh",
             format!("curl -H \"Authorization: Basic {}\" https://api.example.org\n", b64(format!("ops:{}", f.password()).as_bytes())),

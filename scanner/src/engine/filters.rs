@@ -130,7 +130,7 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     if secret.ends_with(b"...") {
         return true;
     }
-    if spells_out_password(&lower) {
+    if spells_out_password(secret) {
         return true;
     }
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
@@ -142,16 +142,27 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     secret.iter().all(|&b| b == secret[0])
 }
 
-/// A value that spells out the word it stands for and is mostly letters
-/// otherwise: documentation's `mypassword`, `SomeKindOfPassword123!@#`,
-/// `PassWordMustBeAtLeast6Chars.` (`lower` is lowercased). A password
-/// people pick, `Password123!` or `P@ssw0rd`, is left to report.
-fn spells_out_password(lower: &[u8]) -> bool {
-    let spelled = [&b"password"[..], b"passwd"]
+/// A value that spells out the word it stands for inside a phrase:
+/// documentation's `mypassword`, `some_password`, `SomeKindOfPassword123!@#`,
+/// `PassWordMustBeAtLeast6Chars.`. A password people pick and commit,
+/// `AdminPassword1`, `petclinicpassword` or `P@ssw0rd`, is left to report.
+fn spells_out_password(secret: &[u8]) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    if ![&b"password"[..], b"passwd"]
         .iter()
-        .any(|w| memchr::memmem::find(lower, w).is_some());
-    let letters = lower.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    spelled && letters * 10 >= lower.len() * 7
+        .any(|w| memchr::memmem::find(&lower, w).is_some())
+    {
+        return false;
+    }
+    let phrase = [&b"my"[..], b"some", b"your", b"other", b"new", b"the"]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    // Words of a camelCase phrase: `SomeKindOfPassword` has four.
+    let steps = secret
+        .windows(2)
+        .filter(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        .count();
+    phrase || steps >= 3
 }
 
 /// Values that specifications and vendors' documentation print as their
@@ -394,6 +405,10 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
         return true;
     }
     if is_credential_identifier(v) || is_selector_or_member_assignment(v) {
+        return true;
+    }
+    // Markup the value ran into: a Word document's `admin</w:t><w:br`.
+    if memchr::memmem::find(v, b"</").is_some() || memchr::memmem::find(v, b"/>").is_some() {
         return true;
     }
     // Documentation's choice of values: `True|False`, `enabled|disabled`.
@@ -699,6 +714,7 @@ mod tests {
             ".input_apiKey_entry",
             "e.AbstractMmlNode=e.indentAttributes=e.TEXCLASS",
             "True|False",
+            "admin</w:t></w:r></w:p><w:p",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -815,6 +831,7 @@ mod tests {
             "aaaaaaaa",
             "not_a_real_password",
             "mypassword",
+            "some_password",
             "SomeKindOfPassword123!@#",
             "PassWordMustBeAtLeast6Chars.",
             "eyJ2IjoiMSIsInMiOjEsImMiOi...",
@@ -839,6 +856,9 @@ mod tests {
             "p%40ss%3Aw0rd-Kq9x",
             "Password123!",
             "P@ssw0rd",
+            "AdminPassword1",
+            "petclinicpassword",
+            "customPassword",
         ] {
             assert!(!is_placeholder(s.as_bytes()), "{s}");
         }
