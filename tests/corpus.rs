@@ -208,6 +208,15 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
         case("web/swagger-ui.js", format!("{}Input: '.basic_auth__{}',\n", "password", "password"), &[]),
         case("docs/advanced.rst", "auth = HTTPBasicAuth('fake@example.com', 'not_a_real_password')\n".into(), &[]),
         case("audit/results.json", format!("\"url\": \"http://%7BENCODED_USER%7D:%7BENCODED_{}%7D@request.com\"\n", "PASSWORD"), &[]),
+        // Code about credentials, and values made at run time.
+        case(
+            "vendor/scanner.go",
+            format!("\t// {0}:uid:gid:gecos:home:shell\n\t{1}.style = yaml_FOLDED_SCALAR_STYLE\n", "password", "token"),
+            &[],
+        ),
+        case("lib/nacl.js", format!("nacl.box.{}KeyLength = crypto_box_SECRETKEYBYTES;\n", "secret"), &[]),
+        case("test/run.sh", format!("docker run -e MYSQL_ROOT_{}=\"test-$RANDOM-password-$RANDOM-$$\" mysql\n", "PASSWORD"), &[]),
+        case("docs/tag-details.md", format!("| ME_CONFIG_BASICAUTH_{}= VCAP_APP_HOST=0.0.0.0 |\n", "PASSWORD"), &[]),
         // An SDK's generated reference: examples spelled out, elided or
         // given as a choice, and a client's cache-busting header.
         case(

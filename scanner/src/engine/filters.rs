@@ -101,6 +101,7 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "}}",
     "%(",
     "$(",
+    "$random",
     "0123456789",
     "123456789",
     "abcdefghij",
@@ -154,9 +155,18 @@ fn spells_out_password(secret: &[u8]) -> bool {
     {
         return false;
     }
-    let phrase = [&b"my"[..], b"some", b"your", b"other", b"new", b"the"]
-        .iter()
-        .any(|p| lower.starts_with(p));
+    let phrase = [
+        &b"my"[..],
+        b"some",
+        b"your",
+        b"other",
+        b"new",
+        b"the",
+        b"super",
+        b"secret",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p));
     // Words of a camelCase phrase: `SomeKindOfPassword` has four.
     let steps = secret
         .windows(2)
@@ -301,9 +311,75 @@ pub fn keyword_is_a_word(name: &[u8], keywords: &[Vec<u8>]) -> bool {
     keywords.iter().any(|kw| {
         memchr::memmem::find_iter(&lower, kw).any(|p| {
             let end = p + kw.len();
-            word_start(name, &lower, p) && word_end(name, end, kw) && !qualified(&lower, p)
+            word_start(name, &lower, p)
+                && word_end(name, end, kw)
+                && !qualified(&lower, p)
+                && !names_an_attribute(name, end)
         })
     })
+}
+
+/// Words that, after the keyword in a name, make it name a property of
+/// the credential rather than the credential: `token.style`,
+/// `secretKeyLength`, `PasswordResetRequired`, `token_url`.
+const ATTRIBUTE_WORDS: &[&str] = &[
+    "changed",
+    "count",
+    "encoder",
+    "endpoint",
+    "field",
+    "format",
+    "header",
+    "hint",
+    "label",
+    "len",
+    "length",
+    "max",
+    "min",
+    "mode",
+    "pattern",
+    "placeholder",
+    "policy",
+    "prefix",
+    "prompt",
+    "regex",
+    "required",
+    "reset",
+    "size",
+    "style",
+    "timeout",
+    "ttl",
+    "type",
+    "uri",
+    "url",
+    "validator",
+    "version",
+];
+
+/// Whether the identifier that goes on after the keyword (ending at
+/// `end` of `name`) holds a word of [`ATTRIBUTE_WORDS`].
+fn names_an_attribute(name: &[u8], end: usize) -> bool {
+    let rest = &name[end..];
+    let len = rest
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || b"_-.".contains(b)))
+        .unwrap_or(rest.len());
+    let rest = &rest[..len];
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut word = Vec::new();
+    for (i, &b) in rest.iter().enumerate() {
+        let step = i > 0 && b.is_ascii_uppercase() && rest[i - 1].is_ascii_lowercase();
+        if !b.is_ascii_alphanumeric() || step {
+            words.push(std::mem::take(&mut word));
+        }
+        if b.is_ascii_alphanumeric() {
+            word.push(b.to_ascii_lowercase());
+        }
+    }
+    words.push(word);
+    words
+        .iter()
+        .any(|w| ATTRIBUTE_WORDS.iter().any(|a| a.as_bytes() == w.as_slice()))
 }
 
 /// Words that, right before the keyword, name a token that grants
@@ -409,6 +485,25 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     }
     // Markup the value ran into: a Word document's `admin</w:t><w:br`.
     if memchr::memmem::find(v, b"</").is_some() || memchr::memmem::find(v, b"/>").is_some() {
+        return true;
+    }
+    // Another assignment after an empty one (`A_PASSWORD= B_HOST=0.0.0.0`),
+    // or a list of field names (`password:uid:gid:gecos:home:shell`).
+    if let Some(eq) = v.iter().position(|&b| b == b'=') {
+        if eq > 0
+            && v.get(eq + 1).is_some_and(|&b| b != b'=')
+            && v[..eq]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+            && v[0].is_ascii_uppercase()
+        {
+            return true;
+        }
+    }
+    if v.split(|&b| b == b':').count() >= 3
+        && v.split(|&b| b == b':')
+            .all(|w| !w.is_empty() && w.iter().all(u8::is_ascii_lowercase))
+    {
         return true;
     }
     // Documentation's choice of values: `True|False`, `enabled|disabled`.
@@ -662,10 +757,21 @@ mod tests {
         ] {
             assert!(!keyword_is_a_word(name.as_bytes(), &kw("token")), "{name}");
         }
-        assert!(keyword_is_a_word(
+        assert!(!keyword_is_a_word(
             b"\"timePasswordChanged\": ",
             &kw("password")
         ));
+        for name in [
+            "token.style = ",
+            "nacl.box.secretKeyLength = ",
+            "TOKEN_URL=",
+            "password_min_length: ",
+        ] {
+            let kws = [b"token".to_vec(), b"secret".to_vec(), b"password".to_vec()];
+            assert!(!keyword_is_a_word(name.as_bytes(), &kws), "{name}");
+        }
+        assert!(keyword_is_a_word(b"secret_key_base: ", &kw("secret")));
+        assert!(keyword_is_a_word(b"DB_PASSWORD=", &kw("password")));
         assert!(keyword_is_a_word(b"dbpassword=", &kw("password")));
         assert!(!keyword_is_a_word(b"onepasswordcli=", &kw("password")));
         assert!(keyword_is_a_word(b"x-api-key: ", &kw("api-key")));
@@ -715,6 +821,8 @@ mod tests {
             "e.AbstractMmlNode=e.indentAttributes=e.TEXCLASS",
             "True|False",
             "admin</w:t></w:r></w:p><w:p",
+            "VCAP_APP_HOST=0.0.0.0",
+            "uid:gid:gecos:home:shell",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -734,6 +842,8 @@ mod tests {
             "sv=2022-11-02&ss=b&sig=Qx7Lm2Kp9Zt4Vn8Rw3Yc6Bd1Hf5Jg0Ns",
             "dGhpcyBpcyBhIHRlc3Q=",
             "Kq9|xW2|Lm7",
+            "QUJDREVG==",
+            "QUJD=",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -831,7 +941,9 @@ mod tests {
             "aaaaaaaa",
             "not_a_real_password",
             "mypassword",
+            "test-$RANDOM-password",
             "some_password",
+            "supersecretpassword",
             "SomeKindOfPassword123!@#",
             "PassWordMustBeAtLeast6Chars.",
             "eyJ2IjoiMSIsInMiOjEsImMiOi...",
