@@ -131,7 +131,7 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     if secret.ends_with(b"...") {
         return true;
     }
-    if spells_out_password(secret) {
+    if spells_out_password(secret, &lower) {
         return true;
     }
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
@@ -147,11 +147,11 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
 /// documentation's `mypassword`, `some_password`, `SomeKindOfPassword123!@#`,
 /// `PassWordMustBeAtLeast6Chars.`. A password people pick and commit,
 /// `AdminPassword1`, `petclinicpassword` or `P@ssw0rd`, is left to report.
-fn spells_out_password(secret: &[u8]) -> bool {
-    let lower = secret.to_ascii_lowercase();
+/// (`lower` is `secret` lowercased.)
+fn spells_out_password(secret: &[u8], lower: &[u8]) -> bool {
     if ![&b"password"[..], b"passwd"]
         .iter()
-        .any(|w| memchr::memmem::find(&lower, w).is_some())
+        .any(|w| memchr::memmem::find(lower, w).is_some())
     {
         return false;
     }
@@ -603,27 +603,23 @@ fn is_credential_identifier(v: &[u8]) -> bool {
 /// (`passwordInput: '.basic_auth__password'`) or a chain of assignments
 /// to members (`TokenNode=e.AbstractMmlNode=e.indent…`).
 fn is_selector_or_member_assignment(v: &[u8]) -> bool {
-    let ident = |w: &[u8]| {
+    // An identifier, or with `-` among `punct` a class name.
+    let ident = |w: &[u8], punct: &[u8]| {
         w.first()
-            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_' || *b == b'$')
+            .is_some_and(|b| b.is_ascii_alphabetic() || punct.contains(b))
             && w.iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
+                .all(|b| b.is_ascii_alphanumeric() || punct.contains(b))
     };
     if let Some(class) = v.strip_prefix(b".") {
-        return ident(
-            &class
-                .iter()
-                .map(|&b| if b == b'-' { b'_' } else { b })
-                .collect::<Vec<_>>(),
-        );
+        return ident(class, b"_$-");
     }
     let Some(eq) = v.iter().position(|&b| b == b'=') else {
         return false;
     };
     let mut parts = v[..eq].split(|&b| b == b'.');
-    let member = parts.next().is_some_and(ident) && {
+    let member = parts.next().is_some_and(|p| ident(p, b"_$")) && {
         let rest: Vec<&[u8]> = parts.collect();
-        !rest.is_empty() && rest.iter().all(|p| ident(p))
+        !rest.is_empty() && rest.iter().all(|p| ident(p, b"_$"))
     };
     member
         && v.get(eq + 1)

@@ -1005,8 +1005,6 @@ impl Engine {
         Verdict::Drop
     }
 
-    /// Drop the matches whose required rule matched nowhere near them: in
-    /// `found`, or, for decoded text, in the text around its encoded span.
     /// Drop the windows of a rule that requires another when that rule
     /// has no window here and lends nothing from around: the required
     /// match cannot exist, so neither can a kept match of this rule (a
@@ -1038,6 +1036,8 @@ impl Engine {
         }
     }
 
+    /// Drop the matches whose required rule matched nowhere near them: in
+    /// `found`, or, for decoded text, in the text around its encoded span.
     fn apply_requirements(&self, found: &mut Vec<RawMatch>, around: Around<'_>) {
         if !found.iter().any(|m| self.requirements[m.rule].is_some()) {
             return;
