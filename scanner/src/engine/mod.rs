@@ -32,7 +32,10 @@ pub use prefilter::Hit as KeywordHit;
 use stage_one::StageOne;
 pub use stage_one::StageScratch;
 
-use crate::rules::{compile_regex, CompiledRule, Confidence, RegexTarget, Rule, RuleSet};
+use crate::rules::{
+    compile_path_regex, compile_regex, CompiledRule, Confidence, PathFilter, RegexTarget, Rule,
+    RuleSet,
+};
 
 pub use filters::{entropy, entropy_floor, is_placeholder, valid_checksum};
 use filters::{is_file_name_stem, is_mostly_repetition, is_not_a_secret_value, keyword_is_a_word};
@@ -279,6 +282,9 @@ struct Global {
 pub struct Engine {
     rules: Vec<Rule>,
     compiled: Vec<OnceLock<Option<CompiledRule>>>,
+    /// Each rule's path filters, compiled on first use apart from its
+    /// regexes (see [`Engine::takes`]).
+    path_filters: Vec<OnceLock<Option<PathFilter>>>,
     /// The prefilter's patterns: lower-case keywords, deduplicated.
     keywords: Vec<String>,
     stage_one: StageOne,
@@ -335,8 +341,8 @@ const INLINE_ALLOW: [&[u8]; 5] = [
 impl Engine {
     pub fn new(set: RuleSet) -> Result<Engine, EngineError> {
         let global = Global {
-            paths: compile_all(&set.allow.paths)?,
-            regexes: compile_all(&set.allow.regexes)?,
+            paths: compile_all(&set.allow.paths, compile_path_regex)?,
+            regexes: compile_all(&set.allow.regexes, |p| compile_regex(p).map(|(re, _)| re))?,
             stopwords: set
                 .allow
                 .stopwords
@@ -345,7 +351,7 @@ impl Engine {
                 .collect(),
             commits: set.allow.commits.clone(),
         };
-        let rules: Vec<Rule> = set.rules().to_vec();
+        let rules = set.into_rules();
         let mut patterns: Vec<String> = Vec::new();
         let mut index = std::collections::HashMap::new();
         let mut triggers: Vec<Vec<Trigger>> = Vec::new();
@@ -398,10 +404,12 @@ impl Engine {
             lends[req] = true;
         }
         let compiled = rules.iter().map(|_| OnceLock::new()).collect();
+        let path_filters = rules.iter().map(|_| OnceLock::new()).collect();
         let longest_keyword = patterns.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
             rules,
             compiled,
+            path_filters,
             longest_keyword,
             keywords: patterns,
             stage_one,
@@ -450,6 +458,23 @@ impl Engine {
             .as_ref()
     }
 
+    /// Whether rule `r` takes the file at `path` (content without a path
+    /// when `None`), by its own path filters. A rule limited to other paths
+    /// is passed over without compiling its regexes: a one-file scan would
+    /// otherwise compile every keyword-less rule limited to paths
+    /// (`.erlang.cookie`, Rails' `master.key`) to learn that they do not
+    /// take it.
+    fn takes(&self, r: usize, path: Option<&str>) -> bool {
+        let rule = &self.rules[r];
+        if rule.paths.is_empty() && (path.is_none() || rule.allow.paths.is_empty()) {
+            return true;
+        }
+        self.path_filters[r]
+            .get_or_init(|| rule.compile_paths().ok())
+            .as_ref()
+            .is_some_and(|f| f.takes(path))
+    }
+
     /// Scan a buffer that has no path.
     pub fn scan(&self, hay: &[u8]) -> Vec<RawMatch> {
         let mut scratch = Scratch::default();
@@ -470,7 +495,7 @@ impl Engine {
         if path.is_some_and(|p| self.path_ignored(p)) {
             return;
         }
-        self.scan_filtered(hay, None, None, scratch, out, |c| path_allowed(c, path));
+        self.scan_filtered(hay, None, None, scratch, out, |r| self.takes(r, path));
     }
 
     /// Scan a git blob found at `paths`: every rule that may take it at one
@@ -489,8 +514,8 @@ impl Engine {
         } else {
             paths.filter(|p| !self.path_ignored(p)).collect()
         };
-        self.scan_filtered(hay, None, None, scratch, out, |c| {
-            c.only_paths.is_empty() || placed.iter().any(|p| path_allowed(c, Some(p)))
+        self.scan_filtered(hay, None, None, scratch, out, |r| {
+            self.rules[r].paths.is_empty() || placed.iter().any(|p| self.takes(r, Some(p)))
         });
     }
 
@@ -512,8 +537,8 @@ impl Engine {
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
     ) {
-        self.scan_filtered(hay, Some(hits), fresh, scratch, out, |c| {
-            c.only_paths.is_empty()
+        self.scan_filtered(hay, Some(hits), fresh, scratch, out, |r| {
+            self.rules[r].paths.is_empty()
         });
     }
 
@@ -521,10 +546,7 @@ impl Engine {
     pub fn path_limited_applies(&self, path: &str) -> bool {
         !self.path_limited.is_empty()
             && !self.path_ignored(path)
-            && self.path_limited.iter().any(|&r| {
-                self.compiled(r)
-                    .is_some_and(|c| path_allowed(c, Some(path)))
-            })
+            && self.path_limited.iter().any(|&r| self.takes(r, Some(path)))
     }
 
     /// Tests on file names for the rules limited to some paths: `None`
@@ -601,20 +623,14 @@ impl Engine {
         self.path_rules
             .iter()
             .copied()
-            .filter(|&r| {
-                self.compiled(r)
-                    .is_some_and(|c| !c.only_paths.is_empty() && path_allowed(c, Some(path)))
-            })
+            .filter(|&r| !self.rules[r].paths.is_empty() && self.takes(r, Some(path)))
             .collect()
     }
 
     /// Whether matches of rule `rule` count at `path` (global and rule path
     /// filters).
     pub fn applies_to(&self, rule: usize, path: &str) -> bool {
-        !self.path_ignored(path)
-            && self
-                .compiled(rule)
-                .is_some_and(|c| path_allowed(c, Some(path)))
+        !self.path_ignored(path) && self.takes(rule, Some(path))
     }
 
     /// Whether a global allow list leaves the file at `path` out.
@@ -631,7 +647,7 @@ impl Engine {
         fresh: Option<&[Range<usize>]>,
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
-        rule_applies: impl Fn(&CompiledRule) -> bool,
+        rule_applies: impl Fn(usize) -> bool,
     ) {
         self.scan_plain(hay, hits, scratch, out, &rule_applies, None);
         let whole = 0..hay.len();
@@ -647,7 +663,7 @@ impl Engine {
         hay: &[u8],
         regions: &[Range<usize>],
         out: &mut Vec<RawMatch>,
-        rule_applies: &dyn Fn(&CompiledRule) -> bool,
+        rule_applies: &dyn Fn(usize) -> bool,
     ) {
         if self.decode.depth == 0 {
             return;
@@ -706,7 +722,7 @@ impl Engine {
         budget: &mut usize,
         (outer, lent): (Outer<'_>, &[RawMatch]),
         out: &mut Vec<RawMatch>,
-        rule_applies: &dyn Fn(&CompiledRule) -> bool,
+        rule_applies: &dyn Fn(usize) -> bool,
     ) {
         let mut runs = Vec::new();
         for r in regions {
@@ -774,7 +790,7 @@ impl Engine {
         hits: Option<&[KeywordHit]>,
         scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
-        rule_applies: &dyn Fn(&CompiledRule) -> bool,
+        rule_applies: &dyn Fn(usize) -> bool,
         around: Around<'_>,
     ) {
         self.collect_windows(hay, hits, scratch);
@@ -786,9 +802,9 @@ impl Engine {
         let mut current: Option<(u32, Option<Captures>)> = None;
         for &(r, ws, we) in &windows {
             if current.as_ref().map(|c| c.0) != Some(r) {
-                let caps = self
-                    .compiled(r as usize)
-                    .filter(|c| rule_applies(c))
+                let caps = rule_applies(r as usize)
+                    .then(|| self.compiled(r as usize))
+                    .flatten()
                     .map(|c| c.regex.create_captures());
                 current = Some((r, caps));
             }
@@ -1103,15 +1119,16 @@ pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
     failures
 }
 
-fn compile_all(list: &[String]) -> Result<Vec<meta::Regex>, EngineError> {
+fn compile_all(
+    list: &[String],
+    compile: impl Fn(&str) -> Result<meta::Regex, String>,
+) -> Result<Vec<meta::Regex>, EngineError> {
     list.iter()
         .map(|p| {
-            compile_regex(p)
-                .map(|(re, _)| re)
-                .map_err(|message| EngineError::AllowRegex {
-                    pattern: p.clone(),
-                    message,
-                })
+            compile(p).map_err(|message| EngineError::AllowRegex {
+                pattern: p.clone(),
+                message,
+            })
         })
         .collect()
 }
@@ -1126,14 +1143,6 @@ fn line_context<'h>(hay: &'h [u8], span: &Range<usize>) -> (&'h [u8], &'h [u8]) 
         &near[line.start..span.start - from],
         &near[span.end - from..line.end],
     )
-}
-
-fn path_allowed(c: &CompiledRule, path: Option<&str>) -> bool {
-    let Some(p) = path else {
-        return c.only_paths.is_empty();
-    };
-    (c.only_paths.is_empty() || c.only_paths.iter().any(|re| re.is_match(p)))
-        && !c.allow_paths.iter().any(|re| re.is_match(p))
 }
 
 fn contains_any_ci(hay: &[u8], needles: &[Vec<u8>]) -> bool {

@@ -87,7 +87,7 @@ impl GitleaksConfig {
         // This file's own rules; a base file's were checked when it loaded.
         let own = convert(parsed, &file)?;
         for rule in own.rules() {
-            rule.compile()?;
+            rule.check_compiles()?;
         }
         config.rules.merge(own)?;
         Ok(config)

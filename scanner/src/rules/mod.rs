@@ -25,8 +25,8 @@ use serde::Serialize;
 #[cfg(any(feature = "hyperscan", test))]
 pub(crate) use model::parse_regex;
 pub use model::{
-    compile_regex, Allow, Checksum, CompiledRule, Confidence, Pair, PartsReader, RegexTarget,
-    Requirement, Rule,
+    compile_path_regex, compile_regex, Allow, Checksum, CompiledRule, Confidence, Pair,
+    PartsReader, PathFilter, RegexTarget, Requirement, Rule,
 };
 
 include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
@@ -210,6 +210,11 @@ impl RuleSet {
         &self.rules
     }
 
+    /// The rules, taken out of the set.
+    pub fn into_rules(self) -> Vec<Rule> {
+        self.rules
+    }
+
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }
@@ -317,7 +322,7 @@ fn parse_str(text: &str, file: &str, strict: bool) -> Result<RuleSet, RuleError>
             });
         }
         if strict {
-            rule.compile()?;
+            rule.check_compiles()?;
         }
     }
     Ok(set)

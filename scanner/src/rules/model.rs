@@ -259,12 +259,30 @@ pub struct CompiledRule {
     /// The regex's longest possible match, when bounded.
     pub max_len: Option<usize>,
     pub allow_regexes: Vec<meta::Regex>,
-    pub allow_paths: Vec<meta::Regex>,
-    pub only_paths: Vec<meta::Regex>,
     pub stopwords: Vec<Vec<u8>>,
     /// The keywords (lower case) that must be a word of the value's name,
     /// when the rule says `keyword_word`.
     pub name_keywords: Vec<Vec<u8>>,
+}
+
+/// Which paths a rule takes: those its `paths` match (any path when it
+/// has none) and its allow list's `paths` do not.
+#[derive(Debug)]
+pub struct PathFilter {
+    only: Vec<meta::Regex>,
+    allow: Vec<meta::Regex>,
+}
+
+impl PathFilter {
+    /// Whether the rule takes the file at `path`; content without a path is
+    /// taken only by a rule not limited to some paths.
+    pub fn takes(&self, path: Option<&str>) -> bool {
+        let Some(p) = path else {
+            return self.only.is_empty();
+        };
+        (self.only.is_empty() || self.only.iter().any(|re| re.is_match(p)))
+            && !self.allow.iter().any(|re| re.is_match(p))
+    }
 }
 
 const DEFAULT_WINDOW: usize = 512;
@@ -300,6 +318,23 @@ fn compile_hir(hir: &regex_syntax::hir::Hir) -> Result<(meta::Regex, Option<usiz
     Ok((regex, max_len))
 }
 
+/// Compile a regex run on paths: bytes, as [`compile_regex`], without the
+/// lazy DFA. A path is short, so the bounded backtracker reads it as fast,
+/// and the DFA's cache made each path regex cost four times as much to
+/// build, a cost a one-file scan pays for every rule limited to paths.
+pub fn compile_path_regex(src: &str) -> Result<meta::Regex, String> {
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .utf8_empty(false)
+                .hybrid(false)
+                .dfa(false),
+        )
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build(src)
+        .map_err(|e| e.to_string())
+}
+
 /// Whether every match of `hir` begins with a literal holding one of
 /// `keywords` (ASCII case aside unless `exact`): then each match holds a
 /// keyword hit, and a window of the longest match around each hit finds
@@ -331,17 +366,8 @@ fn keyword_in_every_match(hir: &regex_syntax::hir::Hir, keywords: &[String], exa
 impl Rule {
     /// Compile the rule's regexes and check that it is usable.
     pub fn compile(&self) -> Result<CompiledRule, RuleError> {
-        let regex_err = |what: &str, e: String| RuleError::Regex {
-            file: self.source.clone(),
-            id: self.id.clone(),
-            message: if what.is_empty() {
-                e
-            } else {
-                format!("{what}: {e}")
-            },
-        };
-        let hir = parse_regex(&self.regex).map_err(|e| regex_err("", e))?;
-        let (regex, max_len) = compile_hir(&hir).map_err(|e| regex_err("", e))?;
+        let hir = parse_regex(&self.regex).map_err(|e| self.regex_error("", e))?;
+        let (regex, max_len) = compile_hir(&hir).map_err(|e| self.regex_error("", e))?;
         let info = regex.group_info();
         let named = info.to_index(regex_automata::PatternID::ZERO, "secret");
         let secret_group = match (named, self.secret_group) {
@@ -365,23 +391,21 @@ impl Rule {
             }
             (None, len) => len.unwrap_or(DEFAULT_WINDOW).clamp(MIN_WINDOW, MAX_WINDOW),
         };
-        let many = |what: &str, list: &[String]| -> Result<Vec<meta::Regex>, RuleError> {
-            list.iter()
-                .map(|r| {
-                    compile_regex(r)
-                        .map(|(re, _)| re)
-                        .map_err(|e| regex_err(what, e))
-                })
-                .collect()
-        };
         Ok(CompiledRule {
             regex,
             secret_group,
             window,
             max_len,
-            allow_regexes: many("allow regex", &self.allow.regexes)?,
-            allow_paths: many("allow path", &self.allow.paths)?,
-            only_paths: many("path", &self.paths)?,
+            allow_regexes: self
+                .allow
+                .regexes
+                .iter()
+                .map(|r| {
+                    compile_regex(r)
+                        .map(|(re, _)| re)
+                        .map_err(|e| self.regex_error("allow regex", e))
+                })
+                .collect::<Result<_, _>>()?,
             stopwords: self
                 .allow
                 .stopwords
@@ -397,6 +421,39 @@ impl Rule {
                 Vec::new()
             },
         })
+    }
+
+    /// Compile the rule's path filters, apart from its regexes: a file at
+    /// a path the rule does not take is passed over without compiling them.
+    pub fn compile_paths(&self) -> Result<PathFilter, RuleError> {
+        let list = |what: &str, list: &[String]| -> Result<Vec<meta::Regex>, RuleError> {
+            list.iter()
+                .map(|r| compile_path_regex(r).map_err(|e| self.regex_error(what, e)))
+                .collect()
+        };
+        Ok(PathFilter {
+            only: list("path", &self.paths)?,
+            allow: list("allow path", &self.allow.paths)?,
+        })
+    }
+
+    /// Compile every regex of the rule, to learn that it is usable.
+    pub fn check_compiles(&self) -> Result<(), RuleError> {
+        self.compile()?;
+        self.compile_paths()?;
+        Ok(())
+    }
+
+    fn regex_error(&self, what: &str, e: String) -> RuleError {
+        RuleError::Regex {
+            file: self.source.clone(),
+            id: self.id.clone(),
+            message: if what.is_empty() {
+                e
+            } else {
+                format!("{what}: {e}")
+            },
+        }
     }
 
     /// The named groups of the regex other than `secret` (a URL's `host`,
