@@ -20,12 +20,12 @@ impl From<MinConfidence> for Confidence {
     }
 }
 
-/// The rule set a run uses: built-ins (unless disabled), then user files
-/// (which may override built-in ids), then --enable-rule/--disable-rule.
-/// The rules a run uses: the built-in ones, a gitleaks configuration
-/// (`--config`, or a `.gitleaks.toml` in `root` when no `--rules` is
-/// given), the `--rules` files, then the rule selection.
-pub fn load_rules(sel: &RuleSelection, root: Option<&Path>) -> Result<RuleSet> {
+/// The rules a run uses: the built-in ones (unless disabled; with their
+/// examples when `examples`, which a scan does not read), a gitleaks
+/// configuration (`--config`, or a `.gitleaks.toml` in `root` when no
+/// `--rules` is given), the `--rules` files (which may override built-in
+/// ids), then `--enable-rule`/`--disable-rule`.
+pub fn load_rules(sel: &RuleSelection, root: Option<&Path>, examples: bool) -> Result<RuleSet> {
     let gitleaks_file = sel.config.clone().or_else(|| {
         root.map(|r| r.join(".gitleaks.toml"))
             .filter(|p| sel.rules.is_empty() && p.is_file())
@@ -38,8 +38,10 @@ pub fn load_rules(sel: &RuleSelection, root: Option<&Path>) -> Result<RuleSet> {
             None => None,
         };
     let builtin = !sel.no_builtin_rules && gitleaks.as_ref().is_none_or(|g| g.use_default);
-    let mut set = if builtin {
+    let mut set = if builtin && examples {
         RuleSet::builtin()
+    } else if builtin {
+        RuleSet::builtin_to_scan()
     } else {
         RuleSet::default()
     };
@@ -77,7 +79,7 @@ pub fn load_rules(sel: &RuleSelection, root: Option<&Path>) -> Result<RuleSet> {
 }
 
 pub fn list(args: ListArgs) -> Result<u8> {
-    let set = load_rules(&args.selection, Some(Path::new(".")))?;
+    let set = load_rules(&args.selection, Some(Path::new(".")), true)?;
     let min: Confidence = args.selection.min_confidence.into();
     let rules: Vec<_> = set.rules().iter().filter(|r| r.confidence >= min).collect();
     let caps = |r: &keyburn_scanner::rules::Rule| match set.check_of(r) {

@@ -179,7 +179,7 @@ pub fn run(args: ScanArgs) -> Result<u8> {
     {
         baseline.merge(load_baseline(std::slice::from_ref(&file))?);
     }
-    let mut rules = load_rules(&args.selection, root.as_deref())?;
+    let mut rules = load_rules(&args.selection, root.as_deref(), false)?;
     rules.allow.paths.extend(args.allow_paths.iter().cloned());
     let verify_rules = args.verify.then(|| rules.clone());
     let mut builder = EngineBuilder::new(rules);

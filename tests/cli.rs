@@ -701,6 +701,13 @@ fn rules_list_and_check() {
         (&pat["validate"], &pat["revoke"]),
         (&serde_json::json!(true), &serde_json::json!("api"))
     );
+    // The listing shows a rule's cases, which a scan leaves unparsed.
+    for cases in ["examples", "counterexamples"] {
+        assert!(
+            pat[cases].as_array().is_some_and(|a| !a.is_empty()),
+            "{cases} missing from {pat}"
+        );
+    }
     let dir = TempDir::new().unwrap();
     let good = format!(
         "[[rule]]\nid = \"acme\"\nname = \"ACME\"\nregex = '''acme_[a-z0-9]{{8}}'''\nkeywords = [\"acme_\"]\nexamples = ['t = acme_{}']\ncounterexamples = ['t = acme_short']\n",

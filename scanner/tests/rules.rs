@@ -28,6 +28,25 @@ fn every_builtin_rule_has_examples_and_counterexamples() {
     }
 }
 
+#[test]
+fn the_set_a_scan_loads_is_the_builtin_set_without_its_cases() {
+    let full = RuleSet::builtin();
+    let lean = RuleSet::builtin_to_scan();
+    assert_eq!(full.len(), lean.len());
+    for (full, lean) in full.rules().iter().zip(lean.rules()) {
+        assert!(lean.examples.is_empty() && lean.counterexamples.is_empty());
+        let mut without = full.clone();
+        without.examples.clear();
+        without.counterexamples.clear();
+        assert_eq!(
+            serde_json::to_value(&without).unwrap(),
+            serde_json::to_value(lean).unwrap(),
+            "{}",
+            full.id
+        );
+    }
+}
+
 /// Every engine compiled into this build.
 fn engines() -> Vec<Engine> {
     EngineKind::compiled_in()

@@ -105,8 +105,28 @@ fn builtin_providers() -> &'static BTreeMap<String, ProviderSpec> {
 }
 
 impl RuleSet {
-    /// The rules compiled into the binary.
+    /// The rules compiled into the binary, with their examples and
+    /// counterexamples.
     pub fn builtin() -> RuleSet {
+        let mut set = RuleSet::builtin_to_scan();
+        // Cases by rule id: [examples, counterexamples].
+        type Cases = HashMap<String, (Option<Vec<String>>, Option<Vec<String>>)>;
+        let mut cases: Cases = serde_json::from_str(EMBEDDED_EXAMPLES)
+            .unwrap_or_else(|e| panic!("embedded rule examples are invalid: {e}"));
+        for rule in &mut set.rules {
+            if let Some((examples, counterexamples)) = cases.remove(&rule.id) {
+                rule.examples = examples.unwrap_or_default();
+                rule.counterexamples = counterexamples.unwrap_or_default();
+            }
+        }
+        set
+    }
+
+    /// The rules compiled into the binary without their examples and
+    /// counterexamples, which a scan never reads: they are a third of the
+    /// rules' text, and a one-file scan (the pre-commit hook) parses the
+    /// rest on every run.
+    pub fn builtin_to_scan() -> RuleSet {
         let mut set = RuleSet {
             builtin_providers: true,
             ..RuleSet::default()
