@@ -556,8 +556,8 @@ fn handle_event(ev: Event, cfg: &ScanConfig, report: &mut Report, bar: Option<&P
     };
     match ev {
         Event::Finding(f) => report.findings.push(*f),
-        Event::Scanned { bytes } => {
-            report.stats.files_scanned += 1;
+        Event::Scanned { files, bytes } => {
+            report.stats.files_scanned += files;
             report.stats.bytes_scanned += bytes;
             if let Some(b) = bar {
                 b.set_position(report.stats.bytes_scanned);

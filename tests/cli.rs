@@ -128,6 +128,23 @@ fn json_output_follows_the_contract() {
 }
 
 #[test]
+fn every_file_of_a_walk_is_counted() {
+    // Walking threads report scanned files in batches: the count must
+    // still be exact when the files are not a multiple of a batch, spread
+    // over directories (and threads).
+    let dir = TempDir::new().unwrap();
+    let mut bytes = 0;
+    for i in 0..203 {
+        let text = "x = 1\n".repeat(i % 7 + 1);
+        bytes += text.len();
+        write(dir.path(), &format!("d{}/f{i}.txt", i % 5), &text);
+    }
+    let doc = json_findings(dir.path(), &["--no-progress", "--threads", "2"]);
+    assert_eq!(doc["stats"]["files_scanned"], 203);
+    assert_eq!(doc["stats"]["bytes_scanned"], bytes);
+}
+
+#[test]
 fn fingerprints_are_stable_across_runs_and_line_moves() {
     let dir = TempDir::new().unwrap();
     write(dir.path(), "k.txt", format!("{}\n", aws_key_id()));

@@ -357,9 +357,7 @@ impl Walk<'_> {
             );
             self.send(Event::Finding(Box::new(f)));
         }
-        self.send(Event::Scanned {
-            bytes: content.len() as u64,
-        });
+        self.send(Event::scanned(content.len() as u64));
     }
 
     /// The path-only rules taking the member `member`, reported at `path`.

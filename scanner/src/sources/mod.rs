@@ -92,8 +92,10 @@ impl std::fmt::Display for SkipReason {
 #[derive(Debug)]
 pub enum Event {
     Finding(Box<Finding>),
-    /// A file was scanned, with its size.
+    /// Files were scanned, with their total size (a walk reports them in
+    /// batches, one event per file costing the receiving thread a wake-up).
     Scanned {
+        files: u64,
         bytes: u64,
     },
     Skipped {
@@ -108,6 +110,11 @@ pub enum Event {
 }
 
 impl Event {
+    /// One file of `bytes` was scanned.
+    pub fn scanned(bytes: u64) -> Event {
+        Event::Scanned { files: 1, bytes }
+    }
+
     /// An error about `path` (empty when no path applies).
     pub fn error(path: impl Into<String>, message: impl std::fmt::Display) -> Event {
         Event::Error {
@@ -238,7 +245,5 @@ pub fn scan_reader(
     scan_buffer(engine, name, &buf, &mut scratch, &mut matches, |f| {
         on_event(Event::Finding(Box::new(f)))
     });
-    on_event(Event::Scanned {
-        bytes: buf.len() as u64,
-    });
+    on_event(Event::scanned(buf.len() as u64));
 }

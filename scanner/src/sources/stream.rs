@@ -69,9 +69,7 @@ pub(crate) fn scan_stream(
             }
         }
         if eof {
-            emit(Event::Scanned {
-                bytes: base + buf.len() as u64,
-            });
+            emit(Event::scanned(base + buf.len() as u64));
             return Ok(());
         }
         // Keep what the next chunk's keyword windows and regexes may need

@@ -439,11 +439,6 @@ fn scan_bytes(
     matches.clear();
     engine.scan_blob_at(occ.iter().map(|o| &*o.path), hay, scratch, matches);
     let mut events = finding_events(engine, occ, hay, matches);
-    events.push((
-        Event::Scanned {
-            bytes: hay.len() as u64,
-        },
-        None,
-    ));
+    events.push((Event::scanned(hay.len() as u64), None));
     events
 }

@@ -165,9 +165,7 @@ impl BlobState {
             self.hits
                 .push((id, Hit::Matches(std::mem::take(&mut self.matches))));
         }
-        self.events.push(Event::Scanned {
-            bytes: data.len() as u64,
-        });
+        self.events.push(Event::scanned(data.len() as u64));
     }
 }
 

@@ -104,9 +104,7 @@ pub fn scan_staged(
                 on_event(Event::Finding(Box::new(f)));
             }
         }
-        on_event(Event::Scanned {
-            bytes: data.len() as u64,
-        });
+        on_event(Event::scanned(data.len() as u64));
     }
     Ok(())
 }

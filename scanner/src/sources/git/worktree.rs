@@ -193,9 +193,9 @@ pub fn scan_worktree(
                 f.source = Source::Worktree;
                 Event::Finding(f)
             }
-            Event::Scanned { bytes } => {
-                summary.files += 1;
-                Event::Scanned { bytes }
+            Event::Scanned { files, bytes } => {
+                summary.files += files as usize;
+                Event::Scanned { files, bytes }
             }
             other => other,
         };
@@ -266,8 +266,6 @@ fn scan_staged_only(
         scan_buffer(engine, &name, data, &mut scratch, &mut matches, |f| {
             on_event(Event::Finding(Box::new(f)))
         });
-        on_event(Event::Scanned {
-            bytes: data.len() as u64,
-        });
+        on_event(Event::scanned(data.len() as u64));
     }
 }
