@@ -848,6 +848,9 @@ impl Engine {
                 let Some(c) = self.compiled(*r as usize) else {
                     continue;
                 };
+                if !c.starts.is_empty() && !starts_a_match(c, hay, start) {
+                    continue;
+                }
                 let ws = start.saturating_sub(c.window);
                 let we = (end + c.window).min(hay.len());
                 let last = &mut last[*r as usize];
@@ -1143,6 +1146,23 @@ fn line_context<'h>(hay: &'h [u8], span: &Range<usize>) -> (&'h [u8], &'h [u8]) 
         &near[line.start..span.start - from],
         &near[span.end - from..line.end],
     )
+}
+
+/// Whether a match of `c` (a rule whose matches begin with a literal
+/// holding a keyword) starts where the keyword hit at `hit` puts one: an
+/// anchored search, which dismisses `path` for Airtable's `pat` prefix in
+/// a few bytes, before a window is searched around it. A match found in
+/// a window starts at a hit of its own, so no window that could find one
+/// is dropped.
+fn starts_a_match(c: &CompiledRule, hay: &[u8], hit: usize) -> bool {
+    c.starts.iter().any(|&o| {
+        hit >= o
+            && c.regex.is_match(
+                Input::new(hay)
+                    .range(hit - o..)
+                    .anchored(regex_automata::Anchored::Yes),
+            )
+    })
 }
 
 fn contains_any_ci(hay: &[u8], needles: &[Vec<u8>]) -> bool {

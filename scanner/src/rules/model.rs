@@ -256,6 +256,10 @@ pub struct CompiledRule {
     /// Capture group index of the secret (0 = whole match).
     pub secret_group: usize,
     pub window: usize,
+    /// How far before a keyword hit a match starts, when every match
+    /// begins with a literal holding a keyword (the keyword's offsets in
+    /// those literals); empty when matches may start anywhere around it.
+    pub starts: Vec<usize>,
     /// The regex's longest possible match, when bounded.
     pub max_len: Option<usize>,
     pub allow_regexes: Vec<meta::Regex>,
@@ -318,49 +322,55 @@ fn compile_hir(hir: &regex_syntax::hir::Hir) -> Result<(meta::Regex, Option<usiz
     Ok((regex, max_len))
 }
 
-/// Compile a regex run on paths: bytes, as [`compile_regex`], without the
-/// lazy DFA. A path is short, so the bounded backtracker reads it as fast,
-/// and the DFA's cache made each path regex cost four times as much to
-/// build, a cost a one-file scan pays for every rule limited to paths.
+/// Compile a regex run on paths: bytes, as [`compile_regex`], without a
+/// fully compiled DFA. Building one made each path regex cost three times
+/// as much, a cost a one-file scan pays for every rule limited to paths;
+/// the lazy DFA reads a path as fast.
 pub fn compile_path_regex(src: &str) -> Result<meta::Regex, String> {
     meta::Builder::new()
-        .configure(
-            meta::Config::new()
-                .utf8_empty(false)
-                .hybrid(false)
-                .dfa(false),
-        )
+        .configure(meta::Config::new().utf8_empty(false).dfa(false))
         .syntax(syntax::Config::new().unicode(false).utf8(false))
         .build(src)
         .map_err(|e| e.to_string())
 }
 
-/// Whether every match of `hir` begins with a literal holding one of
-/// `keywords` (ASCII case aside unless `exact`): then each match holds a
-/// keyword hit, and a window of the longest match around each hit finds
-/// it. (A keyword that sits beside the token, `DISCORD_TOKEN=` before a
-/// bot token, needs the wider default window.)
-fn keyword_in_every_match(hir: &regex_syntax::hir::Hir, keywords: &[String], exact: bool) -> bool {
+/// When every match of `hir` begins with a literal holding one of
+/// `keywords` (ASCII case aside unless `exact`), the offsets of keywords in
+/// those literals: a match then starts at one of these offsets before a
+/// keyword hit, and a window of the longest match around each hit finds it.
+/// `None` otherwise (a keyword that sits beside the token, `DISCORD_TOKEN=`
+/// before a bot token, needs the wider default window).
+fn keyword_offsets(
+    hir: &regex_syntax::hir::Hir,
+    keywords: &[String],
+    exact: bool,
+) -> Option<Vec<usize>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
-    let holds = |lit: &[u8], kw: &[u8]| {
-        !kw.is_empty()
-            && lit.windows(kw.len()).any(|w| {
-                if exact {
-                    w == kw
-                } else {
-                    w.eq_ignore_ascii_case(kw)
+    let lits = seq.literals().filter(|l| !l.is_empty())?;
+    let mut offsets = Vec::new();
+    for lit in lits {
+        let lit = lit.as_bytes();
+        let mut holds = false;
+        for kw in keywords
+            .iter()
+            .map(String::as_bytes)
+            .filter(|k| !k.is_empty())
+        {
+            for (o, w) in lit.windows(kw.len()).enumerate() {
+                if (exact && w == kw) || (!exact && w.eq_ignore_ascii_case(kw)) {
+                    offsets.push(o);
+                    holds = true;
                 }
-            })
-    };
-    seq.literals().is_some_and(|lits| {
-        !lits.is_empty()
-            && lits.iter().all(|lit| {
-                keywords
-                    .iter()
-                    .any(|kw| holds(lit.as_bytes(), kw.as_bytes()))
-            })
-    })
+            }
+        }
+        if !holds {
+            return None;
+        }
+    }
+    offsets.sort_unstable();
+    offsets.dedup();
+    Some(offsets)
 }
 
 impl Rule {
@@ -382,19 +392,17 @@ impl Rule {
             }
             (None, None) => 0,
         };
+        let starts = keyword_offsets(&hir, &self.keywords, self.case_sensitive_keywords);
         let window = match (self.window, max_len) {
             (Some(w), _) => w.clamp(MIN_WINDOW, MAX_WINDOW),
-            (None, Some(len))
-                if keyword_in_every_match(&hir, &self.keywords, self.case_sensitive_keywords) =>
-            {
-                len.min(MAX_WINDOW)
-            }
+            (None, Some(len)) if starts.is_some() => len.min(MAX_WINDOW),
             (None, len) => len.unwrap_or(DEFAULT_WINDOW).clamp(MIN_WINDOW, MAX_WINDOW),
         };
         Ok(CompiledRule {
             regex,
             secret_group,
             window,
+            starts: starts.unwrap_or_default(),
             max_len,
             allow_regexes: self
                 .allow
