@@ -44,6 +44,9 @@ pub struct Fingerprint {
     offsets_in_pattern: Vec<usize>,
     /// A fixed size, so that a probe needs no bounds check.
     table: Box<[u64; TABLE_WORDS]>,
+    /// The second question asked of a position that hit `table` (see
+    /// [`Fingerprint::confirm`]), in a table of the same size.
+    second: Box<[u64; TABLE_WORDS]>,
     /// `(hash, keyword)` pairs sorted by hash, indexed by groups of
     /// hashes: group `g` (hashes `g << GROUP_SHIFT` and up) holds
     /// `entries[groups[g]..groups[g + 1]]`. A group index, not one slot
@@ -129,6 +132,43 @@ fn hash(x: u32) -> u32 {
     x.wrapping_mul(0x9E37_79B1) >> (32 - TABLE_BITS)
 }
 
+/// The keys of [`Fingerprint::second`]: the four (folded) bytes from a
+/// keyword's run, or from the byte before it when the run ends the
+/// keyword, hashed apart; and, for a keyword too short to have four bytes
+/// around its run, the run's own hash.
+#[inline(always)]
+fn second_key(x: u32, kind: SecondKey) -> u32 {
+    let salt = match kind {
+        SecondKey::RunOnward => 0,
+        SecondKey::ByteBefore => 0x5BD1_E995,
+        SecondKey::Short => 0x27D4_EB2F,
+    };
+    (x ^ salt).wrapping_mul(0x85EB_CA6B) >> (32 - TABLE_BITS)
+}
+
+#[derive(Clone, Copy)]
+enum SecondKey {
+    RunOnward,
+    ByteBefore,
+    Short,
+}
+
+fn set_bit(table: &mut [u64; TABLE_WORDS], h: u32) {
+    table[(h >> 6) as usize] |= 1 << (h & 63);
+}
+
+fn has_bit(table: &[u64; TABLE_WORDS], h: u32) -> bool {
+    table[(h >> 6) as usize] & (1 << (h & 63)) != 0
+}
+
+/// Four bytes from `hay[at..]` folded as [`fold3`] folds three, when
+/// there are four.
+#[inline(always)]
+fn folded4(hay: &[u8], at: usize) -> Option<u32> {
+    let b = hay.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) | 0x2020_2020)
+}
+
 impl KeywordSearcher {
     /// Build a searcher over `patterns` (already lowercase, non-empty).
     pub fn new(patterns: &[String]) -> Result<KeywordSearcher, aho_corasick::BuildError> {
@@ -141,11 +181,13 @@ impl KeywordSearcher {
                 .map(KeywordSearcher::Automaton);
         }
         let mut table = Box::new([0u64; TABLE_WORDS]);
+        let mut second = Box::new([0u64; TABLE_WORDS]);
         let mut entries: Vec<(u32, u32)> = Vec::new();
         let mut add = |gram: u32, id: u32| {
             let h = hash(fold3(gram));
-            table[(h >> 6) as usize] |= 1 << (h & 63);
+            set_bit(&mut table, h);
             entries.push((h, id));
+            h
         };
         let mut offsets_in_pattern = Vec::with_capacity(patterns.len());
         for (id, p) in patterns.iter().enumerate() {
@@ -153,11 +195,22 @@ impl KeywordSearcher {
             if b.len() >= 3 {
                 let o = fingerprint_offset(b);
                 offsets_in_pattern.push(o);
-                add(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], 0]), id as u32);
+                let h = add(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], 0]), id as u32);
+                let (at, kind) = match b.len() {
+                    3 => {
+                        set_bit(&mut second, second_key(h, SecondKey::Short));
+                        continue;
+                    }
+                    len if o + 4 <= len => (o, SecondKey::RunOnward),
+                    _ => (o - 1, SecondKey::ByteBefore),
+                };
+                let four = folded4(b, at).unwrap_or_default();
+                set_bit(&mut second, second_key(four, kind));
             } else {
                 offsets_in_pattern.push(0);
                 for third in 0..=255u8 {
-                    add(u32::from_le_bytes([b[0], b[1], third, 0]), id as u32);
+                    let h = add(u32::from_le_bytes([b[0], b[1], third, 0]), id as u32);
+                    set_bit(&mut second, second_key(h, SecondKey::Short));
                 }
             }
         }
@@ -182,6 +235,7 @@ impl KeywordSearcher {
                 .map(|p| p.as_bytes().to_ascii_lowercase().into_boxed_slice())
                 .collect(),
             table,
+            second,
         }))
     }
 
@@ -211,8 +265,28 @@ impl Fingerprint {
         (self.table[(h >> 6) as usize] & (1 << (h & 63)) != 0).then_some(h)
     }
 
+    /// Whether the position `at`, whose run hit the table with hash `h`,
+    /// may start a keyword's run: the four bytes from it or from the byte
+    /// before it are a keyword's, or a keyword has no fourth byte there.
+    /// A run common in some code (`erg` of `codeberg` in every `merge`)
+    /// and the table's chance collisions stop here, before the keywords
+    /// are looked up and compared.
+    #[inline(always)]
+    fn confirm(&self, hay: &[u8], at: usize, h: u32) -> bool {
+        let key = |at, kind| folded4(hay, at).map(|x| second_key(x, kind));
+        has_bit(&self.second, second_key(h, SecondKey::Short))
+            || key(at, SecondKey::RunOnward).is_none_or(|k| has_bit(&self.second, k))
+            || at
+                .checked_sub(1)
+                .and_then(|at| key(at, SecondKey::ByteBefore))
+                .is_some_and(|k| has_bit(&self.second, k))
+    }
+
     #[cold]
     fn verify(&self, hay: &[u8], at: usize, h: u32, f: &mut impl FnMut(Hit)) {
+        if !self.confirm(hay, at, h) {
+            return;
+        }
         let g = (h >> GROUP_SHIFT) as usize;
         let group = &self.entries[self.groups[g] as usize..self.groups[g + 1] as usize];
         for &(_, id) in group.iter().filter(|e| e.0 == h) {
