@@ -279,9 +279,7 @@ impl<'a> Worker<'a> {
                 Err(e) => send(err(e)),
             };
         }
-        self.buf.clear();
-        // `take` bounds memory even if the file grows while we read it.
-        if let Err(e) = (&mut file).take(self.max).read_to_end(&mut self.buf) {
+        if let Err(e) = read_opened(&mut file, size, self.max, &mut self.buf) {
             return send(err(e));
         }
         if wanted.is_none() {
@@ -319,6 +317,38 @@ impl<'a> Worker<'a> {
         }
         alive && self.take_scanned().is_none_or(send)
     }
+}
+
+/// Read into `buf` the `size` bytes `file` had when it was opened (at most
+/// `max`), with one read for most files: reading to the end takes a
+/// second read to learn that there is no more, one system call per file
+/// (a file that grows meanwhile is read as it was opened). A file that
+/// says it is empty (a kernel's pseudo-file) is read to its end.
+fn read_opened(file: &mut File, size: u64, max: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    if size == 0 {
+        buf.clear();
+        // `take` bounds memory even if the file is endless.
+        file.take(max).read_to_end(buf)?;
+        return Ok(());
+    }
+    let len = usize::try_from(size.min(max)).unwrap_or(usize::MAX);
+    // The buffer is reused: only bytes it never held are zeroed.
+    if buf.len() < len {
+        buf.resize(len, 0);
+    } else {
+        buf.truncate(len);
+    }
+    let mut filled = 0;
+    while filled < len {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
 }
 
 /// Whether `file` is an archive, by its first bytes; the file is left at
