@@ -11,8 +11,10 @@
 //! `password`, not the ubiquitous `pas`), as Hyperscan's FDR picks its
 //! fingerprints, so common code rarely reaches the second stage; how rare
 //! a run is comes from a table of run frequencies in source code. Eight bytes
-//! are loaded at once and six positions hashed from them. Only positions that
-//! hit are verified, byte by byte, against the keywords of that bucket.
+//! are loaded at once and six positions hashed from them. A position that
+//! hits asks a second table about its four bytes (a run common in some
+//! code, `erg` of `codeberg` in every `merge`, stops there), and only then
+//! is it verified, byte by byte, against the keywords of that bucket.
 //! Keywords of two bytes enter the table once per possible third byte; a
 //! single-byte keyword would set every bit, so sets that have one use
 //! Aho-Corasick instead.
