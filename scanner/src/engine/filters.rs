@@ -240,8 +240,19 @@ fn is_env_reference(s: &[u8]) -> bool {
                 .strip_prefix(b"{")
                 .and_then(|i| i.strip_suffix(b"}"))
                 .map_or(inner, <[u8]>::trim_ascii);
+            // A long mix of cases and digits in braces is a value written
+            // that way (Jenkins' `{AQAAABAAAAAQ…}`), not a slot's name.
+            let random = inner.len() >= 24
+                && [
+                    u8::is_ascii_uppercase,
+                    u8::is_ascii_lowercase,
+                    u8::is_ascii_digit,
+                ]
+                .iter()
+                .all(|class| inner.iter().any(class))
+                && !inner.contains(&b'_');
             inner.is_empty()
-                || name(inner)
+                || (name(inner) && !random)
                 || (inner.iter().all(u8::is_ascii_digit) && inner.len() < 3)
         }
         _ => false,
@@ -727,6 +738,24 @@ pub fn is_file_name_stem(after: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_in_braces_is_a_reference_and_a_braced_value_is_not() {
+        for slot in [
+            &b"{user_name}"[..],
+            b"{{ password }}",
+            b"{0}",
+            b"{}",
+            b"{AWS_SECRET_KEY_2}",
+        ] {
+            assert!(is_env_reference(slot), "{}", String::from_utf8_lossy(slot));
+        }
+        // Jenkins' encrypted secrets are braced base64, some without `+`,
+        // `/` or padding.
+        let jenkins =
+            b"{AQAAABAAAAAgajsArEymUEmaVkOge4hIPJo7I6YSbojLbZdhHUcdaa4c1NrGfY8YvpTH27LXEa2W}";
+        assert!(!is_env_reference(jenkins));
+    }
 
     #[test]
     fn a_keyword_counts_only_as_a_word_of_the_name() {
