@@ -108,6 +108,33 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "qwerty",
 ];
 
+/// "Password" in other languages: a value that is only the word (and
+/// digits) names its slot, as `password` does (`getConnection(url,
+/// "usuario", "contrasena")`).
+const PASSWORD_WORDS: &[&str] = &[
+    "contrasena",
+    "contraseña",
+    "passwort",
+    "kennwort",
+    "senha",
+    "motdepasse",
+    "mot_de_passe",
+    "wachtwoord",
+    "losenord",
+    "lösenord",
+    "adgangskode",
+    "passord",
+    "salasana",
+    "haslo",
+    "hasło",
+    "parola",
+    "jelszo",
+    "jelszó",
+    "heslo",
+    "sifre",
+    "şifre",
+];
+
 /// Whether the secret looks like a placeholder: `EXAMPLE` keys, `xxxx`,
 /// `your-token-here`, `${VAR}`, `<TOKEN>`, `****`, `{{ .Values.x }}`, a lone
 /// `$VAR`, or a single repeated character.
@@ -125,6 +152,11 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
         .iter()
         .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
     {
+        return true;
+    }
+    let word = lower.trim_ascii_end();
+    let word = &word[..word.len() - word.iter().rev().take_while(|b| b.is_ascii_digit()).count()];
+    if PASSWORD_WORDS.iter().any(|w| w.as_bytes() == word) {
         return true;
     }
     // Elided, as documentation shortens a value: `eyJ2IjoiMSIs...`.
@@ -738,6 +770,16 @@ pub fn is_file_name_stem(after: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_in_another_language_is_a_placeholder() {
+        for word in ["contrasena", "Contraseña", "Passwort1", "senha123", "hasło"] {
+            assert!(is_placeholder(word.as_bytes()), "{word}");
+        }
+        for value in ["contrasena-Xq7v", "Senha#Rk2vLm9", "parolaccia"] {
+            assert!(!is_placeholder(value.as_bytes()), "{value}");
+        }
+    }
 
     #[test]
     fn a_slot_in_braces_is_a_reference_and_a_braced_value_is_not() {
