@@ -139,6 +139,19 @@ fn positives(f: &mut Fake) -> Vec<Case> {
             &[5],
         ),
         case("client.py", format!("import smtplib\nserver.login(\"ops@example.org\", \"{}\")\n", f.password()), &[2]),
+        case(
+            "src/Db.java",
+            format!("Connection c = DriverManager.getConnection(\n    \"jdbc:postgresql://db.internal/app\",\n    \"app\",\n    \"{}\");\n", f.password()),
+            &[4],
+        ),
+        case("app/.npmrc", format!("//npm.corp.example/:_authToken={}\n", f.alnum(18)), &[1]),
+        // Jenkins' braced base64, drawn without `+` and `/` (as about one
+        // secret in eleven is).
+        case(
+            "jenkins_home/credentials.xml",
+            format!("<username>deploy</username>\n<password>{{AQAAABAAAAAQ{}}}</password>\n", f.alnum(44)),
+            &[2],
+        ),
         case("keys.env", format!("AWS_ACCESS_KEY_ID=AKIA{}\nAWS_SECRET_ACCESS_KEY={}\n", f.from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16), f.alnum(40)), &[1, 2]),
         case("ci.yml", format!("env:\n  GITHUB_TOKEN: {}\n", fake_github_token()), &[2]),
         case("notify.py", format!("SLACK = \"{}\"\n", fake_slack_token()), &[1]),
