@@ -212,6 +212,14 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
             &[],
         ),
         case("tests/fixtures/list.json", format!("{{\"Items\": [], \"NextToken\": \"{}\"}}\n", f.alnum(48)), &[]),
+        // Dotted names: an editor mode's syntax scopes, another Terraform
+        // resource's attribute.
+        case(
+            "static/ace/mode-actionscript.js",
+            "{ token: 'support.class.actionscript.2', regex: '\\b(?:Array)\\b' },\n{ defaultToken: 'string.quoted.double.actionscript.2' }\n".into(),
+            &[],
+        ),
+        case("infra/db.tf", "resource \"x\" \"db\" {\n  password = random_password.db-admin-password.result\n}\n".into(), &[]),
         // RFC 6749's example response, copied into every OAuth library.
         case(
             "docs/oauth.md",

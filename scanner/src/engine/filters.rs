@@ -549,6 +549,21 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     {
         return true;
     }
+    // A dotted name: a syntax scope (an editor mode's `token:
+    // 'keyword.control.actionscript.2'`), another resource's attribute
+    // (Terraform's `random_password.db.result`), a package.
+    if v.split(|&b| b == b'.').count() >= 3
+        && v.split(|&b| b == b'.').all(|w| {
+            !w.is_empty()
+                && (w.iter().all(u8::is_ascii_digit)
+                    || (w[0].is_ascii_lowercase()
+                        && w.iter().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(b)
+                        })))
+        })
+    {
+        return true;
+    }
     // Documentation's choice of values: `True|False`, `enabled|disabled`.
     if v.contains(&b'|')
         && v.split(|&b| b == b'|')
@@ -890,6 +905,9 @@ mod tests {
             "admin</w:t></w:r></w:p><w:p",
             "VCAP_APP_HOST=0.0.0.0",
             "uid:gid:gecos:home:shell",
+            "keyword.control.actionscript.2",
+            "random_password.db-password.result",
+            "azurerm_kubernetes_cluster.main.kube_config.0.password",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -911,6 +929,8 @@ mod tests {
             "Kq9|xW2|Lm7",
             "QUJDREVG==",
             "QUJD=",
+            "x9K2.mq7z.p3lw",
+            "s3cr3t.k3y",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
