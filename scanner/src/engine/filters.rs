@@ -106,13 +106,42 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "123456789",
     "abcdefghij",
     "qwerty",
+    "randomstring",
+    "random_string",
+    "random-string",
 ];
 
-/// "Password" in other languages: a value that is only the word (and
-/// digits) names its slot, as `password` does (`getConnection(url,
-/// "usuario", "contrasena")`).
+/// Words written where any value would do (`setPassword('whatever')`, a
+/// test's `'password' => 'something'`): a value that is only one of them
+/// (and digits) is a placeholder.
+const FILLER_WORDS: &[&str] = &[
+    "something",
+    "whatever",
+    "anything",
+    "nothing",
+    "foobar",
+    "foobarbaz",
+    "blahblah",
+];
+
+/// "Password", its plural, and the word in other languages: a value that
+/// is only the word (and digits) names its slot (`getConnection(url,
+/// "usuario", "contrasena")`, a Secret's `password: password`).
 const PASSWORD_WORDS: &[&str] = &[
+    "password",
+    "passwords",
+    "passwd",
     "contrasena",
+    "contrasenas",
+    "contraseñas",
+    "contrasenya",
+    "passworter",
+    "passwörter",
+    "kennwörter",
+    "paswoord",
+    "paswoorden",
+    "wachtwoorden",
+    "senhas",
     "contraseña",
     "passwort",
     "kennwort",
@@ -156,14 +185,18 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     }
     let word = lower.trim_ascii_end();
     let word = &word[..word.len() - word.iter().rev().take_while(|b| b.is_ascii_digit()).count()];
-    if PASSWORD_WORDS.iter().any(|w| w.as_bytes() == word) {
+    if PASSWORD_WORDS
+        .iter()
+        .chain(FILLER_WORDS)
+        .any(|w| w.as_bytes() == word)
+    {
         return true;
     }
     // Elided, as documentation shortens a value: `eyJ2IjoiMSIs...`.
     if secret.ends_with(b"...") {
         return true;
     }
-    if spells_out_password(secret, &lower) {
+    if spells_out_password(secret, &lower) || names_its_own_slot(&lower) {
         return true;
     }
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
@@ -205,6 +238,20 @@ fn spells_out_password(secret: &[u8], lower: &[u8]) -> bool {
         .filter(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
         .count();
     phrase || steps >= 3
+}
+
+/// A lower-case phrase that tells the reader what to put there:
+/// `yourcoverallsprojectrepositorytoken`, `my_api_key`, `yoursecretkey`.
+fn names_its_own_slot(lower: &[u8]) -> bool {
+    ["your", "my"]
+        .iter()
+        .any(|p| lower.starts_with(p.as_bytes()))
+        && lower
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || *b == b'_' || *b == b'-')
+        && ["token", "key", "secret", "password", "passwd"]
+            .iter()
+            .any(|w| lower.ends_with(w.as_bytes()))
 }
 
 /// Values that specifications and vendors' documentation print as their
@@ -366,6 +413,7 @@ pub fn keyword_is_a_word(name: &[u8], keywords: &[Vec<u8>]) -> bool {
 /// the credential rather than the credential: `token.style`,
 /// `secretKeyLength`, `PasswordResetRequired`, `token_url`.
 const ATTRIBUTE_WORDS: &[&str] = &[
+    "address",
     "changed",
     "count",
     "encoder",
@@ -396,6 +444,7 @@ const ATTRIBUTE_WORDS: &[&str] = &[
     "uri",
     "url",
     "validator",
+    "variable",
     "version",
 ];
 
@@ -420,9 +469,15 @@ fn names_an_attribute(name: &[u8], end: usize) -> bool {
         }
     }
     words.push(word);
-    words
-        .iter()
-        .any(|w| ATTRIBUTE_WORDS.iter().any(|a| a.as_bytes() == w.as_slice()))
+    // A stored credential's id (Jenkins' `tokenCredentialId`,
+    // `credentialsId`) names one kept elsewhere.
+    let credential_id = words
+        .windows(2)
+        .any(|w| w[0].starts_with(b"credential") && w[1] == b"id");
+    credential_id
+        || words
+            .iter()
+            .any(|w| ATTRIBUTE_WORDS.iter().any(|a| a.as_bytes() == w.as_slice()))
 }
 
 /// Words that, right before the keyword, name a token that grants
@@ -564,12 +619,60 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     {
         return true;
     }
-    // Documentation's choice of values: `True|False`, `enabled|disabled`.
+    // Documentation's choice of values (`True|False`, `enabled|disabled`),
+    // or a form's validation rules (Laravel's `required|string|min:8`).
     if v.contains(&b'|')
-        && v.split(|&b| b == b'|')
-            .all(|w| w.len() > 1 && w.iter().all(u8::is_ascii_alphabetic))
+        && v.split(|&b| b == b'|').all(|w| {
+            let (name, args) = match w.iter().position(|&b| b == b':') {
+                Some(i) => (&w[..i], Some(&w[i + 1..])),
+                None => (w, None),
+            };
+            name.len() > 1
+                && name.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_')
+                && args.is_none_or(|a| {
+                    !a.is_empty()
+                        && a.iter()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_,.-".contains(b))
+                })
+        })
     {
         return true;
+    }
+    if is_namespaced_class(v) || is_ethereum_address(v) {
+        return true;
+    }
+    // One validation rule naming another credential field (Laravel's
+    // `same:confirm-password`, `different:old_password`).
+    if let Some(colon) = v.iter().position(|&b| b == b':') {
+        let (rule, field) = (&v[..colon], &v[colon + 1..]);
+        if rule.len() > 2
+            && rule.iter().all(u8::is_ascii_lowercase)
+            && field
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(b))
+            && CREDENTIAL_WORDS
+                .iter()
+                .any(|w| memchr::memmem::find(field, w.as_bytes()).is_some())
+        {
+            return true;
+        }
+    }
+    // A stylesheet's rule after a pseudo-class: `.ti-password:before{content:`.
+    if let Some(brace) = v.iter().position(|&b| b == b'{') {
+        let property = &v[brace + 1..];
+        let colon = property.iter().position(|&b| b == b':');
+        if v[..brace]
+            .iter()
+            .all(|b| b.is_ascii_alphabetic() || *b == b'-')
+            && colon.is_some_and(|c| {
+                c > 0
+                    && property[..c]
+                        .iter()
+                        .all(|b| b.is_ascii_lowercase() || *b == b'-')
+            })
+        {
+            return true;
+        }
     }
     v.contains(&b'/')
         && v.split(|&b| b == b'/').all(|seg| {
@@ -684,6 +787,31 @@ fn is_selector_or_member_assignment(v: &[u8]) -> bool {
             .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
 }
 
+/// A PHP class by its namespace (`Auth\\PasswordController`,
+/// `Illuminate\\Support\\Facades\\Password::class`): capitalised
+/// identifiers joined by backslashes (doubled inside a string).
+fn is_namespaced_class(v: &[u8]) -> bool {
+    let v = v.strip_suffix(b"::class").unwrap_or(v);
+    let v = v
+        .strip_prefix(b"\\\\")
+        .or(v.strip_prefix(b"\\"))
+        .unwrap_or(v);
+    let parts: Vec<&[u8]> = v.split(|&b| b == b'\\').filter(|p| !p.is_empty()).collect();
+    parts.len() >= 2
+        && v.windows(3).all(|w| w != b"\\\\\\")
+        && parts.iter().all(|p| {
+            p[0].is_ascii_uppercase() && p.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        })
+}
+
+/// An Ethereum account or contract address: `0x` and 40 hex digits, a
+/// public name (a private key has 64).
+fn is_ethereum_address(v: &[u8]) -> bool {
+    v.len() == 42
+        && (v.starts_with(b"0x") || v.starts_with(b"0X"))
+        && v[2..].iter().all(u8::is_ascii_hexdigit)
+}
+
 /// An ISO 8601 date or date and time: `2024-01-31`, `2024-01-31T10:00:00Z`.
 fn is_timestamp(v: &[u8]) -> bool {
     let digits =
@@ -782,13 +910,70 @@ pub fn is_file_name_stem(after: &[u8]) -> bool {
         .any(|e| e.as_bytes() == ext.as_slice())
 }
 
+/// Whether a secret without `+` or `/` in it, at `hay[span]`, is a piece
+/// of a longer base64 blob (a font or an image inlined in a bundle or an
+/// SVG): the run of base64 characters through it goes on at least 32
+/// bytes past the secret and holds both `+` and `/` there. A token's
+/// alphabet has neither, so a token written in text or a URL is cut from
+/// its neighbours by other bytes.
+pub fn is_inside_base64_blob(hay: &[u8], span: std::ops::Range<usize>) -> bool {
+    let secret = &hay[span.clone()];
+    let b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    if secret.iter().any(|b| *b == b'+' || *b == b'/') {
+        return false;
+    }
+    let touches = |b: Option<&u8>| b.is_some_and(|b| *b == b'+' || *b == b'/');
+    if !touches(span.start.checked_sub(1).map(|i| &hay[i])) && !touches(hay.get(span.end)) {
+        return false;
+    }
+    const REACH: usize = 256;
+    let before = &hay[span.start.saturating_sub(REACH)..span.start];
+    let before = &before[before.iter().rposition(|b| !b64(b)).map_or(0, |i| i + 1)..];
+    let after = &hay[span.end..hay.len().min(span.end + REACH)];
+    let after = &after[..after.iter().position(|b| !b64(b)).unwrap_or(after.len())];
+    let has = |c: u8| before.contains(&c) || after.contains(&c);
+    before.len() + after.len() >= 32 && has(b'+') && has(b'/')
+}
+
+/// Whether a quoted value is the first word of a phrase: the quote that
+/// opened it (`quote`, the byte before the value) closes later on the line,
+/// past a space and another word (`'password_empty' => 'Make sure …'`, a
+/// translation). A secret has no spaces; `after` is what follows the
+/// value.
+pub fn opens_a_phrase(quote: Option<u8>, after: &[u8]) -> bool {
+    let Some(q @ (b'"' | b'\'' | b'`')) = quote else {
+        return false;
+    };
+    let line = &after[..memchr::memchr(b'\n', after).unwrap_or(after.len())];
+    line.first() == Some(&b' ')
+        && line
+            .get(1)
+            .is_some_and(|&b| !b.is_ascii_whitespace() && b != q)
+        && line[1..].contains(&q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn password_in_another_language_is_a_placeholder() {
-        for word in ["contrasena", "Contraseña", "Passwort1", "senha123", "hasło"] {
+        for word in [
+            "contrasena",
+            "Contraseña",
+            "Passwort1",
+            "senha123",
+            "hasło",
+            "Contrasenya",
+            "Passwörter",
+            "password",
+            "Password123",
+            "SomeRandomStringWith32Characters",
+            "whatever",
+            "Something1",
+            "yourcoverallsprojectrepositorytoken",
+            "my_api_key",
+        ] {
             assert!(is_placeholder(word.as_bytes()), "{word}");
         }
         for value in ["contrasena-Xq7v", "Senha#Rk2vLm9", "parolaccia"] {
@@ -908,6 +1093,17 @@ mod tests {
             "keyword.control.actionscript.2",
             "random_password.db-password.result",
             "azurerm_kubernetes_cluster.main.kube_config.0.password",
+            "required|string|min:8|confirmed",
+            "nullable|required_with:password|current_password",
+            "sometimes|nullable|min:8",
+            "Auth\\PasswordController",
+            "Illuminate\\Support\\Facades\\Password::class",
+            "\\App\\Http\\Middleware\\RequirePassword",
+            "0xff970a61a04b1ca14834a43f5de4533ebddb5cc8",
+            "before{content:",
+            "-ms-clear{display:",
+            "same:confirm-password",
+            "different:old_password",
         ] {
             assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -931,6 +1127,14 @@ mod tests {
             "QUJD=",
             "x9K2.mq7z.p3lw",
             "s3cr3t.k3y",
+            // Near the shapes above, but values.
+            "Kq9|xW2:L%m7",
+            "Tr0ub\\4dor",
+            "A\\\\\\B",
+            "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318",
+            "Xq{9v:Lm2K}",
+            "admin:Tr0ub4dor",
+            "svc:pass-Xq7Lm2",
         ] {
             assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
         }
@@ -951,6 +1155,40 @@ mod tests {
             "lwAAAAdzc2gtcnNhAAAAAwEAAQAAAYEAu5kY3mQ9pZ7xT2vB8nC4rJ6wH1sD0fG3kL5mN7pQ9"
         );
         assert!(!is_mostly_repetition(key.as_bytes()));
+    }
+
+    #[test]
+    fn a_token_shape_inside_a_base64_blob_is_part_of_it() {
+        let blob = |mid: &str| {
+            format!("url(data:font/woff2;base64,d09GMgABAAAAA+gT/xQ{mid}/Zk9+Lm2Qx7Rt4Vw8Yp3Kd6Nf1Hb5Jc0Gs)")
+        };
+        let shape = "EAAECBAgQIECg0gJ3G8mnz07nq5fmk4fHk2ZZ6Xk0T4A";
+        let at = |hay: &str| {
+            let s = hay.find(shape).unwrap();
+            s..s + shape.len()
+        };
+        let hay = blob(shape);
+        assert!(is_inside_base64_blob(hay.as_bytes(), at(&hay)));
+        // Written in text, or as a segment of a URL's path.
+        for hay in [
+            format!("FB_TOKEN={shape}\n"),
+            format!("https://graph.facebook.com/v19.0/{shape}/accounts"),
+            format!("a/b+c {shape}/x"),
+        ] {
+            assert!(!is_inside_base64_blob(hay.as_bytes(), at(&hay)), "{hay}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_value_that_opens_a_phrase_is_prose() {
+        assert!(opens_a_phrase(Some(b'\''), b" completat parola.',\n"));
+        assert!(opens_a_phrase(Some(b'"'), b" password\","));
+        // Not quoted, not followed by a word, or the quote closed first.
+        assert!(!opens_a_phrase(Some(b'='), b" password',"));
+        assert!(!opens_a_phrase(None, b" two words'"));
+        assert!(!opens_a_phrase(Some(b'"'), b"\" # the prod one"));
+        assert!(!opens_a_phrase(Some(b'"'), b"  \"x\""));
+        assert!(!opens_a_phrase(Some(b'\''), b" words\nand a quote'"));
     }
 
     #[test]

@@ -38,7 +38,10 @@ use crate::rules::{
 };
 
 pub use filters::{entropy, entropy_floor, is_placeholder, valid_checksum};
-use filters::{is_file_name_stem, is_mostly_repetition, is_not_a_secret_value, keyword_is_a_word};
+use filters::{
+    is_file_name_stem, is_inside_base64_blob, is_mostly_repetition, is_not_a_secret_value,
+    keyword_is_a_word, opens_a_phrase,
+};
 
 /// An error building an engine (only user-supplied allow lists can fail here:
 /// rule regexes were compiled when their file was loaded).
@@ -158,6 +161,10 @@ pub enum Filter {
     Repetition,
     /// The secret is the stem of a file name (`<hash>.png`).
     FileName,
+    /// A generic rule's quoted value is the first word of a phrase.
+    Phrase,
+    /// The secret is a piece of a longer base64 blob.
+    Base64Blob,
 }
 
 impl Filter {
@@ -170,6 +177,8 @@ impl Filter {
             Filter::ValueShape => "value-shape",
             Filter::Repetition => "repetition",
             Filter::FileName => "file-name",
+            Filter::Phrase => "phrase",
+            Filter::Base64Blob => "base64-blob",
         }
     }
 }
@@ -980,11 +989,22 @@ impl Engine {
         if (rule.is_generic() || rule.keyword_word) && is_not_a_secret_value(secret) {
             return self.dropped(rule, Filter::ValueShape, secret);
         }
+        if (rule.is_generic() || rule.keyword_word)
+            && opens_a_phrase(
+                span.start.checked_sub(1).map(|i| hay[i]),
+                &hay[span.end..hay.len().min(span.end + 256)],
+            )
+        {
+            return self.dropped(rule, Filter::Phrase, secret);
+        }
         if is_mostly_repetition(secret) {
             return self.dropped(rule, Filter::Repetition, secret);
         }
         if is_file_name_stem(&hay[span.end..hay.len().min(span.end + 8)]) {
             return self.dropped(rule, Filter::FileName, secret);
+        }
+        if is_inside_base64_blob(hay, span.start..span.end) {
+            return self.dropped(rule, Filter::Base64Blob, secret);
         }
         let line = line_around(hay, whole.start, whole.end);
         if !c.allow_regexes.is_empty() {
