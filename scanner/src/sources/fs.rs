@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
-use super::{archive, archive_format, scan_archive, scan_buffer, stream, Event, SkipReason};
+use super::{
+    archive, archive_format, scan_archive, scan_buffer, stream, Event, ScannedTally, SkipReason,
+};
 use crate::engine::{Engine, Scratch};
 use crate::finding::Finding;
 
@@ -99,7 +101,7 @@ pub(crate) fn walk_selected(
             (on_event.borrow_mut())(ev);
             true
         });
-        if let Some(ev) = worker.take_scanned() {
+        if let Some(ev) = worker.scanned.take() {
             (on_event.borrow_mut())(ev);
         }
         return;
@@ -175,7 +177,7 @@ struct Walker<'a> {
 
 impl Drop for Walker<'_> {
     fn drop(&mut self) {
-        if let Some(ev) = self.worker.take_scanned() {
+        if let Some(ev) = self.worker.scanned.take() {
             let _ = self.tx.send(ev);
         }
     }
@@ -189,10 +191,7 @@ struct Worker<'a> {
     buf: Vec<u8>,
     scratch: Scratch,
     matches: Vec<crate::engine::RawMatch>,
-    /// Files scanned and their bytes, not reported yet: one event per
-    /// file made the receiving thread wake (and spin, on two cores
-    /// against two scanning threads) 70,000 times in a tree scan.
-    scanned: (u64, u64),
+    scanned: ScannedTally,
 }
 
 /// Files scanned in a batch reported by one event.
@@ -208,14 +207,8 @@ impl<'a> Worker<'a> {
             buf: Vec::new(),
             scratch: Scratch::default(),
             matches: Vec::new(),
-            scanned: (0, 0),
+            scanned: ScannedTally::default(),
         }
-    }
-
-    /// The event for the files scanned since the last one, if any.
-    fn take_scanned(&mut self) -> Option<Event> {
-        let (files, bytes) = std::mem::take(&mut self.scanned);
-        (files > 0).then_some(Event::Scanned { files, bytes })
     }
 
     /// Report the path-only rules matching `name`; false when the receiver
@@ -310,12 +303,11 @@ impl<'a> Worker<'a> {
             &mut self.matches,
             |f| alive &= send(Event::Finding(Box::new(f))),
         );
-        self.scanned.0 += 1;
-        self.scanned.1 += self.buf.len() as u64;
-        if self.scanned.0 < SCANNED_BATCH {
+        self.scanned.count(self.buf.len() as u64);
+        if self.scanned.pending() < SCANNED_BATCH {
             return alive;
         }
-        alive && self.take_scanned().is_none_or(send)
+        alive && self.scanned.take().is_none_or(send)
     }
 }
 

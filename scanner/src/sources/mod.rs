@@ -124,6 +124,35 @@ impl Event {
     }
 }
 
+/// Inputs scanned (files, blobs) and their bytes, not reported yet, for
+/// one summed [`Event::Scanned`] per batch: one event per file made the
+/// receiving thread wake (and spin, on two cores against two scanning
+/// threads) 70,000 times in a tree scan.
+#[derive(Default)]
+pub(crate) struct ScannedTally {
+    files: u64,
+    bytes: u64,
+}
+
+impl ScannedTally {
+    /// Count one input of `bytes` scanned.
+    pub(crate) fn count(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+
+    /// Inputs counted since the last event.
+    pub(crate) fn pending(&self) -> u64 {
+        self.files
+    }
+
+    /// The event for the inputs counted since the last one, if any.
+    pub(crate) fn take(&mut self) -> Option<Event> {
+        let ScannedTally { files, bytes } = std::mem::take(self);
+        (files > 0).then_some(Event::Scanned { files, bytes })
+    }
+}
+
 pub(crate) const BINARY_PROBE: usize = 8 * 1024;
 
 /// Whether `buf` looks binary: a NUL byte in its first 8 KiB.

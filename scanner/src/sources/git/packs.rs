@@ -44,7 +44,7 @@ use super::plumbing::{loose_objects, release_freed_memory, stream, WorkerPanic};
 use super::{HistoryOptions, HistorySummary, Strategy};
 use crate::engine::names::{NameCache, NameFilter};
 use crate::engine::{KeywordHit, RawMatch, Scratch};
-use crate::sources::{archive, archive_format, Event, SkipReason};
+use crate::sources::{archive, archive_format, Event, ScannedTally, SkipReason};
 use crate::Engine;
 
 /// Whether every object of the repository lives in its own packs and loose
@@ -72,8 +72,8 @@ struct BlobState {
     matches: Vec<RawMatch>,
     hits: Vec<(ObjectId, Hit)>,
     ids: Vec<ObjectId>,
-    /// `Scanned` events not yet handed to the calling thread.
-    events: Vec<Event>,
+    /// Blobs scanned, not yet reported to the calling thread.
+    scanned: ScannedTally,
     /// The keyword hits of the blob at each level of the decoding path
     /// (`None`: not known, the blob was not scanned), for its deltas.
     levels: Vec<Option<Vec<KeywordHit>>>,
@@ -81,8 +81,8 @@ struct BlobState {
     regions: Vec<Range<usize>>,
 }
 
-/// Scanned events handed over at a time.
-const EVENT_BATCH: usize = 512;
+/// Blobs scanned in a batch reported by one event.
+const SCANNED_BATCH: u64 = 512;
 
 impl BlobState {
     /// Scan a blob read alone.
@@ -165,7 +165,7 @@ impl BlobState {
             self.hits
                 .push((id, Hit::Matches(std::mem::take(&mut self.matches))));
         }
-        self.events.push(Event::scanned(data.len() as u64));
+        self.scanned.count(data.len() as u64);
     }
 }
 
@@ -316,7 +316,7 @@ fn blob_phase(
     let mut retry: Vec<(ObjectId, String)> = Vec::new();
     for (k, layout) in layouts.iter().enumerate() {
         let earlier = &packs[..k];
-        let produce = |tx: crossbeam_channel::Sender<Vec<Event>>| {
+        let produce = |tx: crossbeam_channel::Sender<Event>| {
             layout.traverse(pool, Kind::Blob, BlobState::default, |st, v| {
                 // An object stored twice is scanned from the first pack
                 // (its deltas here then search for keywords in full).
@@ -325,14 +325,16 @@ fn blob_phase(
                     return;
                 }
                 st.scan_visited(engine, &v, opts);
-                if st.events.len() >= EVENT_BATCH {
-                    let _ = tx.send(std::mem::take(&mut st.events));
+                if st.scanned.pending() >= SCANNED_BATCH {
+                    if let Some(ev) = st.scanned.take() {
+                        let _ = tx.send(ev);
+                    }
                 }
             })
         };
-        let done = stream(produce, |batch| batch.into_iter().for_each(&mut *on_event))?;
-        for st in done.states {
-            st.events.into_iter().for_each(&mut *on_event);
+        let done = stream(produce, &mut *on_event)?;
+        for mut st in done.states {
+            st.scanned.take().into_iter().for_each(&mut *on_event);
             known.extend(st.ids);
             hits.extend(st.hits);
         }
@@ -370,7 +372,7 @@ fn blob_phase(
             }
         }
     }
-    one.events.into_iter().for_each(&mut *on_event);
+    one.scanned.take().into_iter().for_each(&mut *on_event);
     known.extend(one.ids);
     hits.extend(one.hits);
     Ok(Stored {
