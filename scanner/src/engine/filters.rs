@@ -550,8 +550,10 @@ fn word_end(name: &[u8], end: usize, kw: &[u8]) -> bool {
 /// number, a quantity, a date or a version (`1515902314887`, `3600s`,
 /// `2024-01-31`, `==4.0.3`, `v1.2.3-rc1`), a path of words
 /// (`config/db/prod.yml`), or the tail of a shell expansion
-/// (`${PW:+has-password}` leaves `+has-password}`).
-pub fn is_not_a_secret_value(v: &[u8]) -> bool {
+/// (`${PW:+has-password}` leaves `+has-password}`). In `code`, also a
+/// name that names a credential (`RealtimeSessionClientSecret`); in a data
+/// format that is the value written.
+pub fn is_not_a_secret_value(v: &[u8], code: bool) -> bool {
     // Escapes that end the value inside a string literal (`...}\n"`) are
     // not part of it.
     let mut v = v;
@@ -578,7 +580,7 @@ pub fn is_not_a_secret_value(v: &[u8]) -> bool {
     if v.last() == Some(&b'{') {
         return true;
     }
-    if is_credential_identifier(v) || is_selector_or_member_assignment(v) {
+    if (code && is_credential_identifier(v)) || is_selector_or_member_assignment(v) {
         return true;
     }
     // Markup the value ran into: a Word document's `admin</w:t><w:br`.
@@ -1105,7 +1107,7 @@ mod tests {
             "same:confirm-password",
             "different:old_password",
         ] {
-            assert!(is_not_a_secret_value(v.as_bytes()), "{v}");
+            assert!(is_not_a_secret_value(v.as_bytes(), true), "{v}");
         }
         for v in [
             "273Du2m2PEr8spNY",
@@ -1136,7 +1138,12 @@ mod tests {
             "admin:Tr0ub4dor",
             "svc:pass-Xq7Lm2",
         ] {
-            assert!(!is_not_a_secret_value(v.as_bytes()), "{v}");
+            assert!(!is_not_a_secret_value(v.as_bytes(), true), "{v}");
+        }
+        // A name in code; in a data format, the value written.
+        for v in ["UberSecretPassword", "_X509_SUBJECT_TOKEN_TYPE"] {
+            assert!(is_not_a_secret_value(v.as_bytes(), true), "{v}");
+            assert!(!is_not_a_secret_value(v.as_bytes(), false), "{v}");
         }
     }
 

@@ -986,16 +986,16 @@ impl Engine {
         {
             return self.dropped(rule, Filter::KeywordWord, secret);
         }
-        if (rule.is_generic() || rule.keyword_word) && is_not_a_secret_value(secret) {
-            return self.dropped(rule, Filter::ValueShape, secret);
-        }
-        if (rule.is_generic() || rule.keyword_word)
-            && opens_a_phrase(
+        if rule.is_generic() || rule.keyword_word {
+            if is_not_a_secret_value(secret, !rule.data_format) {
+                return self.dropped(rule, Filter::ValueShape, secret);
+            }
+            if opens_a_phrase(
                 span.start.checked_sub(1).map(|i| hay[i]),
                 &hay[span.end..hay.len().min(span.end + 256)],
-            )
-        {
-            return self.dropped(rule, Filter::Phrase, secret);
+            ) {
+                return self.dropped(rule, Filter::Phrase, secret);
+            }
         }
         if is_mostly_repetition(secret) {
             return self.dropped(rule, Filter::Repetition, secret);

@@ -212,6 +212,7 @@ fn convert(parsed: GlFile, file: &str) -> Result<RuleSet, RuleError> {
             pair: Vec::new(),
             context: false,
             keyword_word: false,
+            data_format: false,
             example_path: None,
             secret_group: gl.secret_group.filter(|&g| g > 0),
             window: None,

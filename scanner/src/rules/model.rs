@@ -131,6 +131,11 @@ pub struct Rule {
     /// find a value by its name.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keyword_word: bool,
+    /// The rule reads a data format (a Terraform file, a `.tfvars`), where
+    /// a quoted value is the text written: one shaped like a name in code
+    /// (`"UberSecretPassword"`) is still a value.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub data_format: bool,
     /// Match keywords with exact case (for short keywords such as `SK`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub case_sensitive_keywords: bool,
