@@ -113,7 +113,7 @@ pub struct IncidentArgs {
 #[derive(Subcommand)]
 pub enum ReportCommand {
     /// Combine keyburn JSON (or JSONL) reports, the shards of a sweep, into
-    /// one: findings deduplicated by fingerprint, repository and commit,
+    /// one: findings deduplicated by fingerprint, repository, commit and line,
     /// stats added up. Exit 0 with no findings, 1 with some, 2 on error.
     Merge(MergeArgs),
 }

@@ -89,14 +89,15 @@ pub fn read(path: &Path) -> Result<ReadReport> {
 }
 
 /// What makes two findings the same one across shard reports.
-fn identity(f: &Value) -> (String, String, String) {
+fn identity(f: &Value) -> (String, String, String, u64) {
     let s = |p: &str| {
         f.pointer(p)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
     };
-    (s("/fingerprint"), s("/repository"), s("/commit/id"))
+    let line = f.get("line").and_then(Value::as_u64).unwrap_or(0);
+    (s("/fingerprint"), s("/repository"), s("/commit/id"), line)
 }
 
 /// The order a scan writes findings in: repository, path, line, column,
@@ -203,17 +204,21 @@ mod tests {
     }
 
     #[test]
-    fn merging_dedupes_by_fingerprint_repository_and_commit() {
-        let f = |fp: &str, repo: &str, commit: &str, path: &str| {
+    fn merging_dedupes_by_fingerprint_repository_commit_and_line() {
+        let f = |fp: &str, repo: &str, commit: &str, line: u64| {
             json!({"rule_id": "r", "fingerprint": fp, "repository": repo,
-                   "commit": {"id": commit}, "path": path, "line": 1, "column": 1})
+                   "commit": {"id": commit}, "path": "a", "line": line, "column": 1})
         };
         let a = report(
-            vec![f("x", "b/repo", "c1", "a"), f("x", "a/repo", "c1", "a")],
+            vec![f("x", "b/repo", "c1", 1), f("x", "a/repo", "c1", 1)],
             json!({"files_scanned": 2, "errors": 0, "rules": 262, "failed_repositories": ["q"]}),
         );
         let b = report(
-            vec![f("x", "a/repo", "c1", "a"), f("x", "a/repo", "c2", "a")],
+            vec![
+                f("x", "a/repo", "c1", 1),
+                f("x", "a/repo", "c2", 1),
+                f("x", "a/repo", "c1", 7),
+            ],
             json!({"files_scanned": 3, "errors": 1, "rules": 262, "repositories": 4}),
         );
         let (findings, stats) = merge_reports(vec![a, b]);
@@ -221,9 +226,10 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("x".into(), "a/repo".into(), "c1".into()),
-                ("x".into(), "a/repo".into(), "c2".into()),
-                ("x".into(), "b/repo".into(), "c1".into()),
+                ("x".into(), "a/repo".into(), "c1".into(), 1),
+                ("x".into(), "a/repo".into(), "c2".into(), 1),
+                ("x".into(), "a/repo".into(), "c1".into(), 7),
+                ("x".into(), "b/repo".into(), "c1".into(), 1),
             ]
         );
         assert_eq!(stats["files_scanned"], 5);

@@ -163,6 +163,25 @@ fn fingerprints_are_stable_across_runs_and_line_moves() {
 }
 
 #[test]
+fn a_secret_on_several_lines_is_reported_on_each_with_one_fingerprint() {
+    let dir = TempDir::new().unwrap();
+    // Twice on line 1 (one place), then on lines 3 and 4.
+    let key = aws_key_id();
+    write(
+        dir.path(),
+        "k.txt",
+        format!("{key} {key}\n\nid = {key}\nagain: {key}\n"),
+    );
+    let doc = json_findings(dir.path(), &[]);
+    let found = doc["findings"].as_array().unwrap();
+    let lines: Vec<_> = found.iter().map(|f| f["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [1, 3, 4]);
+    assert!(found
+        .iter()
+        .all(|f| f["fingerprint"] == found[0]["fingerprint"]));
+}
+
+#[test]
 fn jsonl_writes_one_finding_per_line() {
     let dir = TempDir::new().unwrap();
     write(dir.path(), "a.txt", format!("{}\n", aws_key_id()));

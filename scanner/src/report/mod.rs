@@ -83,8 +83,10 @@ pub struct Report {
 
 impl Report {
     /// Sort findings by path, position and rule, and keep one finding per
-    /// fingerprint (the same secret, path and rule) and commit, the first in
-    /// the file.
+    /// fingerprint (the same secret, path and rule), commit and line: a
+    /// secret written on three lines of a file is three places to clean,
+    /// while the same secret found twice on one line (as written and
+    /// decoded) is one.
     pub fn finish(&mut self) {
         self.findings.sort_by(|a, b| {
             (
@@ -105,7 +107,12 @@ impl Report {
         let mut seen = std::collections::HashSet::new();
         self.findings.retain(|f| {
             let commit = f.commit.as_ref().map(|c| c.id.clone());
-            seen.insert((f.fingerprint.clone(), f.repository.clone(), commit))
+            seen.insert((
+                f.fingerprint.clone(),
+                f.repository.clone(),
+                commit,
+                f.location.line,
+            ))
         });
     }
 
