@@ -735,8 +735,20 @@ fn is_credential_identifier(v: &[u8]) -> bool {
         }
         words.push(&part[start..]);
     }
-    // A one-letter word is one in a constant's name (`X509`) only.
+    // A one-letter word is one in a constant's name (`X509`) only; in a
+    // camelCase name a capital before a word begins an acronym with it
+    // (`OAuthFlowPassword`).
     let constant = !body.iter().any(u8::is_ascii_lowercase);
+    if !constant {
+        let mut k = 0;
+        while k + 1 < words.len() {
+            if words[k].len() == 1 && words[k][0].is_ascii_uppercase() {
+                words.remove(k);
+            } else {
+                k += 1;
+            }
+        }
+    }
     let wordy = |w: &&[u8]| {
         let letters = w.iter().take_while(|b| b.is_ascii_alphabetic()).count();
         (letters > 1 || (constant && letters == 1))
@@ -1083,6 +1095,7 @@ mod tests {
             "_AzureTokenProviderT",
             "_api_key_explicitly_provided",
             "_X509_SUBJECT_TOKEN_TYPE",
+            "OAuthFlowPassword",
             "$dbPassword",
             "eyJhbGciOiJSUzI1NiJ9.{",
             ".basic_auth__password",
