@@ -131,8 +131,8 @@ pub struct Rule {
     /// find a value by its name.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keyword_word: bool,
-    /// The rule reads a data format (a Terraform file, a `.tfvars`), where
-    /// a quoted value is the text written: one shaped like a name in code
+    /// The rule reads a data format (Terraform's HCL), where a quoted
+    /// value is the text written: one shaped like a name in code
     /// (`"UberSecretPassword"`) is still a value.
     #[serde(default, skip_serializing_if = "is_false")]
     pub data_format: bool,
