@@ -164,6 +164,22 @@ const PASSWORD_WORDS: &[&str] = &[
     "şifre",
 ];
 
+/// A lower-cased word with its trailing blanks and digits cut: `password1 `
+/// reads `password`.
+fn bare_word(lower: &[u8]) -> &[u8] {
+    let word = lower.trim_ascii_end();
+    &word[..word.len() - word.iter().rev().take_while(|b| b.is_ascii_digit()).count()]
+}
+
+/// Whether `secret` is the word "password" itself, in some language, with
+/// digits or not (`Password1`, `contraseña`): the slot's name written in
+/// it, except where a file's format makes it the password (a `.pgpass`).
+pub fn is_password_word(secret: &[u8]) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    let word = bare_word(&lower);
+    PASSWORD_WORDS.iter().any(|w| w.as_bytes() == word)
+}
+
 /// Whether the secret looks like a placeholder: `EXAMPLE` keys, `xxxx`,
 /// `your-token-here`, `${VAR}`, `<TOKEN>`, `****`, `{{ .Values.x }}`, a lone
 /// `$VAR`, or a single repeated character.
@@ -183,12 +199,10 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     {
         return true;
     }
-    let word = lower.trim_ascii_end();
-    let word = &word[..word.len() - word.iter().rev().take_while(|b| b.is_ascii_digit()).count()];
-    if PASSWORD_WORDS
-        .iter()
-        .chain(FILLER_WORDS)
-        .any(|w| w.as_bytes() == word)
+    if is_password_word(secret)
+        || FILLER_WORDS
+            .iter()
+            .any(|w| w.as_bytes() == bare_word(&lower))
     {
         return true;
     }

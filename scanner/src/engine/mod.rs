@@ -40,7 +40,7 @@ use crate::rules::{
 pub use filters::{entropy, entropy_floor, is_placeholder, valid_checksum};
 use filters::{
     is_file_name_stem, is_inside_base64_blob, is_mostly_repetition, is_not_a_secret_value,
-    keyword_is_a_word, opens_a_phrase,
+    is_password_word, keyword_is_a_word, opens_a_phrase,
 };
 
 /// An error building an engine (only user-supplied allow lists can fail here:
@@ -974,7 +974,12 @@ impl Engine {
         if rule.checksum.is_some_and(|k| !valid_checksum(k, secret)) {
             return Verdict::Veto;
         }
-        if rule.placeholder_filter && is_placeholder(secret) {
+        // In a data format the password word is the password written
+        // (`localhost:5432:app:root:password` in a .pgpass).
+        if rule.placeholder_filter
+            && is_placeholder(secret)
+            && !(rule.data_format && is_password_word(secret))
+        {
             return self.dropped(rule, Filter::Placeholder, secret);
         }
         if contains_any_ci(secret, &c.stopwords) || contains_any_ci(secret, &self.global.stopwords)

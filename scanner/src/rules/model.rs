@@ -131,9 +131,10 @@ pub struct Rule {
     /// find a value by its name.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keyword_word: bool,
-    /// The rule reads a data format (Terraform's HCL), where a quoted
-    /// value is the text written: one shaped like a name in code
-    /// (`"UberSecretPassword"`) is still a value.
+    /// The rule reads a data format (Terraform's HCL, a credential file),
+    /// where a value is the text written: one shaped like a name in code
+    /// (`"UberSecretPassword"`), or the word `password` itself, is still
+    /// the value.
     #[serde(default, skip_serializing_if = "is_false")]
     pub data_format: bool,
     /// Match keywords with exact case (for short keywords such as `SK`).
