@@ -34,11 +34,19 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A port free now, for a server started later, taken below the kernel's
+/// ephemeral range (32768 and up): a port from `bind(":0")` is in that
+/// range, where another test's listener or outgoing connection can take it
+/// before the server binds it.
+pub fn free_port() -> u16 {
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    (0..12_000u32)
+        .map(|k| 20_000 + (start.wrapping_add(k) % 12_000) as u16)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
 
 impl TestPostgres {

@@ -726,11 +726,7 @@ impl Drop for Moto {
 }
 
 async fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = keyburn_responder::testdb::free_port();
     let child = std::process::Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
@@ -1048,11 +1044,7 @@ async fn metrics_can_require_a_token_or_live_on_their_own_address() {
     assert!(ok.text().await.unwrap().contains("keyburn_jobs"));
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = keyburn_responder::testdb::free_port();
     let mut cfg = config(dir.path(), &murl, "");
     cfg.server.metrics_listen = Some(format!("127.0.0.1:{port}"));
     let r = start_with(cfg).await;
