@@ -199,10 +199,11 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     {
         return true;
     }
-    if is_password_word(secret)
-        || FILLER_WORDS
-            .iter()
-            .any(|w| w.as_bytes() == bare_word(&lower))
+    let word = bare_word(&lower);
+    if PASSWORD_WORDS
+        .iter()
+        .chain(FILLER_WORDS)
+        .any(|w| w.as_bytes() == word)
     {
         return true;
     }
