@@ -226,6 +226,45 @@ proptest! {
         }
     }
 
+    /// Keyword hits come every one and sorted by start, whatever the
+    /// order stage one meets them in (each keyword is probed at its own
+    /// offset): the history scan moves a delta's hits from its base's by
+    /// binary search.
+    #[test]
+    fn keyword_hits_are_every_occurrence_sorted_by_start(
+        picks in proptest::collection::vec(any::<prop::sample::Index>(), 1..200),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let engine = builtin();
+        let mut keywords: Vec<String> = engine.rules().iter().flat_map(|r| r.keywords.clone()).collect();
+        keywords.sort();
+        keywords.dedup();
+        // Keywords back to back overlap each other's neighbours; a suffix
+        // of one starts a line so probes at every offset happen.
+        let text: String = picks.iter().map(|p| keywords[p.index(keywords.len())].as_str()).collect();
+        let hay = &text.as_bytes()[cut.index(text.len().min(8) + 1).min(text.len())..];
+        let mut hits = Vec::new();
+        engine.keyword_hits(hay, 0..hay.len(), &mut hits);
+        prop_assert!(hits.windows(2).all(|w| w[0].start <= w[1].start), "unsorted: {hits:?}");
+        let lower = &hay.to_ascii_lowercase();
+        let mut expected: Vec<(usize, usize)> = keywords
+            .iter()
+            .flat_map(|k| {
+                let k = k.to_ascii_lowercase().into_bytes();
+                let n = k.len();
+                (0..=lower.len().saturating_sub(k.len()))
+                    .filter(move |&i| lower[i..].starts_with(&k))
+                    .map(move |i| (i, i + n))
+            })
+            .collect();
+        expected.sort();
+        expected.dedup();
+        let mut got: Vec<(usize, usize)> = hits.iter().map(|h| (h.start, h.end)).collect();
+        got.sort();
+        got.dedup();
+        prop_assert_eq!(got, expected);
+    }
+
     /// A rule's example is found wherever it sits in a file: surrounded by
     /// random text on its own line, at any offset.
     #[test]

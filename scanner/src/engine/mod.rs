@@ -571,10 +571,11 @@ impl Engine {
     }
 
     /// Every keyword occurrence lying wholly inside `hay[range]`, with
-    /// offsets into `hay`, appended to `out` (ASCII case-insensitive,
-    /// overlapping occurrences included).
+    /// offsets into `hay`, appended to `out` sorted by start (ASCII
+    /// case-insensitive, overlapping occurrences included).
     pub fn keyword_hits(&self, hay: &[u8], range: Range<usize>, out: &mut Vec<KeywordHit>) {
         let base = range.start;
+        let from = out.len();
         self.stage_one.keyword_hits(&hay[range], |h| {
             out.push(KeywordHit {
                 pattern: h.pattern,
@@ -582,6 +583,12 @@ impl Engine {
                 end: h.end + base,
             })
         });
+        // Stage one probes each keyword at its own offset, so a keyword
+        // starting later can be met first.
+        let found = &mut out[from..];
+        if !found.is_sorted_by_key(|h| h.start) {
+            found.sort_unstable_by_key(|h| (h.start, h.end, h.pattern));
+        }
     }
 
     /// The longest match worth planning for, in bytes: a rule's longest
