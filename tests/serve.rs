@@ -12,17 +12,10 @@ use keyburn_responder::mock::{
 };
 use keyburn_responder::queue::Queue;
 use keyburn_responder::signature::sign;
+use keyburn_responder::testdb::free_port;
 use serde_json::json;
 
 const SECRET: &str = "process-test-webhook-secret";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Start `keyburn serve` in `dir`, stderr appended to `dir/serve-N.log`.
 fn spawn(dir: &Path, port: u16, mock: &str, config: Option<&Path>, n: usize) -> Child {
