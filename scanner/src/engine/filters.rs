@@ -217,10 +217,25 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
         return true;
     }
+    if is_redaction_marker(secret) {
+        return true;
+    }
     if is_env_reference(secret) {
         return true;
     }
     secret.iter().all(|&b| b == secret[0])
+}
+
+/// A word in square brackets, as scrubbers write what they removed:
+/// Sentry's `[Filtered]`, Rails' `[FILTERED]`, `[REDACTED]`, `[hidden]`.
+/// A token's alphabet has no brackets around letters only.
+fn is_redaction_marker(secret: &[u8]) -> bool {
+    secret.len() > 2
+        && secret.first() == Some(&b'[')
+        && secret.last() == Some(&b']')
+        && secret[1..secret.len() - 1]
+            .iter()
+            .all(|b| b.is_ascii_alphabetic() || b" _-".contains(b))
 }
 
 /// A value that spells out the word it stands for inside a phrase:
@@ -1311,6 +1326,9 @@ mod tests {
             "%25%21%2A%27%28%29%3B%3A%40%26",
             // RFC 6749's example access token.
             "2YotnFZFEjr1zCsicMWpAA",
+            "[Filtered]",
+            "[FILTERED]",
+            "[masked value]",
         ] {
             assert!(is_placeholder(p.as_bytes()), "{p}");
         }
@@ -1323,6 +1341,7 @@ mod tests {
         assert!(is_placeholder(jwt_io.as_bytes()));
         for s in [
             "kQ3vN8sLw2XzR5tYb7Mf",
+            "[Kq9xZ2mPw4]",
             "$apr1$Jd8/a$k2mZ",
             "hunter2!Qx",
             "p%40ss%3Aw0rd-Kq9x",
