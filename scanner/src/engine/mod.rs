@@ -326,6 +326,30 @@ pub struct Scratch {
     matches: Vec<RawMatch>,
     vetoes: Vec<(usize, usize)>,
     stage_one: StageScratch,
+    /// Each rule's regex cache and captures, made on the rule's first
+    /// window and kept: the regex's own pool hands a thread other than its
+    /// first a cache under a lock, on every search.
+    regex: Vec<Option<RegexState>>,
+}
+
+struct RegexState {
+    cache: meta::Cache,
+    caps: Captures,
+}
+
+/// Rule `r`'s [`RegexState`] in `states`, made on first use.
+fn regex_state<'s>(
+    states: &'s mut Vec<Option<RegexState>>,
+    r: usize,
+    c: &CompiledRule,
+) -> &'s mut RegexState {
+    if states.len() <= r {
+        states.resize_with(r + 1, || None);
+    }
+    states[r].get_or_insert_with(|| RegexState {
+        cache: c.regex.create_cache(),
+        caps: c.regex.create_captures(),
+    })
 }
 
 /// What the post-filters decide about a match.
@@ -668,7 +692,7 @@ impl Engine {
         self.scan_plain(hay, hits, scratch, out, &rule_applies, None);
         let whole = 0..hay.len();
         let regions = fresh.unwrap_or(std::slice::from_ref(&whole));
-        self.decode_pass(hay, regions, out, &rule_applies);
+        self.decode_pass(hay, regions, scratch, out, &rule_applies);
     }
 
     /// Decode the encoded runs in `regions` of `hay` and scan what they
@@ -678,6 +702,7 @@ impl Engine {
         &self,
         hay: &[u8],
         regions: &[Range<usize>],
+        scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: &dyn Fn(usize) -> bool,
     ) {
@@ -695,6 +720,7 @@ impl Engine {
             self.decode.depth,
             &mut budget,
             (None, &lent),
+            scratch,
             out,
             rule_applies,
         );
@@ -737,6 +763,7 @@ impl Engine {
         depth: u8,
         budget: &mut usize,
         (outer, lent): (Outer<'_>, &[RawMatch]),
+        scratch: &mut Scratch,
         out: &mut Vec<RawMatch>,
         rule_applies: &dyn Fn(usize) -> bool,
     ) {
@@ -748,7 +775,6 @@ impl Engine {
             return;
         }
         runs.dedup_by(|a, b| a.span == b.span);
-        let mut scratch = Scratch::default();
         let mut found = Vec::new();
         let mut text = Vec::new();
         for d in runs {
@@ -765,7 +791,7 @@ impl Engine {
             let inner = head.len()..head.len() + d.text.len();
             found.clear();
             let around = Some((lent, &span));
-            self.scan_plain(&text, None, &mut scratch, &mut found, rule_applies, around);
+            self.scan_plain(&text, None, scratch, &mut found, rule_applies, around);
             for m in found
                 .drain(..)
                 .filter(|m| m.start < inner.end && inner.start < m.end)
@@ -792,6 +818,7 @@ impl Engine {
                     depth - 1,
                     budget,
                     (Some((&span, &chain)), lent),
+                    scratch,
                     out,
                     rule_applies,
                 );
@@ -815,17 +842,17 @@ impl Engine {
         let mut found = std::mem::take(&mut scratch.matches);
         found.clear();
         scratch.vetoes.clear();
-        let mut current: Option<(u32, Option<Captures>)> = None;
+        let mut current: Option<(u32, Option<&CompiledRule>)> = None;
         for &(r, ws, we) in &windows {
-            if current.as_ref().map(|c| c.0) != Some(r) {
-                let caps = rule_applies(r as usize)
+            if current.map(|c| c.0) != Some(r) {
+                let c = rule_applies(r as usize)
                     .then(|| self.compiled(r as usize))
-                    .flatten()
-                    .map(|c| c.regex.create_captures());
-                current = Some((r, caps));
+                    .flatten();
+                current = Some((r, c));
             }
-            if let Some((_, Some(caps))) = current.as_mut() {
-                self.search_window((r, ws, we), hay, caps, &mut found, &mut scratch.vetoes);
+            if let Some((_, Some(c))) = current {
+                let state = regex_state(&mut scratch.regex, r as usize, c);
+                self.search_window((r, ws, we), hay, state, &mut found, &mut scratch.vetoes);
             }
         }
         scratch.windows = windows;
@@ -854,6 +881,7 @@ impl Engine {
         scratch.last.clear();
         scratch.last.resize(self.rules.len(), u32::MAX);
         let last = &mut scratch.last;
+        let states = &mut scratch.regex;
         let mut on_hit = |pattern: usize, start: usize, end: usize| {
             for (r, exact) in &self.triggers[pattern] {
                 if let Some(exact) = exact {
@@ -864,7 +892,14 @@ impl Engine {
                 let Some(c) = self.compiled(*r as usize) else {
                     continue;
                 };
-                if !c.starts.is_empty() && !starts_a_match(c, hay, start) {
+                if !c.starts.is_empty()
+                    && !starts_a_match(
+                        c,
+                        &mut regex_state(states, *r as usize, c).cache,
+                        hay,
+                        start,
+                    )
+                {
                     continue;
                 }
                 let ws = start.saturating_sub(c.window);
@@ -919,7 +954,7 @@ impl Engine {
         &self,
         (r, ws, we): (u32, usize, usize),
         hay: &[u8],
-        caps: &mut Captures,
+        RegexState { cache, caps }: &mut RegexState,
         out: &mut Vec<RawMatch>,
         vetoes: &mut Vec<(usize, usize)>,
     ) {
@@ -928,7 +963,7 @@ impl Engine {
         let rule = &self.rules[r];
         let mut input = Input::new(hay).range(ws..we);
         loop {
-            c.regex.search_captures(&input, caps);
+            c.regex.search_captures_with(cache, &input, caps);
             let Some(m) = caps.get_match() else { break };
             let span = caps.get_group(c.secret_group).unwrap_or_else(|| m.span());
             if span.start < span.end {
@@ -1186,14 +1221,18 @@ fn line_context<'h>(hay: &'h [u8], span: &Range<usize>) -> (&'h [u8], &'h [u8]) 
 /// a few bytes, before a window is searched around it. A match found in
 /// a window starts at a hit of its own, so no window that could find one
 /// is dropped.
-fn starts_a_match(c: &CompiledRule, hay: &[u8], hit: usize) -> bool {
+fn starts_a_match(c: &CompiledRule, cache: &mut meta::Cache, hay: &[u8], hit: usize) -> bool {
     c.starts.iter().any(|&o| {
         hit >= o
-            && c.regex.is_match(
-                Input::new(hay)
-                    .range(hit - o..)
-                    .anchored(regex_automata::Anchored::Yes),
-            )
+            && c.regex
+                .search_with(
+                    cache,
+                    &Input::new(hay)
+                        .range(hit - o..)
+                        .anchored(regex_automata::Anchored::Yes)
+                        .earliest(true),
+                )
+                .is_some()
     })
 }
 
