@@ -211,7 +211,10 @@ pub fn is_placeholder(secret: &[u8]) -> bool {
     if secret.ends_with(b"...") {
         return true;
     }
-    if spells_out_password(secret, &lower) || names_its_own_slot(&lower) {
+    if spells_out_password(secret, &lower)
+        || names_its_own_slot(&lower)
+        || says_it_is_wrong(secret, &lower)
+    {
         return true;
     }
     if secret.first() == Some(&b'<') && secret.last() == Some(&b'>') {
@@ -268,6 +271,26 @@ fn spells_out_password(secret: &[u8], lower: &[u8]) -> bool {
         .filter(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
         .count();
     phrase || steps >= 3
+}
+
+/// A password a test offers to be refused, and says so: `wrongpass`,
+/// `wrong_password`, `invalidPassword`, `BadPassword1`, `incorrect-pwd`.
+/// The leading word must be a word (`Badger-Pass` is not `bad`).
+/// (`lower` is `secret` lowercased.)
+fn says_it_is_wrong(secret: &[u8], lower: &[u8]) -> bool {
+    const WORDS: [&str; 4] = ["pass", "pwd", "secret", "token"];
+    ["wrong", "bad", "invalid", "incorrect"].iter().any(|w| {
+        let n = w.len();
+        lower.starts_with(w.as_bytes())
+            && secret.get(n).is_some_and(|&b| {
+                !b.is_ascii_alphanumeric()
+                    || b.is_ascii_uppercase()
+                    || WORDS.iter().any(|k| lower[n..].starts_with(k.as_bytes()))
+            })
+            && WORDS
+                .iter()
+                .any(|k| memchr::memmem::find(&lower[n..], k.as_bytes()).is_some())
+    })
 }
 
 /// A lower-case phrase that tells the reader what to put there:
@@ -1329,6 +1352,11 @@ mod tests {
             "[Filtered]",
             "[FILTERED]",
             "[masked value]",
+            "wrongpass",
+            "wrong_password",
+            "invalidPassword",
+            "BadPassword1!",
+            "incorrect-pwd",
         ] {
             assert!(is_placeholder(p.as_bytes()), "{p}");
         }
@@ -1342,6 +1370,8 @@ mod tests {
         for s in [
             "kQ3vN8sLw2XzR5tYb7Mf",
             "[Kq9xZ2mPw4]",
+            "Badger-Pass-2291",
+            "passwrong",
             "$apr1$Jd8/a$k2mZ",
             "hunter2!Qx",
             "p%40ss%3Aw0rd-Kq9x",
