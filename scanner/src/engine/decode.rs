@@ -107,107 +107,155 @@ static B64: [bool; 256] = {
 /// The encoded runs in `hay[range]` (a run may reach outside the range)
 /// whose decoding reads as text, at most `budget` decoded bytes in all.
 ///
-/// Most bytes of a source tree belong to no such run: base64 and hex runs
-/// are looked for a window at a time without branching on each byte, and
-/// escapes with `memchr`.
+/// Most bytes of a source tree belong to no such run. The buffer is read
+/// once, 64 bytes at a time, classified without branching on each byte
+/// (SIMD where the target has it) into three masks: the base64/hex
+/// alphabet, where a run shows as MIN_BASE64 consecutive ones; `=`, the
+/// padding that tells short base64 from a word; and `%`/`\`, where
+/// escapes may start.
 pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mut Vec<Decoded>) {
     let end = range.end.min(hay.len());
     if range.start >= end {
         return;
     }
-    let in_class = |i: usize| B64[hay[i] as usize];
-    // Base64 and hex: 64-byte blocks classified into a mask (SIMD where
-    // the target has it), in which a run shows as MIN_BASE64 consecutive
-    // ones; a run across blocks is seen from the ones trailing the block
-    // before.
-    // A run ends before a byte outside the alphabet, so the search resumes
-    // past each run without finding it again.
+    // `\n` only counts in text that holds a PEM block: looked for once,
+    // when a `\n` is met.
+    let mut pem_found = None;
+    let mut pem = || {
+        *pem_found.get_or_insert_with(|| {
+            memchr::memmem::find(&hay[range.start..end], b"-----BEGIN").is_some()
+        })
+    };
+    // A run across blocks is seen from the ones trailing the block before
+    // (`carry`, which starts with the run the range begins in). A run ends
+    // before a byte outside the alphabet, so the search resumes past each
+    // run without finding it again; `=` and escapes resume past what was
+    // decoded and past the blocks already read (a run across blocks moves
+    // `w` back into the block it ends in, or past bytes that hold neither).
     let mut w = range.start;
-    let mut carry = 0usize;
-    while w < end && *budget > 0 {
+    let mut carry = if B64[hay[w] as usize] {
+        hay[..w]
+            .iter()
+            .rev()
+            .take_while(|&&b| B64[b as usize])
+            .count()
+    } else {
+        0
+    };
+    let (mut eq_from, mut esc_from) = (w, w);
+    'blocks: while w < end && *budget > 0 {
         let block = &hay[w..hay.len().min(w + 64)];
-        let mask = class_mask(block);
-        let lead = (!mask).trailing_zeros() as usize;
-        let found = if carry > 0 && carry + lead.min(block.len()) >= MIN_BASE64 {
-            Some(w - carry)
-        } else {
+        let masks = masks(block);
+        let unread = |from: usize| {
+            let (lo, hi) = (from.saturating_sub(w), end - w);
+            let below_end = if hi >= 64 { !0 } else { (1u64 << hi) - 1 };
+            if lo >= 64 {
+                0
+            } else {
+                below_end & (!0u64 << lo)
+            }
+        };
+        // Short base64 (a password in a Kubernetes Secret's `data:`),
+        // told from a word by its padding. Most `=` in code follow a space
+        // or an operator.
+        let mut eq = masks.eq & unread(eq_from);
+        while eq != 0 && *budget > 0 {
+            let at = w + eq.trailing_zeros() as usize;
+            eq &= eq - 1;
+            if at < eq_from || at == 0 || !B64[hay[at - 1] as usize] {
+                continue;
+            }
+            if let Some(d) = short_base64(hay, at) {
+                *budget = budget.saturating_sub(d.text.len());
+                eq_from = d.span.end;
+                out.push(d);
+            }
+        }
+        // Percent-encoding and backslash escapes.
+        let mut esc = masks.esc & unread(esc_from);
+        while esc != 0 && *budget > 0 {
+            let at = w + esc.trailing_zeros() as usize;
+            esc &= esc - 1;
+            if at < esc_from || !escape_at(hay, at, &mut pem) {
+                continue;
+            }
+            let (s, e) = escaped_run(hay, at);
+            if let Some(d) = unescape(hay, s..e) {
+                *budget = budget.saturating_sub(d.text.len());
+                out.push(d);
+            }
+            esc_from = e.max(at + 1);
+        }
+        eq_from = eq_from.max(w + block.len());
+        esc_from = esc_from.max(w + block.len());
+        // Base64 and hex runs.
+        let mut mask = masks.class;
+        if carry > 0 {
+            let lead = (!mask).trailing_zeros() as usize;
+            if lead == 64 {
+                carry += 64;
+                w += 64;
+                continue;
+            }
+            if carry + lead >= MIN_BASE64 {
+                w = take_run(hay, w - carry..w + lead, budget, out);
+                carry = 0;
+                continue;
+            }
+            mask &= !0u64 << lead;
+            carry = 0;
+        }
+        loop {
             let mut runs = mask;
             let mut shift = 1;
             while shift < MIN_BASE64 as u32 {
                 runs &= runs >> shift;
                 shift *= 2;
             }
-            (runs != 0).then(|| w + runs.trailing_zeros() as usize)
+            if runs == 0 {
+                break;
+            }
+            let p = runs.trailing_zeros() as usize;
+            let ones = (!(mask >> p)).trailing_zeros() as usize;
+            if p + ones == 64 {
+                // The run goes on into the next block.
+                let e = run_end(hay, w + 64);
+                w = take_run(hay, w + p..e, budget, out);
+                continue 'blocks;
+            }
+            let next = take_run(hay, w + p..w + p + ones, budget, out) - w;
+            if *budget == 0 {
+                break 'blocks;
+            }
+            if next >= 64 {
+                w += next;
+                continue 'blocks;
+            }
+            mask &= !0u64 << next;
+        }
+        carry = if block.len() == 64 {
+            mask.leading_ones() as usize
+        } else {
+            0
         };
-        let Some(p) = found else {
-            carry = if mask == u64::MAX {
-                carry + 64
-            } else if block.len() == 64 {
-                mask.leading_ones() as usize
-            } else {
-                0
-            };
-            w += 64;
-            continue;
-        };
-        let mut s = p;
-        while s > 0 && in_class(s - 1) {
-            s -= 1;
-        }
-        let e = run_end(hay, p);
-        let mut pad = e;
-        while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
-            pad += 1;
-        }
-        if let Some(d) = run(hay, s..e, pad) {
-            *budget = budget.saturating_sub(d.text.len());
-            out.push(d);
-        }
-        w = pad;
-        carry = 0;
-    }
-    // Short base64 (a password in a Kubernetes Secret's `data:`) is told
-    // from a word by its padding.
-    let mut i = range.start;
-    while let Some(off) = memchr::memchr(b'=', &hay[i..end]) {
-        if *budget == 0 {
-            break;
-        }
-        let at = i + off;
-        i = at + 1;
-        // Most `=` in code follow a space or an operator.
-        if at == 0 || !B64[hay[at - 1] as usize] {
-            continue;
-        }
-        if let Some(d) = short_base64(hay, at) {
-            *budget = budget.saturating_sub(d.text.len());
-            i = d.span.end;
-            out.push(d);
-        }
-    }
-    // Percent-encoding and backslash escapes.
-    let pem = memchr::memmem::find(&hay[range.start..end], b"-----BEGIN").is_some();
-    let mut i = range.start;
-    while let Some(off) = memchr::memchr2(b'%', b'\\', &hay[i..end]) {
-        if *budget == 0 {
-            break;
-        }
-        let at = i + off;
-        if !escape_at(hay, at, pem) {
-            i = at + 1;
-            continue;
-        }
-        let (s, e) = escaped_run(hay, at);
-        if let Some(d) = unescape(hay, s..e) {
-            *budget = budget.saturating_sub(d.text.len());
-            out.push(d);
-        }
-        i = e.max(at + 1);
-        if i >= end {
-            break;
-        }
+        w += 64;
     }
     out.sort_by_key(|d| d.span.start);
+}
+
+/// Decode the base64/hex run `hay[r]` (with its `=` padding) into `out`
+/// if it reads as text; where the search resumes, past the padding.
+fn take_run(hay: &[u8], r: Range<usize>, budget: &mut usize, out: &mut Vec<Decoded>) -> usize {
+    let e = r.end;
+    let mut pad = e;
+    while pad < hay.len() && pad < e + 2 && hay[pad] == b'=' {
+        pad += 1;
+    }
+    if let Some(d) = run(hay, r, pad) {
+        *budget = budget.saturating_sub(d.text.len());
+        out.push(d);
+    }
+    pad
 }
 
 /// The end of the base64/hex run through `hay[p]`, found 64 bytes at a
@@ -216,7 +264,7 @@ fn run_end(hay: &[u8], p: usize) -> usize {
     let mut e = p;
     loop {
         let block = &hay[e..hay.len().min(e + 64)];
-        let ones = (!class_mask(block)).trailing_zeros() as usize;
+        let ones = (!masks(block).class).trailing_zeros() as usize;
         if ones < block.len() || block.len() < 64 {
             return e + ones.min(block.len());
         }
@@ -260,8 +308,8 @@ fn short_base64(hay: &[u8], at: usize) -> Option<Decoded> {
 }
 
 /// Whether an escape starts at `hay[at]`: `%XX`, `\xXX`, `\uXXXX`, or
-/// `\n` in text that holds a PEM block.
-fn escape_at(hay: &[u8], at: usize, pem: bool) -> bool {
+/// `\n` in text that holds a PEM block (`pem`, asked only then).
+fn escape_at(hay: &[u8], at: usize, pem: &mut impl FnMut() -> bool) -> bool {
     let hex = |r: std::ops::Range<usize>| {
         hay.get(r)
             .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
@@ -270,56 +318,138 @@ fn escape_at(hay: &[u8], at: usize, pem: bool) -> bool {
         (b'%', _) => hex(at + 1..at + 3),
         (_, Some(b'x')) => hex(at + 2..at + 4),
         (_, Some(b'u')) => hex(at + 2..at + 6),
-        (_, Some(b'n')) => pem,
+        (_, Some(b'n')) => pem(),
         _ => false,
     }
 }
 
-/// Bit `k` set when `block[k]` (at most 64 bytes) is in the base64/hex
-/// alphabet: letters, digits, `+`, `/`, `-`, `_`.
-fn class_mask(block: &[u8]) -> u64 {
+/// What each byte of a block (at most 64) may start or continue: bit `k`
+/// of `class` when `block[k]` is in the base64/hex alphabet (letters,
+/// digits, `+`, `/`, `-`, `_`), of `eq` when it is `=`, of `esc` when it
+/// is `%` or `\`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Masks {
+    class: u64,
+    eq: u64,
+    esc: u64,
+}
+
+fn masks(block: &[u8]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     if block.len() == 64 {
-        // SAFETY: SSE2 is part of the x86_64 baseline; the four loads read
-        // the 64 bytes of `block`.
-        return unsafe { sse2::class_mask64(block.as_ptr()) };
+        // SAFETY: the loads read the 64 bytes of `block`; AVX2 is used
+        // only where the CPU has it, SSE2 is part of the x86_64 baseline.
+        return unsafe {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                simd::masks64_avx2(block.as_ptr())
+            } else {
+                simd::masks64_sse2(block.as_ptr())
+            }
+        };
     }
-    let mut mask = 0u64;
+    masks_table(block)
+}
+
+fn masks_table(block: &[u8]) -> Masks {
+    let mut m = Masks {
+        class: 0,
+        eq: 0,
+        esc: 0,
+    };
     for (k, &b) in block.iter().enumerate() {
-        mask |= u64::from(B64[b as usize]) << k;
+        m.class |= u64::from(B64[b as usize]) << k;
+        m.eq |= u64::from(b == b'=') << k;
+        m.esc |= u64::from(b == b'%' || b == b'\\') << k;
     }
-    mask
+    m
 }
 
 #[cfg(target_arch = "x86_64")]
-mod sse2 {
+mod simd {
+    use super::Masks;
     use std::arch::x86_64::*;
 
-    /// `class_mask` of the 64 bytes at `p`, 16 at a time.
+    /// The three byte tests of [`super::masks`] on one vector, in the
+    /// vector width the caller's instructions give: the alphabet (letters
+    /// folded to lower case, digits, four punctuation bytes; "x - lo < n"
+    /// unsigned is a signed compare after a bias), `=`, and `%` or `\`.
+    macro_rules! classify {
+        ($v:expr, $set1:ident, $sub:ident, $xor:ident, $or:ident, $lt:expr, $eq:ident) => {{
+            let v = $v;
+            let within = |lo: u8, n: u8, x| {
+                let biased = $xor($sub(x, $set1(lo as i8)), $set1(-128));
+                $lt(biased, $set1((n as i8).wrapping_sub(-128i8)))
+            };
+            let letter = within(b'a', 26, $or(v, $set1(0x20)));
+            let digit = within(b'0', 10, v);
+            let eq = |c: u8| $eq(v, $set1(c as i8));
+            let punct = $or($or(eq(b'+'), eq(b'/')), $or(eq(b'-'), eq(b'_')));
+            (
+                $or($or(letter, digit), punct),
+                eq(b'='),
+                $or(eq(b'%'), eq(b'\\')),
+            )
+        }};
+    }
+
+    /// `masks` of the 64 bytes at `p`, 16 at a time.
     ///
     /// # Safety
     /// `p` must be valid for reading 64 bytes.
-    pub unsafe fn class_mask64(p: *const u8) -> u64 {
-        let mut mask = 0u64;
+    pub unsafe fn masks64_sse2(p: *const u8) -> Masks {
+        let mut m = Masks {
+            class: 0,
+            eq: 0,
+            esc: 0,
+        };
         for i in 0..4 {
             let v = _mm_loadu_si128(p.add(16 * i) as *const __m128i);
-            // Unsigned "x - lo < n" as a signed compare after a bias.
-            let within = |lo: u8, n: u8, x: __m128i| {
-                let d = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
-                let biased = _mm_xor_si128(d, _mm_set1_epi8(-128));
-                _mm_cmplt_epi8(biased, _mm_set1_epi8((n as i8).wrapping_sub(-128i8)))
-            };
-            let letter = within(b'a', 26, _mm_or_si128(v, _mm_set1_epi8(0x20)));
-            let digit = within(b'0', 10, v);
-            let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
-            let punct = _mm_or_si128(
-                _mm_or_si128(eq(b'+'), eq(b'/')),
-                _mm_or_si128(eq(b'-'), eq(b'_')),
+            let (class, eq, esc) = classify!(
+                v,
+                _mm_set1_epi8,
+                _mm_sub_epi8,
+                _mm_xor_si128,
+                _mm_or_si128,
+                _mm_cmplt_epi8,
+                _mm_cmpeq_epi8
             );
-            let all = _mm_or_si128(_mm_or_si128(letter, digit), punct);
-            mask |= (_mm_movemask_epi8(all) as u16 as u64) << (16 * i);
+            let bits = |x| (_mm_movemask_epi8(x) as u16 as u64) << (16 * i);
+            m.class |= bits(class);
+            m.eq |= bits(eq);
+            m.esc |= bits(esc);
         }
-        mask
+        m
+    }
+
+    /// `masks` of the 64 bytes at `p`, 32 at a time.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 64 bytes, and the CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn masks64_avx2(p: *const u8) -> Masks {
+        let lt = |a, b| _mm256_cmpgt_epi8(b, a);
+        let mut m = Masks {
+            class: 0,
+            eq: 0,
+            esc: 0,
+        };
+        for i in 0..2 {
+            let v = _mm256_loadu_si256(p.add(32 * i) as *const __m256i);
+            let (class, eq, esc) = classify!(
+                v,
+                _mm256_set1_epi8,
+                _mm256_sub_epi8,
+                _mm256_xor_si256,
+                _mm256_or_si256,
+                lt,
+                _mm256_cmpeq_epi8
+            );
+            let bits = |x| (_mm256_movemask_epi8(x) as u32 as u64) << (32 * i);
+            m.class |= bits(class);
+            m.eq |= bits(eq);
+            m.esc |= bits(esc);
+        }
+        m
     }
 }
 
@@ -516,6 +646,7 @@ fn unescape(hay: &[u8], r: Range<usize>) -> Option<Decoded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn decode_all(s: &str) -> Vec<(Encoding, String)> {
         let mut out = Vec::new();
@@ -575,14 +706,23 @@ mod tests {
 
     #[test]
     fn the_simd_and_the_table_classify_alike() {
-        let bytes: Vec<u8> = (0..=255u8).collect();
-        for chunk in bytes.chunks(64) {
-            let mut table = 0u64;
-            for (k, &b) in chunk.iter().enumerate() {
-                table |= u64::from(B64[b as usize]) << k;
+        let bytes: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+        for chunk in bytes.chunks(64).chain(bytes[7..].chunks(64)) {
+            let table = masks_table(chunk);
+            assert_eq!(masks(chunk), table, "{chunk:?}");
+            #[cfg(target_arch = "x86_64")]
+            if chunk.len() == 64 {
+                // SAFETY: 64 readable bytes; AVX2 only where the CPU has it.
+                unsafe {
+                    assert_eq!(simd::masks64_sse2(chunk.as_ptr()), table);
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        assert_eq!(simd::masks64_avx2(chunk.as_ptr()), table);
+                    }
+                }
             }
-            assert_eq!(class_mask(chunk), table, "{chunk:?}");
         }
+        let eq = masks_table(b"a=b%c\\d");
+        assert_eq!((eq.class, eq.eq, eq.esc), (0b101_0101, 0b10, 0b10_1000));
     }
 
     #[test]
@@ -635,6 +775,85 @@ mod tests {
                 proptest::prop_assert_eq!(out.len(), 1);
                 proptest::prop_assert_eq!(&out[0].text, &text);
             }
+        }
+    }
+
+    /// What `decode_runs(hay, from..)` decodes, found one kind at a time
+    /// and a byte at a time: every maximal run of the alphabet that is
+    /// long enough, then each `=` and each `%`/`\\`, as `memchr` finds them.
+    fn decoded_one_kind_at_a_time(hay: &[u8], from: usize) -> Vec<Range<usize>> {
+        let mut spans = Vec::new();
+        let mut budget = usize::MAX;
+        let mut i = 0;
+        while i < hay.len() {
+            let s = i;
+            while i < hay.len() && B64[hay[i] as usize] {
+                i += 1;
+            }
+            if i - s >= MIN_BASE64 && i > from {
+                let mut decoded = Vec::new();
+                take_run(hay, s..i, &mut budget, &mut decoded);
+                spans.extend(decoded.into_iter().map(|d| d.span));
+            }
+            i = i.max(s + 1);
+        }
+        let mut i = from;
+        while let Some(off) = memchr::memchr(b'=', &hay[i..]) {
+            let at = i + off;
+            i = at + 1;
+            if at > 0 && B64[hay[at - 1] as usize] {
+                if let Some(d) = short_base64(hay, at) {
+                    i = d.span.end;
+                    spans.push(d.span);
+                }
+            }
+        }
+        let pem = memchr::memmem::find(&hay[from..], b"-----BEGIN").is_some();
+        let mut i = from;
+        while let Some(off) = memchr::memchr2(b'%', b'\\', &hay[i..]) {
+            let at = i + off;
+            i = at + 1;
+            if escape_at(hay, at, &mut || pem) {
+                let (s, e) = escaped_run(hay, at);
+                spans.extend(unescape(hay, s..e).map(|d| d.span));
+                i = e.max(at + 1);
+            }
+        }
+        spans.sort_by_key(|r| (r.start, r.end));
+        spans
+    }
+
+    proptest::proptest! {
+        /// One pass over block masks decodes what a search for each kind
+        /// on its own decodes: several runs in one block, runs across
+        /// blocks and at their edges, the run the range starts in, short
+        /// padded base64, escapes and a PEM block's `\\n`.
+        #[test]
+        fn block_masks_find_what_each_search_finds(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => "[A-Za-z0-9+/ ]{4,90}".prop_map(|t| encode(t.as_bytes())),
+                    2 => "[a-z_]{1,70}",
+                    1 => "[%][0-9A-F]{2}[a-z]{0,3}",
+                    1 => "[\\\\]x[0-9a-f]{2}",
+                    1 => "[\\\\]u00[4-6][0-9]",
+                    2 => proptest::sample::select(vec![
+                        " ", "=", "==", "\\n", ".", "\t", "\"", "-----BEGIN KEY-----",
+                    ])
+                    .prop_map(str::to_string),
+                ],
+                0..40,
+            ),
+            from in 0usize..400,
+        ) {
+            let hay = parts.concat().into_bytes();
+            let from = from.min(hay.len().saturating_sub(1));
+            let mut out = Vec::new();
+            let mut budget = usize::MAX;
+            decode_runs(&hay, from..hay.len(), &mut budget, &mut out);
+            let mut found: Vec<_> = out.into_iter().map(|d| d.span).collect();
+            found.sort_by_key(|r| (r.start, r.end));
+            proptest::prop_assert_eq!(found, decoded_one_kind_at_a_time(&hay, from));
         }
     }
 
