@@ -531,6 +531,48 @@ impl Engine {
         self.scan_filtered(hay, None, None, scratch, out, |r| self.takes(r, path));
     }
 
+    /// [`Engine::scan_into`] for the file at `path`, noting in `asked`
+    /// each rule the scan asked about whose taking depends on the path (a
+    /// rule limited to some paths, or with paths allowed), with the
+    /// answer. The matches are then those of the same content at any path
+    /// that gets the same answers ([`Engine::answers_alike`]). False when
+    /// a global allow list leaves `path` out, and nothing was scanned.
+    pub fn scan_noting_paths(
+        &self,
+        path: &str,
+        hay: &[u8],
+        scratch: &mut Scratch,
+        out: &mut Vec<RawMatch>,
+        asked: &mut Vec<(usize, bool)>,
+    ) -> bool {
+        asked.clear();
+        if self.path_ignored(path) {
+            return false;
+        }
+        let noted = std::cell::RefCell::new(std::mem::take(asked));
+        self.scan_filtered(hay, None, None, scratch, out, |r| {
+            let takes = self.takes(r, Some(path));
+            let rule = &self.rules[r];
+            if !rule.paths.is_empty() || !rule.allow.paths.is_empty() {
+                noted.borrow_mut().push((r, takes));
+            }
+            takes
+        });
+        *asked = noted.into_inner();
+        asked.sort_unstable();
+        asked.dedup();
+        true
+    }
+
+    /// Whether the file at `path` gets the answers `asked` notes (see
+    /// [`Engine::scan_noting_paths`]).
+    pub fn answers_alike(&self, path: &str, asked: &[(usize, bool)]) -> bool {
+        !self.path_ignored(path)
+            && asked
+                .iter()
+                .all(|&(r, takes)| self.takes(r, Some(path)) == takes)
+    }
+
     /// Scan a git blob found at `paths`: every rule that may take it at one
     /// of them (a rule limited to other paths would compete for bytes with
     /// the rules that count there, and be dropped at every path). Check

@@ -1,7 +1,9 @@
 //! The filesystem source: a parallel directory walk (the `ignore` crate, as in
 //! ripgrep) that reads each regular file into a per-thread buffer and scans
-//! it. Memory is bounded by threads × the largest file accepted; nothing is
-//! buffered across files.
+//! it, or takes the matches of an earlier file with the same bytes (see
+//! [`seen`](super::seen)). Memory is bounded by threads × the largest file
+//! accepted, and the index of content seen; no content is kept across
+//! files.
 
 use std::fs::File;
 use std::io::{Read, Seek};
@@ -10,8 +12,10 @@ use std::sync::Arc;
 
 use ignore::{WalkBuilder, WalkState};
 
+use super::seen::{self, SeenContent, Variant};
 use super::{
-    archive, archive_format, scan_archive, scan_buffer, stream, Event, ScannedTally, SkipReason,
+    archive, archive_format, emit_findings, scan_archive, scan_buffer, stream, Event, ScannedTally,
+    SkipReason,
 };
 use crate::engine::{Engine, Scratch};
 use crate::finding::Finding;
@@ -95,7 +99,7 @@ pub(crate) fn walk_selected(
     // One regular file named on the command line (a hook, an editor on
     // save): scanned on this thread, without starting the walker's.
     if rest.is_empty() && std::fs::symlink_metadata(first).is_ok_and(|m| m.is_file()) {
-        let mut worker = Worker::new(engine, select, opts);
+        let mut worker = Worker::new(engine, select, opts, None);
         let on_event = std::cell::RefCell::new(on_event);
         worker.scan_file(first, &|ev| {
             (on_event.borrow_mut())(ev);
@@ -131,11 +135,13 @@ pub(crate) fn walk_selected(
         builder.add_custom_ignore_filename(".keyburnignore");
     }
     let (tx, rx) = crossbeam_channel::bounded::<Event>(1024);
+    let seen = SeenContent::default();
+    let seen = &seen;
     std::thread::scope(|s| {
         s.spawn(move || {
             builder.build_parallel().run(|| {
                 let mut walker = Walker {
-                    worker: Worker::new(engine, Arc::clone(&select), opts),
+                    worker: Worker::new(engine, Arc::clone(&select), opts, Some(seen)),
                     tx: tx.clone(),
                 };
                 Box::new(move |entry| {
@@ -192,13 +198,23 @@ struct Worker<'a> {
     scratch: Scratch,
     matches: Vec<crate::engine::RawMatch>,
     scanned: ScannedTally,
+    /// The walk's index of content scanned, and what comparing a file
+    /// with an earlier copy and noting path answers need.
+    seen: Option<&'a SeenContent>,
+    block: Vec<u8>,
+    asked: Vec<(usize, bool)>,
 }
 
 /// Files scanned in a batch reported by one event.
 const SCANNED_BATCH: u64 = 64;
 
 impl<'a> Worker<'a> {
-    fn new(engine: &'a Engine, select: Arc<dyn Select>, opts: &WalkOptions) -> Worker<'a> {
+    fn new(
+        engine: &'a Engine,
+        select: Arc<dyn Select>,
+        opts: &WalkOptions,
+        seen: Option<&'a SeenContent>,
+    ) -> Worker<'a> {
         Worker {
             engine,
             select,
@@ -208,6 +224,9 @@ impl<'a> Worker<'a> {
             scratch: Scratch::default(),
             matches: Vec::new(),
             scanned: ScannedTally::default(),
+            seen,
+            block: Vec::new(),
+            asked: Vec::new(),
         }
     }
 
@@ -295,19 +314,52 @@ impl<'a> Worker<'a> {
             return send(Event::Skipped { path: name, reason });
         }
         let mut alive = true;
-        scan_buffer(
-            self.engine,
-            &name,
-            &self.buf,
-            &mut self.scratch,
-            &mut self.matches,
-            |f| alive &= send(Event::Finding(Box::new(f))),
-        );
+        self.scan_content(path, &name, |f| alive &= send(Event::Finding(Box::new(f))));
         self.scanned.count(self.buf.len() as u64);
         if self.scanned.pending() < SCANNED_BATCH {
             return alive;
         }
         alive && self.scanned.take().is_none_or(send)
+    }
+}
+
+impl Worker<'_> {
+    /// Scan the content of `path` (read into `self.buf`), reported as
+    /// `name`, or take the matches of an earlier file with the same bytes
+    /// whose path gets the same answers from the rules that asked.
+    fn scan_content(&mut self, path: &Path, name: &str, emit: impl FnMut(Finding)) {
+        let engine = self.engine;
+        let Some(seen) = self.seen.filter(|_| self.buf.len() >= seen::MIN_LEN) else {
+            let parts = (&mut self.scratch, &mut self.matches);
+            return scan_buffer(engine, name, &self.buf, parts.0, parts.1, emit);
+        };
+        let key = SeenContent::key(&self.buf);
+        if let Some(known) = seen.get(key) {
+            let same = seen::holds(&known.first, &self.buf, &mut self.block);
+            let alike = known
+                .variants
+                .iter()
+                .find(|v| engine.answers_alike(name, &v.asked));
+            match (same, alike) {
+                (true, Some(v)) => return emit_findings(engine, name, &self.buf, &v.matches, emit),
+                (true, None) => {}
+                // A collision, or the first file changed since.
+                (false, _) => {
+                    let parts = (&mut self.scratch, &mut self.matches);
+                    return scan_buffer(engine, name, &self.buf, parts.0, parts.1, emit);
+                }
+            }
+        }
+        self.matches.clear();
+        let scratch = &mut self.scratch;
+        if engine.scan_noting_paths(name, &self.buf, scratch, &mut self.matches, &mut self.asked) {
+            let variant = Variant {
+                asked: self.asked.clone(),
+                matches: self.matches.clone(),
+            };
+            seen.remember(key, path, variant);
+        }
+        emit_findings(engine, name, &self.buf, &self.matches, emit);
     }
 }
 

@@ -6,6 +6,7 @@
 mod archive;
 pub(crate) mod fs;
 mod git;
+mod seen;
 mod stream;
 
 use std::io::Read;
@@ -191,12 +192,23 @@ pub fn scan_buffer(
     buf: &[u8],
     scratch: &mut Scratch,
     matches: &mut Vec<RawMatch>,
-    mut emit: impl FnMut(Finding),
+    emit: impl FnMut(Finding),
 ) {
     matches.clear();
     engine.scan_into(Some(path), buf, scratch, matches);
+    emit_findings(engine, path, buf, matches, emit);
+}
+
+/// The findings of `matches` in `buf`, the content of `path`.
+pub(crate) fn emit_findings(
+    engine: &Engine,
+    path: &str,
+    buf: &[u8],
+    matches: &[RawMatch],
+    mut emit: impl FnMut(Finding),
+) {
     let mut lines = LineIndex::new();
-    for m in matches.iter() {
+    for m in matches {
         emit(Finding::new(
             &engine.rules()[m.rule],
             path,
