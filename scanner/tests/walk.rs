@@ -7,26 +7,13 @@ use std::path::Path;
 use keyburn_scanner::rules::RuleSet;
 use keyburn_scanner::sources::{self, Event, WalkOptions};
 use keyburn_scanner::EngineBuilder;
+use support::aws_key;
 
-/// A fake AWS access key id, distinct per `n` (base32 alphabet, as AWS
-/// issues them).
-fn aws_key(n: u64) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut x = 0x9E37_79B9u64.wrapping_mul(n + 11) ^ 0x5DEE_CE66D;
-    let tail: String = (0..16)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            A[(x >> 59) as usize] as char
-        })
-        .collect();
-    format!("AKIA{tail}")
-}
+mod support;
 
 /// Source-like text longer than the copies the walk remembers, holding a
 /// key id, a password and (for `.netrc`) a machine line.
-fn content(n: u64) -> String {
+fn content(n: u32) -> String {
     let mut s = String::new();
     for i in 0..120 {
         s.push_str(&format!("value_{i} = compute(value_{}, {i})\n", i / 2));
@@ -81,7 +68,7 @@ fn copies_are_each_reported_and_judged_at_their_own_path() {
         std::fs::create_dir_all(d.join(p).parent().unwrap()).unwrap();
         std::fs::write(d.join(p), &text).unwrap();
     }
-    // A file as long as the others that differs in one byte of its key.
+    // A file as long as the others that differs only in its key.
     let other = content(2);
     assert_eq!(other.len(), text.len());
     std::fs::write(d.join("v3/other.py"), &other).unwrap();
