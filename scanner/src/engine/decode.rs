@@ -166,9 +166,8 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
                 continue;
             }
             if let Some(d) = short_base64(hay, at) {
-                *budget = budget.saturating_sub(d.text.len());
                 eq_from = d.span.end;
-                out.push(d);
+                keep(d, budget, out);
             }
         }
         // Percent-encoding and backslash escapes.
@@ -181,8 +180,7 @@ pub fn decode_runs(hay: &[u8], range: Range<usize>, budget: &mut usize, out: &mu
             }
             let (s, e) = escaped_run(hay, at);
             if let Some(d) = unescape(hay, s..e) {
-                *budget = budget.saturating_sub(d.text.len());
-                out.push(d);
+                keep(d, budget, out);
             }
             esc_from = e.max(at + 1);
         }
@@ -252,10 +250,15 @@ fn take_run(hay: &[u8], r: Range<usize>, budget: &mut usize, out: &mut Vec<Decod
         pad += 1;
     }
     if let Some(d) = run(hay, r, pad) {
-        *budget = budget.saturating_sub(d.text.len());
-        out.push(d);
+        keep(d, budget, out);
     }
     pad
+}
+
+/// Add `d` to `out`, its decoded bytes taken from `budget`.
+fn keep(d: Decoded, budget: &mut usize, out: &mut Vec<Decoded>) {
+    *budget = budget.saturating_sub(d.text.len());
+    out.push(d);
 }
 
 /// The end of the base64/hex run through `hay[p]`, found 64 bytes at a
@@ -327,7 +330,7 @@ fn escape_at(hay: &[u8], at: usize, pem: &mut impl FnMut() -> bool) -> bool {
 /// of `class` when `block[k]` is in the base64/hex alphabet (letters,
 /// digits, `+`, `/`, `-`, `_`), of `eq` when it is `=`, of `esc` when it
 /// is `%` or `\`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Masks {
     class: u64,
     eq: u64,
@@ -351,11 +354,7 @@ fn masks(block: &[u8]) -> Masks {
 }
 
 fn masks_table(block: &[u8]) -> Masks {
-    let mut m = Masks {
-        class: 0,
-        eq: 0,
-        esc: 0,
-    };
+    let mut m = Masks::default();
     for (k, &b) in block.iter().enumerate() {
         m.class |= u64::from(B64[b as usize]) << k;
         m.eq |= u64::from(b == b'=') << k;
@@ -397,11 +396,7 @@ mod simd {
     /// # Safety
     /// `p` must be valid for reading 64 bytes.
     pub unsafe fn masks64_sse2(p: *const u8) -> Masks {
-        let mut m = Masks {
-            class: 0,
-            eq: 0,
-            esc: 0,
-        };
+        let mut m = Masks::default();
         for i in 0..4 {
             let v = _mm_loadu_si128(p.add(16 * i) as *const __m128i);
             let (class, eq, esc) = classify!(
@@ -428,11 +423,7 @@ mod simd {
     #[target_feature(enable = "avx2")]
     pub unsafe fn masks64_avx2(p: *const u8) -> Masks {
         let lt = |a, b| _mm256_cmpgt_epi8(b, a);
-        let mut m = Masks {
-            class: 0,
-            eq: 0,
-            esc: 0,
-        };
+        let mut m = Masks::default();
         for i in 0..2 {
             let v = _mm256_loadu_si256(p.add(32 * i) as *const __m256i);
             let (class, eq, esc) = classify!(

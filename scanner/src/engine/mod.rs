@@ -499,7 +499,7 @@ impl Engine {
     /// take it.
     fn takes(&self, r: usize, path: Option<&str>) -> bool {
         let rule = &self.rules[r];
-        if rule.paths.is_empty() && (path.is_none() || rule.allow.paths.is_empty()) {
+        if !self.judges_paths(r) || (path.is_none() && rule.paths.is_empty()) {
             return true;
         }
         self.path_filters[r]
@@ -552,8 +552,7 @@ impl Engine {
         let noted = std::cell::RefCell::new(std::mem::take(asked));
         self.scan_filtered(hay, None, None, scratch, out, |r| {
             let takes = self.takes(r, Some(path));
-            let rule = &self.rules[r];
-            if !rule.paths.is_empty() || !rule.allow.paths.is_empty() {
+            if self.judges_paths(r) {
                 noted.borrow_mut().push((r, takes));
             }
             takes
@@ -707,6 +706,13 @@ impl Engine {
             .copied()
             .filter(|&r| !self.rules[r].paths.is_empty() && self.takes(r, Some(path)))
             .collect()
+    }
+
+    /// Whether rule `r` takes some paths and not others: it is limited to
+    /// some, or allows some.
+    fn judges_paths(&self, r: usize) -> bool {
+        let rule = &self.rules[r];
+        !rule.paths.is_empty() || !rule.allow.paths.is_empty()
     }
 
     /// Whether matches of rule `rule` count at `path` (global and rule path

@@ -329,27 +329,27 @@ impl Worker<'_> {
     /// whose path gets the same answers from the rules that asked.
     fn scan_content(&mut self, path: &Path, name: &str, emit: impl FnMut(Finding)) {
         let engine = self.engine;
-        let Some(seen) = self.seen.filter(|_| self.buf.len() >= seen::MIN_LEN) else {
-            let parts = (&mut self.scratch, &mut self.matches);
-            return scan_buffer(engine, name, &self.buf, parts.0, parts.1, emit);
-        };
-        let key = SeenContent::key(&self.buf);
-        if let Some(known) = seen.get(key) {
-            let same = seen::holds(&known.first, &self.buf, &mut self.block);
-            let alike = known
+        let mut index = self
+            .seen
+            .filter(|_| self.buf.len() >= seen::MIN_LEN)
+            .map(|seen| (seen, SeenContent::key(&self.buf)));
+        if let Some(known) = index.and_then(|(seen, key)| seen.get(key)) {
+            if !seen::holds(&known.first, &self.buf, &mut self.block) {
+                // A collision, or the first file changed since: scanned,
+                // not remembered.
+                index = None;
+            } else if let Some(v) = known
                 .variants
                 .iter()
-                .find(|v| engine.answers_alike(name, &v.asked));
-            match (same, alike) {
-                (true, Some(v)) => return emit_findings(engine, name, &self.buf, &v.matches, emit),
-                (true, None) => {}
-                // A collision, or the first file changed since.
-                (false, _) => {
-                    let parts = (&mut self.scratch, &mut self.matches);
-                    return scan_buffer(engine, name, &self.buf, parts.0, parts.1, emit);
-                }
+                .find(|v| engine.answers_alike(name, &v.asked))
+            {
+                return emit_findings(engine, name, &self.buf, &v.matches, emit);
             }
         }
+        let Some((seen, key)) = index else {
+            let (scratch, matches) = (&mut self.scratch, &mut self.matches);
+            return scan_buffer(engine, name, &self.buf, scratch, matches, emit);
+        };
         self.matches.clear();
         let scratch = &mut self.scratch;
         if engine.scan_noting_paths(name, &self.buf, scratch, &mut self.matches, &mut self.asked) {
